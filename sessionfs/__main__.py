@@ -1,0 +1,5 @@
+"""``python -m sessionfs``."""
+
+from sessionfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""The ``sessionfs`` command: one subcommand per library call, errors as one line and an exit code.
+
+Exit codes: 0 success, 1 store error (or problems found by ``check``), 2 usage error.
+STORE may be omitted everywhere: it defaults to openclaw's default store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sessionfs import jsonfmt
+from sessionfs.entry import parse_entry
+from sessionfs.errors import SessionfsError, UsageError
+from sessionfs.lock import install_signal_handlers
+from sessionfs.maintenance import check, parse_duration, prune
+from sessionfs.migrate import MigrationReport, migrate, rollback
+from sessionfs.store import Store, locate_store, open_store
+
+__all__ = ["main"]
+
+log = logging.getLogger("sessionfs")
+
+
+def _looks_like_store(arg: str) -> bool:
+    """Whether a leading positional is a STORE (a path that holds a store) rather than a key."""
+    path = Path(arg).expanduser()
+    if path.name in {"sessions.json", "sessions.d"} or arg.endswith((".json", "/")):
+        return True
+    if path.is_dir():
+        return (path / "sessions.json").exists() or (path / "sessions.d").is_dir()
+    return path.is_file()
+
+
+def _split_store(args: argparse.Namespace, positionals: list[str], minimum: int,
+                 maximum: int) -> list[str]:
+    """Peel an optional leading STORE off ``positionals``; the rest are the command's own."""
+    if args.store is None and len(positionals) > minimum and (
+            len(positionals) > maximum or _looks_like_store(positionals[0])):
+        args.store = positionals.pop(0)
+    if not minimum <= len(positionals) <= maximum:
+        raise UsageError(f"{args.command}: expected {args.usage_hint}")
+    return positionals
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    return open_store(args.store, read_only=read_only, lock_timeout=args.lock_timeout)
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(jsonfmt.stringify(value) + "\n")
+
+
+def _iso_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return str(value)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_ls(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    store = _open(args, read_only=True)
+    keys = store.keys()
+    if store.layout == "directory":
+        keys.sort()
+    if not (args.long or args.json):
+        sys.stdout.write("".join(f"{key}\n" for key in keys))
+        return 0
+    from sessionfs import keys as key_codec
+
+    rows = []
+    for key in keys:
+        record = store.read(key)
+        rows.append({"key": key, "updatedAt": record.updated_at, "size": len(record.data),
+                     "name": key_codec.encode(key)})
+    if args.json:
+        _emit_json(rows)
+    else:
+        for row in rows:
+            sys.stdout.write(f"{_iso_ms(row['updatedAt'])}  {row['size']:>9}  {row['name']}\n")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    (key,) = _split_store(args, args.positionals, 1, 1)
+    record = _open(args, read_only=True).read(key)
+    sys.stdout.buffer.write(record.data + b"\n")
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    rest = _split_store(args, args.positionals, 1, 2)
+    key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+    entry = parse_entry(data, key=key)
+    changed = _open(args).put(key, entry)
+    print(f"{'wrote' if changed else 'unchanged'} {key}", file=sys.stderr)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    (key,) = _split_store(args, args.positionals, 1, 1)
+    _open(args).delete(key)
+    print(f"removed {key}", file=sys.stderr)
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    old, new = _split_store(args, args.positionals, 2, 2)
+    _open(args).rename(old, new)
+    print(f"renamed {old} -> {new}", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(label: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total < 500 or (done % 200 and done != total):
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\r{label} [{'#' * filled}{' ' * (width - filled)}] "
+                         f"{done}/{total}{end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _report(args: argparse.Namespace, report: MigrationReport) -> int:
+    if args.json:
+        _emit_json(report.as_dict())
+    else:
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(report.message)
+        if report.changed:
+            print(f"entries: {report.entries}  bytes: {report.bytes}  "
+                  f"seconds: {report.seconds:.2f}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    return _report(args, migrate(args.store, dry_run=args.dry_run,
+                                 progress=_progress_bar("migrating"),
+                                 lock_timeout=args.lock_timeout))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    return _report(args, rollback(args.store, dry_run=args.dry_run,
+                                  progress=_progress_bar("rolling back"),
+                                  lock_timeout=args.lock_timeout))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    if args.older_than is None and args.max_entries is None:
+        raise UsageError("prune: give --older-than and/or --max-entries")
+    older = parse_duration(args.older_than) if args.older_than is not None else None
+    report = prune(_open(args, read_only=args.dry_run), older_than_ms=older,
+                   max_entries=args.max_entries, dry_run=args.dry_run)
+    if args.json:
+        _emit_json({"removed": report.removed, "kept": report.kept, "dryRun": report.dry_run})
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        for key in report.removed:
+            print(f"{verb} {key}")
+        print(f"{verb} {len(report.removed)} sessions, {report.kept} kept", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    location = locate_store(args.store)
+    if location.layout is None:
+        open_store(args.store)  # raises the same clear StoreNotFound as every other command
+    problems = check(location)
+    if args.json:
+        _emit_json([{"kind": p.kind, "path": str(p.path), "detail": p.detail}
+                    for p in problems])
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{location.path}: {len(problems)} problem(s)" if problems
+              else f"{location.path}: ok ({location.layout} store)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str, str]] = {
+    # name: (handler, positionals usage, help, example)
+    "ls": (cmd_ls, "[STORE]", "list session keys",
+           "sessionfs ls -l ~/.openclaw/agents/main/sessions"),
+    "get": (cmd_get, "[STORE] KEY", "print one entry as openclaw writes it",
+            "sessionfs get agent:main:main | jq .updatedAt"),
+    "put": (cmd_put, "[STORE] KEY [FILE|-]", "write one entry (validated) from FILE or stdin",
+            "jq '.label=\"x\"' entry.json | sessionfs put agent:main:main -"),
+    "rm": (cmd_rm, "[STORE] KEY", "delete one session", "sessionfs rm agent:main:cron:14bbd904"),
+    "mv": (cmd_mv, "[STORE] OLD NEW", "rename a session key",
+           "sessionfs mv agent:main:old agent:main:new"),
+    "migrate": (cmd_migrate, "[STORE]", "convert sessions.json into sessions.d (with a backup)",
+                "sessionfs migrate --dry-run ~/.openclaw/agents/main/sessions"),
+    "rollback": (cmd_rollback, "[STORE]", "convert sessions.d back into sessions.json",
+                 "sessionfs rollback ~/.openclaw/agents/main/sessions"),
+    "prune": (cmd_prune, "[STORE]", "remove old or excess sessions with openclaw's rules",
+              "sessionfs prune --older-than 30d --max-entries 500 --dry-run"),
+    "check": (cmd_check, "[STORE]", "report damage, stale locks and orphan files (exit 1 if any)",
+              "sessionfs check ~/.openclaw/agents/main/sessions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionfs", description="openclaw session stores as files: inspect, edit, migrate, "
+        "mount. STORE is a sessions.json, the folder holding it, or a sessions.d folder "
+        "(default: $OPENCLAW_STATE_DIR or ~/.openclaw, agents/main/sessions/sessions.json).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (handler, usage, help_text, example) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  epilog=f"example: {example}")
+        sub.add_argument("positionals", nargs="*", metavar=usage)
+        sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
+        sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="how long to wait for the store lock (default 10)")
+        sub.set_defaults(handler=handler, usage_hint=usage)
+        if name in {"ls", "migrate", "rollback", "prune", "check"}:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in {"migrate", "rollback", "prune"}:
+            sub.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    ls_parser = commands.choices["ls"]
+    ls_parser.add_argument("-l", "--long", action="store_true",
+                           help="show updatedAt, size and the encoded directory name")
+    prune_parser = commands.choices["prune"]
+    prune_parser.add_argument("--older-than", metavar="DURATION",
+                              help="remove sessions idle longer than this (30d, 12h, ...)")
+    prune_parser.add_argument("--max-entries", type=int, metavar="N",
+                              help="keep only the N most recently updated sessions")
+    _add_mount_commands(commands)
+    return parser
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from sessionfs.fs.mount import MountOptions, mount
+
+    rest = _split_store(args, args.positionals, 1, 1)
+    options = MountOptions(foreground=args.foreground, read_only=args.read_only,
+                           migrate=args.migrate, allow_other=args.allow_other,
+                           timeout=args.timeout, fuse_options=args.fuse_options)
+    return mount(args.store, Path(rest[0]), options)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from sessionfs.fs.mount import unmount
+
+    if len(args.positionals) != 1:
+        raise UsageError("umount: expected MOUNTPOINT")
+    unmount(Path(args.positionals[0]))
+    return 0
+
+
+def _add_mount_commands(commands: Any) -> None:
+    sub = commands.add_parser(
+        "mount", help="show the store as a directory tree (one folder per session)",
+        description="Mount STORE at MOUNTPOINT: every session is a folder holding meta.json.",
+        epilog="example: sessionfs mount ~/.openclaw/agents/main/sessions /mnt/sessions")
+    sub.add_argument("positionals", nargs="*", metavar="[STORE] MOUNTPOINT")
+    sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
+    sub.add_argument("-f", "--foreground", action="store_true",
+                     help="stay in the foreground and log rejected writes")
+    sub.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
+    sub.add_argument("--migrate", action="store_true",
+                     help="migrate a legacy store to sessions.d first, then serve it")
+    sub.add_argument("--allow-other", action="store_true", help="let other users in")
+    sub.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+                     help="how long the kernel may cache names and attributes (default 1)")
+    sub.add_argument("-o", dest="fuse_options", default="", metavar="FUSE_OPTIONS",
+                     help="extra FUSE mount options, comma-separated")
+    sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT", lock_timeout=10.0)
+    sub = commands.add_parser("umount", help="unmount (also a mount whose daemon died)",
+                              epilog="example: sessionfs umount /mnt/sessions")
+    sub.add_argument("positionals", nargs="*", metavar="MOUNTPOINT")
+    sub.set_defaults(handler=cmd_umount, usage_hint="MOUNTPOINT", store=None, lock_timeout=10.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="sessionfs: %(message)s")
+    install_signal_handlers()
+    try:
+        return args.handler(args)
+    except SessionfsError as exc:
+        print(f"sessionfs: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -1,0 +1,81 @@
+"""What counts as a session entry: openclaw's own acceptance rules, checked before every write.
+
+openclaw's newer load paths silently drop an entry whose ``sessionId`` is unsafe and zero a bad
+``updatedAt``; we refuse such writes instead, so nothing the user wrote is dropped later.
+Unknown fields are kept untouched: the field set grows with every openclaw release.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from sessionfs import jsonfmt
+from sessionfs.errors import EntryTooLarge, InvalidEntry
+
+__all__ = [
+    "DEFAULT_MAX_ENTRY_BYTES",
+    "SESSION_ID_PATTERN",
+    "parse_entry",
+    "serialize_entry",
+    "validate_entry",
+]
+
+#: openclaw's SAFE_SESSION_ID_RE, case-insensitive.
+SESSION_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}", re.IGNORECASE)
+DEFAULT_MAX_ENTRY_BYTES = 16 * 1024 * 1024
+
+
+def _describe(value: Any) -> str:
+    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value))
+    return kind or ("a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def validate_entry(entry: Any, *, key: str | None = None) -> None:
+    """Raise InvalidEntry (naming the field) unless ``entry`` is an entry openclaw keeps."""
+    if not isinstance(entry, dict):
+        raise InvalidEntry(f"an entry must be a JSON object, not {_describe(entry)}", key=key)
+    session_id = entry.get("sessionId")
+    if "sessionId" not in entry:
+        raise InvalidEntry("field 'sessionId' is missing", field="sessionId", key=key)
+    if not isinstance(session_id, str):
+        raise InvalidEntry(f"field 'sessionId' must be a string, not {_describe(session_id)}",
+                           field="sessionId", key=key)
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise InvalidEntry(
+            f"field 'sessionId' {session_id[:80]!r} is not a safe session id "
+            "(1-128 characters of a-z 0-9 . _ -, starting with a letter or digit)",
+            field="sessionId", key=key)
+    if "updatedAt" not in entry:
+        raise InvalidEntry("field 'updatedAt' is missing", field="updatedAt", key=key)
+    updated_at = entry["updatedAt"]
+    if isinstance(updated_at, bool) or not isinstance(updated_at, int | float):
+        raise InvalidEntry(
+            f"field 'updatedAt' must be a number (epoch ms), not {_describe(updated_at)}",
+            field="updatedAt", key=key)
+    if isinstance(updated_at, float) and not math.isfinite(updated_at):
+        raise InvalidEntry("field 'updatedAt' must be finite", field="updatedAt", key=key)
+    if updated_at < 0:
+        raise InvalidEntry("field 'updatedAt' must be >= 0", field="updatedAt", key=key)
+
+
+def parse_entry(data: bytes, *, key: str | None = None,
+                max_size: int = DEFAULT_MAX_ENTRY_BYTES) -> dict[str, Any]:
+    """Strictly parse bytes a user offers as an entry, and validate them.
+
+    :raises EntryTooLarge: over ``max_size`` bytes (checked before parsing).
+    :raises InvalidJSON: not strict UTF-8 JSON (duplicate keys, NaN, too deep, ...).
+    :raises InvalidEntry: valid JSON but not an acceptable entry.
+    """
+    if len(data) > max_size:
+        raise EntryTooLarge(f"entry is {len(data)} bytes, over the limit of {max_size} bytes")
+    entry = jsonfmt.parse_document(data)
+    validate_entry(entry, key=key)
+    return entry
+
+
+def serialize_entry(entry: dict[str, Any]) -> bytes:
+    """The bytes openclaw would write for this entry: ``JSON.stringify(entry, null, 2)``."""
+    return jsonfmt.dumps(entry)

@@ -1,0 +1,134 @@
+"""The sessionfs error tree.
+
+Every error carries the errno the filesystem answers with and the exit code the CLI returns,
+so neither layer has to guess: the mount raises ``FuseOSError(err.errno)``, the CLI prints
+``Error: {err}`` and exits with ``err.exit_code``. This module imports nothing from sessionfs.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+__all__ = [
+    "EntryTooLarge",
+    "InvalidEntry",
+    "InvalidJSON",
+    "InvalidKey",
+    "InvalidName",
+    "LockTimeout",
+    "ReadOnlyStore",
+    "SessionExists",
+    "SessionNotFound",
+    "SessionfsError",
+    "StoreCorrupt",
+    "StoreNotFound",
+    "UsageError",
+]
+
+
+class SessionfsError(Exception):
+    """Base of every error sessionfs raises on purpose."""
+
+    errno: int = _errno.EIO
+    exit_code: int = 1
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise repr() their message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class UsageError(SessionfsError, ValueError):
+    """The command line itself is wrong (exit 2)."""
+
+    errno = _errno.EINVAL
+    exit_code = 2
+
+
+class StoreNotFound(SessionfsError, FileNotFoundError):
+    """No store at the given path."""
+
+    errno = _errno.ENOENT
+
+
+class StoreCorrupt(SessionfsError):
+    """The store file or a store entry on disk cannot be read as JSON of the right shape.
+
+    Never treated as an empty store: openclaw users lost whole stores to that.
+    """
+
+    errno = _errno.EIO
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InvalidJSON(SessionfsError, ValueError):
+    """Bytes offered as an entry are not strict JSON (or not UTF-8)."""
+
+    errno = _errno.EINVAL
+
+
+class InvalidEntry(SessionfsError, ValueError):
+    """A JSON value that is not an entry openclaw would accept; ``field`` names the culprit."""
+
+    errno = _errno.EINVAL
+
+    def __init__(self, reason: str, *, field: str | None = None, key: str | None = None) -> None:
+        where = f"session {key!r}: " if key is not None else ""
+        super().__init__(f"{where}{reason}")
+        self.reason = reason
+        self.field = field
+        self.key = key
+
+
+class EntryTooLarge(SessionfsError, ValueError):
+    """An entry over the configured size limit."""
+
+    errno = _errno.EFBIG
+
+
+class InvalidKey(SessionfsError, ValueError):
+    """A session key that cannot be stored (empty, or not valid Unicode text)."""
+
+    errno = _errno.EINVAL
+
+
+class InvalidName(SessionfsError, ValueError):
+    """A directory name that no session key encodes to."""
+
+    errno = _errno.EINVAL
+
+
+class SessionNotFound(SessionfsError, KeyError):
+    """No session under that key."""
+
+    errno = _errno.ENOENT
+
+
+class SessionExists(SessionfsError):
+    """The target key of a create or rename is already a session."""
+
+    errno = _errno.EEXIST
+
+
+class ReadOnlyStore(SessionfsError):
+    """Writes are refused; the message says why (for example: imported into SQLite)."""
+
+    errno = _errno.EROFS
+
+
+class LockTimeout(SessionfsError, TimeoutError):
+    """The store lock stayed held by another live process for the whole timeout."""
+
+    errno = _errno.EBUSY
+
+    def __init__(self, lock_path: object, holder_pid: int | None, waited: float) -> None:
+        holder = f"pid {holder_pid}" if holder_pid is not None else "an unknown process"
+        super().__init__(
+            f"timed out after {waited:.1f}s waiting for the store lock {lock_path} "
+            f"(held by {holder})"
+        )
+        self.lock_path = lock_path
+        self.holder_pid = holder_pid
+        self.waited = waited

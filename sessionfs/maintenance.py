@@ -1,0 +1,179 @@
+"""Store upkeep with openclaw's rules: pruning old or excess sessions, and checking for damage."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sessionfs import jsonfmt
+from sessionfs.entry import validate_entry
+from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
+from sessionfs.lock import read_lock_info
+from sessionfs.migrate import STAGING_PREFIX
+from sessionfs.store import (
+    DirectoryStore,
+    Entry,
+    LegacyStore,
+    Problem,
+    Store,
+    StoreLocation,
+)
+
+__all__ = ["PruneReport", "check", "parse_duration", "plan_prune", "prune"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+            "w": 604_800_000, None: 86_400_000}
+_TEMP = re.compile(r".*\.tmp$")
+
+
+def parse_duration(text: str) -> int:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (a bare number means days) → milliseconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise UsageError(f"bad duration {text!r}: use a number with ms, s, m, h, d or w (30d)")
+    return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
+
+
+def _updated_at(entry: Entry) -> float | None:
+    value = entry.get("updatedAt")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+@dataclass
+class PruneReport:
+    removed: list[str] = field(default_factory=list)
+    kept: int = 0
+    dry_run: bool = False
+
+
+def plan_prune(entries: dict[str, Entry], *, older_than_ms: int | None = None,
+               max_entries: int | None = None, now_ms: int | None = None) -> list[str]:
+    """Keys openclaw's maintenance would remove.
+
+    ``older_than``: entries whose updatedAt is before the cutoff (entries without it are kept).
+    ``max_entries``: keep the newest by updatedAt; entries without updatedAt go first.
+    """
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    doomed: set[str] = set()
+    if older_than_ms is not None:
+        cutoff = now_ms - older_than_ms
+        doomed.update(key for key, entry in entries.items()
+                      if (stamp := _updated_at(entry)) is not None and stamp < cutoff)
+    if max_entries is not None:
+        survivors = [key for key in entries if key not in doomed]
+        excess = len(survivors) - max_entries
+        if excess > 0:
+            def age_rank(key: str) -> tuple[bool, float]:
+                stamp = _updated_at(entries[key])
+                return (stamp is not None, stamp if stamp is not None else 0.0)
+            doomed.update(sorted(survivors, key=age_rank)[:excess])
+    return [key for key in entries if key in doomed]
+
+
+def prune(store: Store, *, older_than_ms: int | None = None, max_entries: int | None = None,
+          dry_run: bool = False, now_ms: int | None = None) -> PruneReport:
+    """Remove what ``plan_prune`` names, in one locked bulk update (or only report it)."""
+    if max_entries is not None and max_entries < 0:
+        raise UsageError("--max-entries must be >= 0")
+    report = PruneReport(dry_run=dry_run)
+    if dry_run:
+        entries = store.load()
+        report.removed = plan_prune(entries, older_than_ms=older_than_ms,
+                                    max_entries=max_entries, now_ms=now_ms)
+        report.kept = len(entries) - len(report.removed)
+        return report
+
+    def mutate(entries: dict[str, Entry]) -> None:
+        report.removed = plan_prune(entries, older_than_ms=older_than_ms,
+                                    max_entries=max_entries, now_ms=now_ms)
+        for key in report.removed:
+            del entries[key]
+        report.kept = len(entries)
+
+    store.update(mutate)
+    return report
+
+
+def _folder_problems(location: StoreLocation) -> Iterator[Problem]:
+    """Things around either layout: stale locks, orphan temp files, leftover staging folders."""
+    info = read_lock_info(location.lock_path)
+    if info is not None and info.stale:
+        yield Problem("stale lock", location.lock_path, info.reason)
+    for item in sorted(location.folder.iterdir()):
+        if item.name.startswith(location.legacy_path.name + ".") and _TEMP.match(item.name):
+            yield Problem("orphan temp file", item, "left by an interrupted store write")
+        elif item.name.startswith(STAGING_PREFIX):
+            yield Problem("leftover staging folder", item,
+                          "an interrupted migration; the next 'sessionfs migrate' removes it")
+
+
+def _entry_problems(store: Store, path_of: dict[str, Path] | None = None) -> Iterator[Problem]:
+    for key in store.keys():
+        try:
+            entry = store.get(key)
+            validate_entry(entry, key=key)
+        except InvalidEntry as exc:
+            where = (path_of or {}).get(key, store.path)
+            yield Problem("invalid entry", where, str(exc))
+        except SessionfsError:
+            continue  # reported by the layout's own scan
+
+
+def check(location: StoreLocation) -> list[Problem]:
+    """Every problem ``sessionfs check`` reports; empty when the store is healthy."""
+    problems: list[Problem] = list(_folder_problems(location))
+    if location.layout == "legacy":
+        store = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+        try:
+            store.load()
+        except SessionfsError as exc:
+            return [*problems, Problem("unreadable store", location.legacy_path, str(exc))]
+        problems.extend(_entry_problems(store))
+    elif location.layout == "directory":
+        directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+        problems.extend(directory.problems())
+        problems.extend(_entry_problems(
+            directory, {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}))
+        problems.extend(_reappeared_legacy(location, directory))
+    return problems
+
+
+def _reappeared_legacy(location: StoreLocation, directory: DirectoryStore) -> Iterator[Problem]:
+    """A sessions.json beside sessions.d: a legacy-era gateway still writing the old file."""
+    if not location.legacy_path.exists():
+        return
+    legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+    try:
+        differing = differing_entries(legacy, directory)
+    except SessionfsError as exc:
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      f"unreadable: {exc}")
+        return
+    if differing:
+        shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      f"{len(differing)} sessions differ from sessions.d ({shown}); "
+                      "run 'sessionfs merge' to fold them in")
+    else:
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      "holds the same sessions as sessions.d; 'sessionfs merge' moves it aside")
+
+
+def differing_entries(legacy: LegacyStore, directory: DirectoryStore) -> list[str]:
+    """Keys of the legacy file whose entry is missing from, or differs from, sessions.d."""
+    differing = []
+    for key in legacy.keys():
+        try:
+            mine = jsonfmt.dumps(directory.read(key).entry)
+        except SessionfsError:
+            differing.append(key)
+            continue
+        if legacy.read(key).data != mine:
+            differing.append(key)
+    return differing

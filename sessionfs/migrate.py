@@ -1,0 +1,273 @@
+"""Moving a store between layouts without a moment where a crash could lose a session.
+
+Migration (legacy → directory) writes every entry into a staging folder beside the store,
+reads every one back, syncs, renames the staging folder to ``sessions.d`` (the single step that
+switches layouts) and only then renames ``sessions.json`` to the seed's backup name. A crash
+before the switch leaves the intact legacy store plus a staging folder the next run removes;
+after it, a complete directory store (and, until the backup rename, a ``sessions.json`` equal to
+it, which the next run moves aside).
+
+Rollback (directory → legacy) writes ``sessions.json`` atomically while ``sessions.d`` is still
+the live store, then renames ``sessions.d`` aside: again one rename switches layouts. The key
+order recorded at migration time makes migrate-then-rollback of an untouched store give back
+the original file byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sessionfs import jsonfmt, keys
+from sessionfs.atomic import atomic_write, fsync_dir, make_dir
+from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreCorrupt, StoreNotFound
+from sessionfs.lock import StoreLock
+from sessionfs.store import (
+    DirectoryStore,
+    LegacyStore,
+    StoreLocation,
+    locate_store,
+    sqlite_generation_db,
+)
+from sessionfs.store.directory import META_FILE
+from sessionfs.store.legacy import assemble, indent_member
+
+__all__ = [
+    "BACKUP_INFIX",
+    "ORDER_FILE",
+    "STAGING_PREFIX",
+    "MigrationReport",
+    "Progress",
+    "migrate",
+    "rollback",
+]
+
+STAGING_PREFIX = "sessions.d.staging-"
+ROLLED_BACK_PREFIX = "sessions.d.rolled-back."
+BACKUP_INFIX = ".pre-directory-migration."
+#: Inside sessions.d: the legacy key order, so rollback can restore it. No key encodes to '.*'.
+ORDER_FILE = ".sessionfs-order.json"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class MigrationReport:
+    """What a migrate or rollback did (or, with dry_run, would do)."""
+
+    action: str
+    message: str
+    entries: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    changed: bool = False
+    backup: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"action": self.action, "message": self.message, "entries": self.entries,
+                "bytes": self.bytes, "seconds": round(self.seconds, 3), "changed": self.changed,
+                "backup": str(self.backup) if self.backup else None, "warnings": self.warnings}
+
+
+def _guard_writable(location: StoreLocation) -> None:
+    sqlite_db = sqlite_generation_db(location.folder)
+    if sqlite_db is not None:
+        raise ReadOnlyStore(
+            f"{location.folder}: openclaw has imported this store into SQLite ({sqlite_db}); "
+            "sessionfs does not rewrite it")
+
+
+def _remove_staging(folder: Path) -> list[Path]:
+    removed = []
+    for item in folder.iterdir():
+        if item.name.startswith(STAGING_PREFIX) and item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+            removed.append(item)
+    return removed
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _backup_path(location: StoreLocation) -> Path:
+    return location.folder / f"{location.legacy_path.name}{BACKUP_INFIX}{_now_ms()}"
+
+
+def _same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
+    legacy_keys = legacy.keys()
+    if set(legacy_keys) != set(directory.keys()):
+        return False
+    return all(legacy.read(key).data == jsonfmt.dumps(directory.read(key).entry)
+               for key in legacy_keys)
+
+
+def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Progress | None
+                   ) -> None:
+    make_dir(staging)
+    total = len(entries)
+    for number, (key, data) in enumerate(entries, 1):
+        entry_dir = staging / keys.encode(key)
+        make_dir(entry_dir)
+        if keys.is_hashed(entry_dir.name):
+            atomic_write(entry_dir / keys.KEY_FILE, key.encode("utf-8"), durable=False)
+        atomic_write(entry_dir / META_FILE, data, durable=False)
+        if progress is not None:
+            progress(number, total)
+    atomic_write(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]),
+                 durable=False)
+
+
+def _verify_staging(staging: Path, entries: list[tuple[str, bytes]], lock_path: Path) -> None:
+    staged = DirectoryStore(staging, lock_path=lock_path)
+    if len(staged.keys()) != len(entries):
+        raise StoreCorrupt(staging, f"staged {len(staged.keys())} sessions, expected "
+                           f"{len(entries)}; the legacy store is untouched")
+    for key, data in entries:
+        if staged.read(key).data != data:
+            raise StoreCorrupt(staging / keys.encode(key), "read back differently than written; "
+                               "the legacy store is untouched")
+
+
+def migrate(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
+            progress: Progress | None = None, lock_timeout: float = 10.0) -> MigrationReport:
+    """Legacy ``sessions.json`` → ``sessions.d``, under the store lock. Idempotent."""
+    started = time.monotonic()
+    location = locate_store(path)
+    if location.layout is None:
+        raise StoreNotFound(f"{location.legacy_path}: no session store here")
+    _guard_writable(location)
+    with StoreLock(location.lock_path, timeout=lock_timeout):
+        if location.layout == "directory":
+            return _finish_or_report_migrated(location, dry_run)
+        legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+        entries = [(key, legacy.read(key).data) for key in legacy.keys()]
+        size = sum(len(data) for _, data in entries)
+        report = MigrationReport("migrate", "", entries=len(entries), bytes=size)
+        if dry_run:
+            report.action = "dry-run"
+            report.message = (f"would migrate {len(entries)} sessions ({size} bytes) from "
+                              f"{location.legacy_path} to {location.directory_path} and keep "
+                              f"the original as {location.legacy_path.name}{BACKUP_INFIX}<ms>")
+            report.seconds = time.monotonic() - started
+            return report
+        _remove_staging(location.folder)
+        staging = location.folder / f"{STAGING_PREFIX}{os.getpid()}"
+        try:
+            _write_staging(staging, entries, progress)
+            _verify_staging(staging, entries, location.lock_path)
+            os.sync()  # one filesystem sync instead of an fsync per staged file
+            os.rename(staging, location.directory_path)  # the switch
+        except BaseException:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(staging)
+            raise
+        fsync_dir(location.folder)
+        backup = _backup_path(location)
+        os.rename(location.legacy_path, backup)
+        fsync_dir(location.folder)
+        report.changed = True
+        report.backup = backup
+        report.seconds = time.monotonic() - started
+        report.message = (f"migrated {len(entries)} sessions ({size} bytes) to "
+                          f"{location.directory_path} in {report.seconds:.2f}s; original kept as "
+                          f"{backup.name}")
+        return report
+
+
+def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> MigrationReport:
+    """sessions.d is live. A sessions.json beside it is either our own unfinished backup rename
+    (same entries: finish it) or a file a gateway wrote since (different: leave it for merge)."""
+    if not location.legacy_path.exists():
+        if not dry_run:
+            _remove_staging(location.folder)
+        return MigrationReport("already-migrated",
+                               f"{location.directory_path} is already a directory store; "
+                               "nothing to do")
+    legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+    try:
+        same = _same_entries(legacy, directory)
+    except SessionfsError:
+        same = False
+    if not same:
+        return MigrationReport(
+            "already-migrated",
+            f"{location.directory_path} is already a directory store, but "
+            f"{location.legacy_path} exists beside it with different sessions (did a gateway "
+            "write it after the migration?); run 'sessionfs merge' to fold them in")
+    if dry_run:
+        return MigrationReport("dry-run", f"would finish an interrupted migration: move "
+                               f"{location.legacy_path.name} aside as its backup")
+    backup = _backup_path(location)
+    os.rename(location.legacy_path, backup)
+    fsync_dir(location.folder)
+    return MigrationReport("migrate", f"finished an interrupted migration; original kept as "
+                           f"{backup.name}", changed=True, backup=backup)
+
+
+def _rollback_order(directory: DirectoryStore) -> list[str]:
+    present = directory.keys()
+    present_set = set(present)
+    try:
+        recorded = jsonfmt.loads((directory.path / ORDER_FILE).read_bytes())
+    except (OSError, SessionfsError):
+        recorded = []
+    ordered = [key for key in recorded if isinstance(key, str) and key in present_set]
+    seen = set(ordered)
+    return ordered + sorted(key for key in present if key not in seen)
+
+
+def rollback(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
+             progress: Progress | None = None, lock_timeout: float = 10.0) -> MigrationReport:
+    """``sessions.d`` → legacy ``sessions.json``, under the store lock. Idempotent."""
+    started = time.monotonic()
+    location = locate_store(path)
+    if location.layout is None:
+        raise StoreNotFound(f"{location.legacy_path}: no session store here")
+    _guard_writable(location)
+    with StoreLock(location.lock_path, timeout=lock_timeout):
+        if location.layout == "legacy":
+            return MigrationReport("already-legacy", f"{location.legacy_path} is already a "
+                                   "legacy store; nothing to roll back")
+        directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+        broken = [problem for problem in directory.problems()
+                  if problem.kind in {"invalid meta.json", "bad key file", "symlink"}]
+        if broken:
+            raise StoreCorrupt(location.directory_path,
+                               "cannot roll back without losing sessions: "
+                               + "; ".join(str(problem) for problem in broken[:5]))
+        order = _rollback_order(directory)
+        members = []
+        for number, key in enumerate(order, 1):
+            members.append((key, indent_member(jsonfmt.dumps(directory.read(key).entry))))
+            if progress is not None:
+                progress(number, len(order))
+        raw = assemble(members)
+        report = MigrationReport("rollback", "", entries=len(order), bytes=len(raw))
+        if location.legacy_path.exists() and location.legacy_path.read_bytes() != raw:
+            raise StoreCorrupt(location.legacy_path,
+                               "exists beside sessions.d with different content; run "
+                               "'sessionfs merge' first so no session is lost")
+        if dry_run:
+            report.action = "dry-run"
+            report.message = (f"would write {len(order)} sessions ({len(raw)} bytes) to "
+                              f"{location.legacy_path} and move {location.directory_path.name} "
+                              f"aside as {ROLLED_BACK_PREFIX}<ms>")
+            return report
+        atomic_write(location.legacy_path, raw)
+        aside = location.folder / f"{ROLLED_BACK_PREFIX}{_now_ms()}"
+        os.rename(location.directory_path, aside)  # the switch
+        fsync_dir(location.folder)
+        report.changed = True
+        report.backup = aside
+        report.seconds = time.monotonic() - started
+        report.message = (f"rolled back {len(order)} sessions to {location.legacy_path} in "
+                          f"{report.seconds:.2f}s; the directory store is kept as {aside.name}")
+        return report

@@ -1,0 +1,118 @@
+"""What every store layout offers: the per-entry API the CLI and the filesystem are written against.
+
+Entries travel in two forms: the parsed ``dict`` (for code) and ``data``, the entry serialised
+exactly as openclaw does (``JSON.stringify(entry, null, 2)``, UTF-8, no trailing newline), which
+is what ``meta.json`` holds and what the mount shows.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sessionfs.errors import ReadOnlyStore
+
+__all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "Store", "UpdateSummary"]
+
+Entry = dict[str, Any]
+Layout = Literal["legacy", "directory"]
+Mutator = Callable[[dict[str, Entry]], "dict[str, Entry] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    """One session as read from disk: its canonical bytes and when they last changed."""
+
+    key: str
+    data: bytes
+    mtime_ns: int
+    entry: Entry = field(compare=False, repr=False)
+
+    @property
+    def updated_at(self) -> float | None:
+        value = self.entry.get("updatedAt")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return value
+
+
+@dataclass(slots=True)
+class UpdateSummary:
+    """What a bulk ``update`` wrote: keys written (new or changed) and keys deleted."""
+
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.deleted)
+
+
+class Store(abc.ABC):
+    """A session store. Every write validates, takes the gateway's store lock and is atomic."""
+
+    layout: Layout
+    #: The store's main path: ``sessions.json`` (legacy) or ``sessions.d`` (directory).
+    path: Path
+    #: ``sessions.json.lock`` beside the store, shared with the gateway in both layouts.
+    lock_path: Path
+    #: Why writes are refused, or None when the store is writable.
+    read_only_reason: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
+
+    def _require_writable(self) -> None:
+        if self.read_only_reason is not None:
+            raise ReadOnlyStore(f"{self.path}: store is read-only: {self.read_only_reason}")
+
+    # -- reads ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def keys(self) -> list[str]:
+        """Every session key, in store order (legacy) or directory order (directory)."""
+
+    @abc.abstractmethod
+    def read(self, key: str) -> EntryRecord:
+        """One entry. :raises SessionNotFound: no such key. :raises StoreCorrupt: unreadable."""
+
+    def get(self, key: str) -> Entry:
+        """The parsed entry of ``key``."""
+        return self.read(key).entry
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in set(self.keys())
+
+    @abc.abstractmethod
+    def load(self) -> dict[str, Entry]:
+        """The whole mapping, in store order. Skips (directory) or refuses (legacy) bad data."""
+
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        yield from self.load().items()
+
+    @abc.abstractmethod
+    def fingerprint(self) -> object:
+        """A cheap token that changes whenever the store changes (for caches and polling)."""
+
+    # -- writes (each takes the store lock) -------------------------------------------------------
+    @abc.abstractmethod
+    def put(self, key: str, entry: Entry) -> bool:
+        """Validate and write one entry. Returns False when it was already stored as is."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one session. :raises SessionNotFound: no such key."""
+
+    @abc.abstractmethod
+    def rename(self, old: str, new: str) -> None:
+        """Move a session to another key in one step. :raises SessionExists: ``new`` exists."""
+
+    @abc.abstractmethod
+    def update(self, mutator: Mutator) -> UpdateSummary:
+        """Apply ``mutator`` to the whole mapping under the lock; write only what changed.
+
+        The mutator edits the dict in place or returns a new one.
+        """

@@ -1,0 +1,306 @@
+"""The directory store: ``sessions.d/<encoded key>/meta.json``, one small file per session.
+
+Every per-session operation touches only that session's directory, so get, put, delete and
+rename cost the same at 10 sessions and at 100k. Listing reads the directory, not the entries.
+Session directories and ``meta.json`` are opened without following symlinks: a link planted in
+``sessions.d`` never redirects a read or a write outside the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sessionfs import jsonfmt, keys
+from sessionfs.atomic import atomic_write, fsync_dir, make_dir
+from sessionfs.entry import serialize_entry, validate_entry
+from sessionfs.errors import (
+    InvalidJSON,
+    InvalidName,
+    SessionExists,
+    SessionNotFound,
+    StoreCorrupt,
+    StoreNotFound,
+)
+from sessionfs.lock import StoreLock
+from sessionfs.store.base import Entry, EntryRecord, Mutator, Store, UpdateSummary
+
+__all__ = ["META_FILE", "DirectoryStore", "Problem"]
+
+log = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something in the store that is not a readable session (reported by ``check``)."""
+
+    kind: str
+    path: Path
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path}: {self.detail}"
+
+
+def _read_at(dir_fd: int, name: str) -> tuple[bytes, int]:
+    """Bytes and mtime of ``name`` inside an open directory, refusing symlinks."""
+    fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size + 1, 65536)):
+            chunks.append(chunk)
+        return b"".join(chunks), st.st_mtime_ns
+    finally:
+        os.close(fd)
+
+
+class DirectoryStore(Store):
+    """``sessions.d``: per-entry atomic files under the same lock as the legacy store."""
+
+    layout = "directory"
+
+    def __init__(self, root: Path, *, lock_path: Path, read_only_reason: str | None = None,
+                 lock_timeout: float = 10.0) -> None:
+        self.path = Path(root)
+        self.lock_path = lock_path
+        self.read_only_reason = read_only_reason
+        self.lock_timeout = lock_timeout
+
+    def _lock(self) -> StoreLock:
+        return StoreLock(self.lock_path, timeout=self.lock_timeout)
+
+    # -- names -----------------------------------------------------------------------------------
+    def _key_of(self, name: str) -> str | None:
+        """The key a directory entry stands for, or None when it is not a session directory."""
+        if name.startswith("."):
+            return None  # our metadata and temp files; no encoded name starts with '.'
+        try:
+            key = keys.decode(name)
+        except InvalidName:
+            return None
+        if key is not None:
+            return key
+        try:  # hashed long name: the exact key is kept inside
+            data, _ = self._read_file(name, keys.KEY_FILE)
+            key = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return key if keys.matches(name, key) else None
+
+    def _read_file(self, name: str, filename: str) -> tuple[bytes, int]:
+        dir_fd = os.open(self.path / name, _OPEN_DIR)
+        try:
+            return _read_at(dir_fd, filename)
+        finally:
+            os.close(dir_fd)
+
+    def entry_dir(self, key: str) -> Path:
+        return self.path / keys.encode(key)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _scan(self) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.path) as listing:
+                yield from listing
+        except FileNotFoundError:
+            raise StoreNotFound(f"{self.path}: no such session directory") from None
+
+    def keys(self) -> list[str]:
+        found = []
+        for item in self._scan():
+            key = self._key_of(item.name)
+            if key is not None and item.is_dir(follow_symlinks=False):
+                found.append(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            self.read(key)
+        except (SessionNotFound, StoreCorrupt):
+            return False
+        return True
+
+    def read(self, key: str) -> EntryRecord:
+        name = keys.encode(key)
+        try:
+            data, mtime_ns = self._read_file(name, META_FILE)
+            if keys.is_hashed(name):
+                stored_key, _ = self._read_file(name, keys.KEY_FILE)
+                if stored_key.decode("utf-8", "replace") != key:
+                    raise FileNotFoundError
+        except FileNotFoundError:
+            raise SessionNotFound(f"no session {key!r} in {self.path}") from None
+        except NotADirectoryError:
+            raise SessionNotFound(f"no session {key!r} in {self.path}") from None
+        except OSError as exc:  # ELOOP: a symlink where a session should be
+            raise StoreCorrupt(self.path / name, f"cannot read: {exc.strerror}") from exc
+        try:
+            entry = jsonfmt.loads(data)
+        except InvalidJSON as exc:
+            raise StoreCorrupt(self.path / name / META_FILE, f"not valid JSON: {exc}") from exc
+        if not isinstance(entry, dict):
+            raise StoreCorrupt(self.path / name / META_FILE, "not a JSON object")
+        return EntryRecord(key, data, mtime_ns, entry)
+
+    def load(self) -> dict[str, Entry]:
+        """Every readable entry; unreadable ones are skipped with a log line (see ``problems``)."""
+        entries: dict[str, Entry] = {}
+        for key in self.keys():
+            try:
+                entries[key] = self.read(key).entry
+            except (SessionNotFound, StoreCorrupt) as exc:
+                log.warning("skipping %s", exc)
+        return entries
+
+    def fingerprint(self) -> object:
+        """The root's mtime: changes when sessions appear, vanish or are renamed."""
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def problems(self) -> Iterator[Problem]:
+        """Everything in ``sessions.d`` that listing skips: ``check`` reports these."""
+        for item in self._scan():
+            path = Path(item.path)
+            if item.name.startswith("."):
+                if item.name.endswith(".tmp"):
+                    yield Problem("stray temp file", path, "left by an interrupted write")
+                continue
+            if item.is_symlink():
+                yield Problem("symlink", path, "session directories must not be symlinks")
+                continue
+            if not item.is_dir():
+                yield Problem("stray file", path, "not a session directory")
+                continue
+            try:
+                keys.decode(item.name)
+            except InvalidName as exc:
+                yield Problem("bad name", path, f"no session key encodes to it ({exc})")
+                continue
+            key = self._key_of(item.name)
+            if key is None:
+                yield Problem("bad key file", path / keys.KEY_FILE,
+                              "missing or does not match the hashed name")
+                continue
+            for child in os.listdir(path):
+                if child.endswith(".tmp"):
+                    yield Problem("stray temp file", path / child, "left by an interrupted write")
+            try:
+                self.read(key)
+            except SessionNotFound:
+                yield Problem("no meta.json", path, "directory holds no meta.json")
+            except StoreCorrupt as exc:
+                yield Problem("invalid meta.json", path / META_FILE, exc.reason)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _session_dir_for_write(self, key: str) -> Path:
+        directory = self.entry_dir(key)
+        if directory.is_symlink():
+            raise StoreCorrupt(directory, "is a symlink; refusing to write through it")
+        return directory
+
+    def _write_locked(self, key: str, data: bytes) -> bool:
+        directory = self._session_dir_for_write(key)
+        make_dir(self.path)
+        created = not directory.exists()
+        make_dir(directory)
+        if keys.is_hashed(directory.name):
+            key_bytes = key.encode("utf-8")
+            try:
+                current_key, _ = self._read_file(directory.name, keys.KEY_FILE)
+            except FileNotFoundError:
+                current_key = None
+            if current_key != key_bytes:
+                atomic_write(directory / keys.KEY_FILE, key_bytes)
+        if not created:
+            try:
+                current, _ = self._read_file(directory.name, META_FILE)
+            except FileNotFoundError:
+                current = None
+            if current == data:
+                return False
+        atomic_write(directory / META_FILE, data)
+        if created:
+            fsync_dir(self.path)
+        return True
+
+    def put(self, key: str, entry: Entry) -> bool:
+        self._require_writable()
+        validate_entry(entry, key=key)
+        data = serialize_entry(entry)
+        with self._lock():
+            return self._write_locked(key, data)
+
+    def _delete_locked(self, key: str) -> None:
+        directory = self.entry_dir(key)
+        if directory.is_symlink() or not (directory / META_FILE).is_file():
+            raise SessionNotFound(f"no session {key!r} in {self.path}")
+        os.unlink(directory / META_FILE)  # the moment the session is gone
+        fsync_dir(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        fsync_dir(self.path)
+
+    def delete(self, key: str) -> None:
+        self._require_writable()
+        with self._lock():
+            self._delete_locked(key)
+
+    def rename(self, old: str, new: str) -> None:
+        """One ``rename(2)`` of the session directory: never both, never neither."""
+        self._require_writable()
+        with self._lock():
+            source = self.entry_dir(old)
+            if source.is_symlink() or not (source / META_FILE).is_file():
+                raise SessionNotFound(f"no session {old!r} in {self.path}")
+            if old == new:
+                return
+            target = self._session_dir_for_write(new)
+            if (target / META_FILE).exists():
+                raise SessionExists(f"session {new!r} already exists in {self.path}")
+            if target.exists():  # a leftover without meta.json is not a session
+                shutil.rmtree(target)
+            if keys.is_hashed(target.name):
+                atomic_write(source / keys.KEY_FILE, new.encode("utf-8"))
+            os.rename(source, target)
+            if not keys.is_hashed(target.name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target / keys.KEY_FILE)
+            fsync_dir(self.path)
+
+    def update(self, mutator: Mutator) -> UpdateSummary:
+        """Diff-based bulk write, as in the seed: only changed entries are rewritten."""
+        self._require_writable()
+        with self._lock():
+            current = self.load()
+            working = {key: jsonfmt.loads(serialize_entry(entry)) for key, entry in current.items()}
+            result = mutator(working)
+            if result is not None:
+                working = result
+            planned: dict[str, bytes] = {}
+            for key, entry in working.items():
+                data = serialize_entry(entry)
+                if key not in current or serialize_entry(current[key]) != data:
+                    validate_entry(entry, key=key)  # only what we write
+                    planned[key] = data
+            summary = UpdateSummary()
+            for key, data in planned.items():
+                if self._write_locked(key, data):
+                    summary.written.append(key)
+            for key in current:
+                if key not in working:
+                    self._delete_locked(key)
+                    summary.deleted.append(key)
+            return summary
