@@ -13,8 +13,8 @@ produces names that are safe on Linux:
   name is either one literal ``-`` or an even run of ``--`` (one ``:`` each): ``--`` in a name
   always means ``:``;
 * every other byte is ``%XX`` with upper-case hex (``%`` itself is ``%25``, ``~`` is ``%7E``);
-* a leading ``.`` is ``%2E`` (no ``.``, ``..`` or hidden names) and a leading ``-`` is ``%2D``
-  (no name that ``rm *`` would read as an option);
+* a leading ``.`` is ``%2E`` (no ``.``, ``..`` or hidden names), and a leading ``-`` or ``:`` is
+  ``%2D`` or ``%3A``, so no name starts with ``-`` and ``rm *`` never reads one as an option;
 * a name that would be longer than :data:`MAX_NAME_BYTES` becomes
   ``<readable prefix>~<32 hex digits of sha256(key)>``. ``~`` never appears literally in any
   other name, so hashed names are recognisable; their exact key lives in the file
@@ -154,7 +154,7 @@ def _encode_bytes(data: bytes) -> str:
     name = data.decode("latin-1").translate(_BYTE_TABLE)
     if "-" in name:  # neighbours of '-' are still the key's own bytes here: ':' is not yet '--'
         name = _ADJACENT_DASH.sub("%2D", name)
-    if name[0] == "." or name[0] == "-":  # before ':' becomes '--', which must stay '--'
+    if name[0] in ".-:":
         name = f"%{ord(name[0]):02X}{name[1:]}"
     return name.replace(":", "--")
 
@@ -227,6 +227,8 @@ def _parse(part: str, name: str, *, whole: bool) -> str:
         )
     if part[0] == ".":
         _reject(name, "starts with '.' (a leading '.' is written %2E)")
+    if part[0] == "-":
+        _reject(name, "starts with '-' (a leading '-' or ':' is written %2D or %3A)")
     bad = _BAD_ESCAPE.search(part)
     if bad:
         digits = part[bad.start() + 1 : bad.start() + 3]
@@ -262,13 +264,12 @@ def _explain(part: str, canonical: str, key: str) -> str:
         min(len(part), len(canonical)),
     )
     here = part[i : i + 3]
-    if here.startswith("%") and here[1:] == "3A":
-        why = "%3A escapes ':', which is written '--'"
+    if here == "%3A":
+        why = "':' is written '--' (%3A only at the start)"
     elif here.startswith("%") and canonical[i : i + 1] not in ("", "%"):
         why = f"{here} escapes {canonical[i]!r}, which is written literally"
     elif here.startswith("-") and canonical.startswith("%2D", i):
-        where = "at the start" if i == 0 else "next to ':' or '-'"
-        why = f"a literal '-' {where} must be written %2D"
+        why = "a '-' next to ':' or '-' must be written %2D"
     else:
         why = f"not the canonical spelling at offset {i}"
     return f"{why}; key {_shorten(key)} is spelled {_shorten(canonical)}"

@@ -136,7 +136,7 @@ def lock_payload(pid: int, created_at: str, starttime: int | None) -> bytes:
     record: dict[str, object] = {"pid": pid, "createdAt": created_at}
     if starttime is not None:
         record["starttime"] = starttime
-    return json.dumps(record, indent=2).encode() + b"\n"
+    return json.dumps(record, indent=2, ensure_ascii=False).encode()
 
 
 def _proc_stat_fields(pid: int) -> list[str] | None:
@@ -383,7 +383,7 @@ def _remove_stale(path: Path, observed: _Observed) -> bool:
     except FileNotFoundError:
         return True
     except OSError as exc:
-        log.warning("cannot remove stale store lock %s (%s): %s", path, observed.info.reason, exc)
+        log.debug("cannot remove stale store lock %s (%s): %s", path, observed.info.reason, exc)
         return False
     log.warning("removed stale store lock %s: %s", path, observed.info.reason)
     return True
@@ -478,12 +478,15 @@ def install_signal_handlers(
     """Turn the given signals into ``SystemExit(128 + signo)`` so ``finally`` blocks release locks.
 
     Only signals whose disposition is still ``SIG_DFL`` are touched (a handler somebody else
-    installed, or an ignored signal, is left alone). Call it from the main thread. SIGKILL
-    cannot be caught: a lock left by a killed process is reclaimed by the dead-pid rule.
+    installed, or an ignored signal, is left alone). Only the main thread can install handlers;
+    called from another thread it does nothing. SIGKILL cannot be caught: a lock left by a
+    killed process is reclaimed by the dead-pid rule.
 
     :returns: the signals it installed the handler for.
     """
-    installed = []
+    installed: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return installed
     for signo in signals:
         if signal.getsignal(signo) is signal.SIG_DFL:
             signal.signal(signo, _exit_on_signal)

@@ -75,7 +75,10 @@ EXAMPLES = [
     ("a-b", "a-b"),
     ("a-b-c", "a-b-c"),
     ("a:", "a--"),
-    (":a", "--a"),
+    (":a", "%3Aa"),
+    (":", "%3A"),
+    ("::", "%3A--"),
+    (":-a", "%3A%2Da"),
     ("a-", "a-"),
     # leading '.' and '-', '.' and '..'
     (".", "%2E"),
@@ -270,10 +273,7 @@ def test_decode_rejects_damaged_hashed_names(key: str, data: st.DataObject) -> N
     i = data.draw(st.integers(0, len(name) - 1))
     char = data.draw(st.sampled_from("a-%~.:Z0F"))
     damaged = name[:i] + char + name[i + 1 :]
-    only_encodings_accepted(damaged)
-    if damaged != name and not is_hashed(damaged):
-        with pytest.raises(InvalidName):
-            decode(damaged)
+    only_encodings_accepted(damaged)  # rejected, or still a name of some key
 
 
 @given(st.from_regex(keys._FAST_KEY, fullmatch=True))
@@ -305,9 +305,9 @@ def test_length_threshold() -> None:
     hashed = encode("k" * (MAX_NAME_BYTES + 1))
     assert is_hashed(hashed)
     assert len(hashed) == MAX_NAME_BYTES
-    # the threshold is on the name, not the key: 100 colons are 200 bytes, 101 are 202
-    assert encode(":" * 100) == "-" * 200
-    assert is_hashed(encode(":" * 101))
+    # the threshold is on the name, not the key: each ':' takes 2 bytes
+    assert encode("ab" + ":" * 99) == "ab" + "-" * 198
+    assert is_hashed(encode("ab" + ":" * 100))
 
 
 @given(long_key)
@@ -377,9 +377,12 @@ REJECTED = [
     ("a%2db", "lower-case"),
     ("%41", "written literally"),
     ("a%3A", "written '--'"),
+    ("--a", "starts with '-'"),
+    ("----", "starts with '-'"),
     ("a%2Db", "written literally"),
     ("a-%2Db", "must be written %2D"),
-    ("-a", "at the start"),
+    ("a%2D-b", "must be written %2D"),
+    ("-a", "starts with '-'"),
     ("é", "non-ASCII"),
     ("a\u00a0b", "non-ASCII"),
     (".", "starts with '.'"),
