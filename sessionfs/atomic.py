@@ -7,11 +7,14 @@ crash leaves at most a ``*.tmp`` file that ``check`` reports and the next start 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "temp_name"]
+__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "sync_filesystem",
+           "temp_name"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -69,3 +72,17 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(target.parent)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (syncfs): one sync for many freshly written files.
+
+    Falls back to a global sync where syncfs is unavailable.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)

@@ -41,7 +41,7 @@ def _looks_like_store(arg: str) -> bool:
 def _split_store(args: argparse.Namespace, positionals: list[str], minimum: int,
                  maximum: int) -> list[str]:
     """Peel an optional leading STORE off ``positionals``; the rest are the command's own."""
-    if args.store is None and len(positionals) > minimum and (
+    if args.store is None and positionals and (
             len(positionals) > maximum or _looks_like_store(positionals[0])):
         args.store = positionals.pop(0)
     if not minimum <= len(positionals) <= maximum:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sessionfs.atomic import atomic_write, make_dir
+from sessionfs.atomic import atomic_write
 from sessionfs.store.legacy import assemble, indent_member
 
 __all__ = ["demo_key", "generate_entries", "make_entry", "write_legacy_store"]
@@ -89,7 +89,7 @@ def write_legacy_store(folder: Path, entries: dict[str, dict[str, Any]]) -> Path
     """Write ``sessions.json`` into ``folder`` exactly as openclaw would."""
     from sessionfs import jsonfmt
 
-    make_dir(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / "sessions.json"
     atomic_write(path, assemble((key, indent_member(jsonfmt.dumps(entry)))
                                 for key, entry in entries.items()))

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from sessionfs import jsonfmt
-from sessionfs.errors import EntryTooLarge, InvalidEntry
+from sessionfs.errors import EntryTooLarge, InvalidEntry, InvalidJSON
 
 __all__ = [
     "DEFAULT_MAX_ENTRY_BYTES",
@@ -71,7 +71,10 @@ def parse_entry(data: bytes, *, key: str | None = None,
     """
     if len(data) > max_size:
         raise EntryTooLarge(f"entry is {len(data)} bytes, over the limit of {max_size} bytes")
-    entry = jsonfmt.parse_document(data)
+    try:
+        entry = jsonfmt.parse_document(data)
+    except InvalidJSON as exc:
+        raise InvalidJSON(f"not valid JSON: {exc}") from exc
     validate_entry(entry, key=key)
     return entry
 

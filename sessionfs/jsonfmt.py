@@ -150,12 +150,22 @@ _ORJSON_INDENT = _ORJSON_COMPACT | orjson.OPT_INDENT_2
 # A key that is an array index (or a 10-digit number that might be one) in orjson output.
 # Indented: every key starts its own line. Compact: every key follows "{" or ",". A content
 # quote is always escaped (\"), so neither pattern can start inside a string.
-_INDEX_KEY_INDENTED = re.compile(rb'\n *"(?:0|[1-9][0-9]{0,9})": ')
+_INDEX_KEY_INDENTED = re.compile(rb'\n *+"(?:0|[1-9][0-9]{0,9})": ')
 _INDEX_KEY_COMPACT = re.compile(rb'[{,]"(?:0|[1-9][0-9]{0,9})":')
 
-# Walk orjson output token by token, skipping strings, structure and integers of at most 15
-# digits (always exact), stopping at each number that may need JavaScript formatting (floats,
-# long integers) or at the end. All quantifiers are possessive: no backtracking, linear time.
+# Indented output puts every scalar on a line of its own, so a line that ends in a digit
+# (plus an optional ',') ends in a number token, preceded by a space: strings end in '"',
+# literals in letters, containers in brackets. Searched in the REVERSED output, where such a
+# line starts with a literal '\n' that the regex engine finds fast. Only tokens that may need
+# JavaScript formatting match: floats (with '.' or 'e') and integers of 16+ digits; a
+# negative integer matches too and is left as it is.
+_NUMBER_LINE_REVERSED = re.compile(
+    rb"\n,?+([0-9]++(?:[.e+\-][0-9.e+\-]*+|(?<=[0-9]{16})-?+)) "
+)
+
+# Compact output has no such layout: walk it token by token, skipping strings, structure and
+# integers of at most 15 digits (always exact), stopping at each number that may need fixing
+# or at the end. All quantifiers are possessive: no backtracking, linear time.
 _NUMBER_TO_FIX = re.compile(
     rb'(?s)(?:[^"0-9\-]++|"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?[0-9]{1,15}+(?![0-9.eE]))*+'
     rb"(?:(-?[0-9]++(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]++)?+)|\Z)"
@@ -164,7 +174,28 @@ _NUMBER_TO_FIX = re.compile(
 _MAYBE_NUMBER_TO_FIX = re.compile(rb"[0-9](?:[.eE]|[0-9]{15})")
 
 
-def _fix_numbers(out: bytes) -> bytes:
+def _fix_numbers_indented(out: bytes) -> bytes:
+    rev = out[::-1]
+    size = len(out)
+    fixes = []
+    for m in _NUMBER_LINE_REVERSED.finditer(rev):
+        tok = m.group(1)[::-1]
+        new = _js_number_token(tok)
+        if new != tok:
+            fixes.append((size - m.end(1), size - m.start(1), new))
+    if not fixes:
+        return out
+    parts: list[bytes] = []
+    last = 0
+    for start, end, new in reversed(fixes):
+        parts.append(out[last:start])
+        parts.append(new)
+        last = end
+    parts.append(out[last:])
+    return b"".join(parts)
+
+
+def _fix_numbers_compact(out: bytes) -> bytes:
     if _MAYBE_NUMBER_TO_FIX.search(out) is None:
         return out
     parts: list[bytes] = []
@@ -189,13 +220,13 @@ def _fast(value: Any, gap: str) -> bytes | None:
 
     orjson matches JSON.stringify for strings (same escapes: short forms, lowercase \\u00XX,
     raw U+2028/U+007F) and layout (two spaces, ``": "``, empty ``{}``/``[]``). It differs in
-    numbers (fixed by :func:`_fix_numbers`) and key order (array-index keys -> None); lone
+    numbers (fixed by ``_fix_numbers_*``) and key order (array-index keys -> None); lone
     surrogates, ints beyond 64 bits, depth over 254 and foreign types make it raise (-> None).
     """
     if gap == "  ":
-        option, index_key = _ORJSON_INDENT, _INDEX_KEY_INDENTED
+        option, index_key, fix = _ORJSON_INDENT, _INDEX_KEY_INDENTED, _fix_numbers_indented
     elif not gap:
-        option, index_key = _ORJSON_COMPACT, _INDEX_KEY_COMPACT
+        option, index_key, fix = _ORJSON_COMPACT, _INDEX_KEY_COMPACT, _fix_numbers_compact
     else:
         return None
     try:
@@ -204,11 +235,14 @@ def _fast(value: Any, gap: str) -> bytes | None:
         return None
     if index_key.search(out) is not None:
         return None
-    return _fix_numbers(out)
+    return fix(out)
 
 
-def _encode(value: Any, gap: str, level: int, fast: bool = True) -> str:
-    """The pure-Python encoder; with ``fast``, nested containers still try orjson first."""
+_END = object()
+
+
+def _scalar(value: Any) -> str | None:
+    """The JSON text of a scalar, or None for a container."""
     if isinstance(value, str):
         return _encode_basestring(value)
     if value is None:
@@ -221,42 +255,79 @@ def _encode(value: Any, gap: str, level: int, fast: bool = True) -> str:
         return _js_int(value)
     if isinstance(value, float):
         return _js_float(value)
-    if isinstance(value, (dict, list)):
-        if level and fast:
-            out = _fast(value, gap)
-            if out is not None:
-                text = out.decode()
-                return text.replace("\n", "\n" + gap * level) if gap else text
-        return _encode_container(value, gap, level, fast)
-    if isinstance(value, tuple):
-        return _encode_container(list(value), gap, level, fast)
+    if isinstance(value, (dict, list, tuple)):
+        return None
     if isinstance(value, uuid.UUID):
         return f'"{value}"'
     if isinstance(value, enum.Enum):
-        return _encode(value.value, gap, level, fast)
+        return _scalar(value.value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _encode_container(value: dict[Any, Any] | list[Any], gap: str, level: int, fast: bool) -> str:
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = _js_items(value)
-        for key, _ in items:
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, not {type(key).__name__}")
-        sep = ": " if gap else ":"
-        members = [_encode_basestring(k) + sep + _encode(v, gap, level + 1, fast) for k, v in items]
-        open_, close = "{", "}"
-    else:
-        if not value:
-            return "[]"
-        members = [_encode(v, gap, level + 1, fast) for v in value]
-        open_, close = "[", "]"
-    if not gap:
-        return open_ + ",".join(members) + close
-    inner = "\n" + gap * (level + 1)
-    return open_ + inner + ("," + inner).join(members) + "\n" + gap * level + close
+def _encode(value: Any, gap: str, fast: bool = True) -> str:
+    """The pure-Python encoder, iterative so that depth is no problem.
+
+    With ``fast``, nested containers still try orjson first, so only the subtrees orjson
+    cannot do exactly (and their ancestors) are encoded here.
+    """
+    out: list[str] = []
+    emit = out.append
+    sep = ": " if gap else ":"
+    # One frame per open container: [members iterator, is_dict, level of members, first?]
+    stack: list[list[Any]] = []
+    level = 0
+    while True:
+        text = _scalar(value)
+        if text is not None:
+            emit(text)
+        else:
+            while isinstance(value, enum.Enum):  # an enum member holding a container
+                value = value.value
+            if isinstance(value, tuple):
+                value = list(value)
+            fast_out = _fast(value, gap) if level and fast else None
+            if fast_out is not None:
+                text = fast_out.decode()
+                emit(text.replace("\n", "\n" + gap * level) if gap else text)
+            elif isinstance(value, dict):
+                if not value:
+                    emit("{}")
+                else:
+                    items = _js_items(value)
+                    for key, _ in items:
+                        if not isinstance(key, str):
+                            raise TypeError(f"keys must be str, not {type(key).__name__}")
+                    emit("{")
+                    stack.append([iter(items), True, level + 1, True])
+            elif not value:
+                emit("[]")
+            else:
+                emit("[")
+                stack.append([iter(value), False, level + 1, True])
+        # Find the next value to write, closing finished containers.
+        while stack:
+            frame = stack[-1]
+            member = next(frame[0], _END)
+            if member is _END:
+                stack.pop()
+                close = "}" if frame[1] else "]"
+                emit("\n" + gap * (frame[2] - 1) + close if gap else close)
+                continue
+            if frame[3]:
+                frame[3] = False
+            else:
+                emit(",")
+            level = frame[2]
+            if gap:
+                emit("\n" + gap * level)
+            if frame[1]:
+                key, value = member
+                emit(_encode_basestring(key) + sep)
+            else:
+                value = member
+            break
+        else:
+            return "".join(out)
 
 
 def _gap(indent: int | None) -> str:
@@ -279,7 +350,7 @@ def stringify(value: Any, indent: int | None = 2) -> str:
         fast = _fast(value, gap)
         if fast is not None:
             return fast.decode()
-    return _fix_surrogates(_encode(value, gap, 0))
+    return _fix_surrogates(_encode(value, gap))
 
 
 def dumps(value: Any, indent: int | None = 2) -> bytes:
@@ -289,12 +360,12 @@ def dumps(value: Any, indent: int | None = 2) -> bytes:
         fast = _fast(value, gap)
         if fast is not None:
             return fast
-    return _fix_surrogates(_encode(value, gap, 0)).encode()
+    return _fix_surrogates(_encode(value, gap)).encode()
 
 
 def _stringify_pure(value: Any, indent: int | None = 2) -> str:
     """The pure-Python encoder alone (no orjson anywhere); for tests and comparisons."""
-    return _fix_surrogates(_encode(value, _gap(indent), 0, fast=False))
+    return _fix_surrogates(_encode(value, _gap(indent), fast=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessionfs import jsonfmt, keys
-from sessionfs.atomic import atomic_write, fsync_dir, make_dir
+from sessionfs.atomic import atomic_write, fsync_dir, make_dir, sync_filesystem
 from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreCorrupt, StoreNotFound
 from sessionfs.lock import StoreLock
 from sessionfs.store import (
@@ -83,13 +83,28 @@ def _guard_writable(location: StoreLocation) -> None:
             "sessionfs does not rewrite it")
 
 
-def _remove_staging(folder: Path) -> list[Path]:
+def _remove_dead_staging(folder: Path) -> list[Path]:
+    """Remove staging folders left by migrations that died (their pid is gone, or is us)."""
     removed = []
     for item in folder.iterdir():
-        if item.name.startswith(STAGING_PREFIX) and item.is_dir() and not item.is_symlink():
-            shutil.rmtree(item)
-            removed.append(item)
+        if not item.name.startswith(STAGING_PREFIX) or item.is_symlink() or not item.is_dir():
+            continue
+        owner = item.name[len(STAGING_PREFIX):]
+        if owner.isdigit() and int(owner) != os.getpid() and _pid_alive(int(owner)):
+            continue  # a concurrent migration is still staging
+        shutil.rmtree(item)
+        removed.append(item)
     return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _now_ms() -> int:
@@ -135,18 +150,29 @@ def _verify_staging(staging: Path, entries: list[tuple[str, bytes]], lock_path: 
                                "the legacy store is untouched")
 
 
+#: How often a migration or rollback restarts because the store changed while it was staged.
+ATTEMPTS = 3
+
+
 def migrate(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
             progress: Progress | None = None, lock_timeout: float = 10.0) -> MigrationReport:
-    """Legacy ``sessions.json`` → ``sessions.d``, under the store lock. Idempotent."""
+    """Legacy ``sessions.json`` → ``sessions.d``. Idempotent.
+
+    The entries are staged and verified without the store lock (the gateway keeps writing);
+    the lock is taken only to check that ``sessions.json`` is unchanged since it was read and
+    to switch layouts, so it is held for milliseconds, not for the whole copy.
+    """
     started = time.monotonic()
     location = locate_store(path)
     if location.layout is None:
         raise StoreNotFound(f"{location.legacy_path}: no session store here")
     _guard_writable(location)
-    with StoreLock(location.lock_path, timeout=lock_timeout):
-        if location.layout == "directory":
-            return _finish_or_report_migrated(location, dry_run)
+    if location.layout == "directory":
+        with StoreLock(location.lock_path, timeout=lock_timeout):
+            return _finish_or_report_migrated(locate_store(path), dry_run)
+    for _attempt in range(ATTEMPTS):
         legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+        identity = legacy.fingerprint()
         entries = [(key, legacy.read(key).data) for key in legacy.keys()]
         size = sum(len(data) for _, data in entries)
         report = MigrationReport("migrate", "", entries=len(entries), bytes=size)
@@ -157,21 +183,29 @@ def migrate(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False
                               f"the original as {location.legacy_path.name}{BACKUP_INFIX}<ms>")
             report.seconds = time.monotonic() - started
             return report
-        _remove_staging(location.folder)
+        _remove_dead_staging(location.folder)
         staging = location.folder / f"{STAGING_PREFIX}{os.getpid()}"
         try:
             _write_staging(staging, entries, progress)
             _verify_staging(staging, entries, location.lock_path)
-            os.sync()  # one filesystem sync instead of an fsync per staged file
-            os.rename(staging, location.directory_path)  # the switch
+            sync_filesystem(location.folder)  # one sync instead of an fsync per staged file
+            with StoreLock(location.lock_path, timeout=lock_timeout):
+                now = locate_store(path)
+                if now.layout == "directory":  # someone else finished first
+                    shutil.rmtree(staging)
+                    return _finish_or_report_migrated(now, dry_run)
+                if legacy.fingerprint() != identity:
+                    shutil.rmtree(staging)
+                    continue  # the gateway wrote meanwhile: stage again from the new file
+                os.rename(staging, location.directory_path)  # the switch
+                fsync_dir(location.folder)
+                backup = _backup_path(location)
+                os.rename(location.legacy_path, backup)
+                fsync_dir(location.folder)
         except BaseException:
             with contextlib.suppress(OSError):
                 shutil.rmtree(staging)
             raise
-        fsync_dir(location.folder)
-        backup = _backup_path(location)
-        os.rename(location.legacy_path, backup)
-        fsync_dir(location.folder)
         report.changed = True
         report.backup = backup
         report.seconds = time.monotonic() - started
@@ -179,6 +213,8 @@ def migrate(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False
                           f"{location.directory_path} in {report.seconds:.2f}s; original kept as "
                           f"{backup.name}")
         return report
+    raise SessionfsError(f"{location.legacy_path} changed {ATTEMPTS} times while it was being "
+                         "migrated; nothing was changed, try again when the gateway is quieter")
 
 
 def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> MigrationReport:
@@ -186,7 +222,7 @@ def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> Migrat
     (same entries: finish it) or a file a gateway wrote since (different: leave it for merge)."""
     if not location.legacy_path.exists():
         if not dry_run:
-            _remove_staging(location.folder)
+            _remove_dead_staging(location.folder)
         return MigrationReport("already-migrated",
                                f"{location.directory_path} is already a directory store; "
                                "nothing to do")
@@ -224,19 +260,32 @@ def _rollback_order(directory: DirectoryStore) -> list[str]:
     return ordered + sorted(key for key in present if key not in seen)
 
 
+def _directory_state(directory: DirectoryStore) -> dict[str, tuple[int, int, int]]:
+    """(inode, mtime, size) of every meta.json: any write since shows up as a difference."""
+    state = {}
+    for key in directory.keys():
+        try:
+            st = os.stat(directory.entry_dir(key) / META_FILE, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        state[key] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return state
+
+
 def rollback(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
              progress: Progress | None = None, lock_timeout: float = 10.0) -> MigrationReport:
-    """``sessions.d`` → legacy ``sessions.json``, under the store lock. Idempotent."""
+    """``sessions.d`` → legacy ``sessions.json``. Idempotent; the lock is held only to switch."""
     started = time.monotonic()
     location = locate_store(path)
     if location.layout is None:
         raise StoreNotFound(f"{location.legacy_path}: no session store here")
     _guard_writable(location)
-    with StoreLock(location.lock_path, timeout=lock_timeout):
-        if location.layout == "legacy":
-            return MigrationReport("already-legacy", f"{location.legacy_path} is already a "
-                                   "legacy store; nothing to roll back")
-        directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+    if location.layout == "legacy":
+        return MigrationReport("already-legacy", f"{location.legacy_path} is already a "
+                               "legacy store; nothing to roll back")
+    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+    for _attempt in range(ATTEMPTS):
+        state = _directory_state(directory)
         broken = [problem for problem in directory.problems()
                   if problem.kind in {"invalid meta.json", "bad key file", "symlink"}]
         if broken:
@@ -261,13 +310,20 @@ def rollback(path: str | os.PathLike[str] | None = None, *, dry_run: bool = Fals
                               f"{location.legacy_path} and move {location.directory_path.name} "
                               f"aside as {ROLLED_BACK_PREFIX}<ms>")
             return report
-        atomic_write(location.legacy_path, raw)
-        aside = location.folder / f"{ROLLED_BACK_PREFIX}{_now_ms()}"
-        os.rename(location.directory_path, aside)  # the switch
-        fsync_dir(location.folder)
+        with StoreLock(location.lock_path, timeout=lock_timeout):
+            if not location.directory_path.is_dir():
+                return MigrationReport("already-legacy", "rolled back by someone else meanwhile")
+            if _directory_state(directory) != state:
+                continue  # a session changed while we assembled: assemble again
+            atomic_write(location.legacy_path, raw)
+            aside = location.folder / f"{ROLLED_BACK_PREFIX}{_now_ms()}"
+            os.rename(location.directory_path, aside)  # the switch
+            fsync_dir(location.folder)
         report.changed = True
         report.backup = aside
         report.seconds = time.monotonic() - started
         report.message = (f"rolled back {len(order)} sessions to {location.legacy_path} in "
                           f"{report.seconds:.2f}s; the directory store is kept as {aside.name}")
         return report
+    raise SessionfsError(f"{location.directory_path} changed {ATTEMPTS} times during the "
+                         "rollback; nothing was changed, try again when the gateway is quieter")

@@ -41,7 +41,8 @@ def test_ls_get_put_rm_mv(folder: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "agent--main--telegram--direct--james" in capsys.readouterr().out
     assert main(["ls", "--json", str(folder)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0] == {"key": "agent:main:main", "updatedAt": 3000, "size": 46,
+    assert rows[0] == {"key": "agent:main:main", "updatedAt": 3000,
+                       "size": len(jsonfmt.dumps(ENTRIES["agent:main:main"])),
                        "name": "agent--main--main"}
     assert main(["get", str(folder), "agent:main:main"]) == 0
     assert capsys.readouterr().out == jsonfmt.stringify(ENTRIES["agent:main:main"]) + "\n"

@@ -228,7 +228,7 @@ class DirectoryStore(Store):
         if not created:
             try:
                 current, _ = self._read_file(directory.name, META_FILE)
-            except FileNotFoundError:
+            except OSError:  # missing, or a planted symlink (ELOOP) that the rename replaces
                 current = None
             if current == data:
                 return False

@@ -1,0 +1,326 @@
+"""Open files: ``fh`` numbers from a counter, one object per open, writes buffered per handle.
+
+A ``meta.json`` opened for writing gets a private buffer (the entry's bytes, or nothing with
+``O_TRUNC``); ``write``, ``truncate`` and ``ftruncate`` act on that buffer like on a normal file,
+and nothing reaches the store until the view commits it at ``flush``, ``fsync`` or ``release``.
+A write after which the buffer can no longer become valid JSON, whatever follows, fails right
+away with EINVAL (shells ignore errors from ``close``); so does everything after it on that
+handle, and nothing is committed. Readers get the bytes as they were at ``open``.
+
+No FUSE import here: the view and the tests drive these objects directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from sessionfs import jsonfmt
+from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
+from sessionfs.fs.kcache import DIRECT, CacheMode
+from sessionfs.fs.scratch import ScratchFile
+
+if TYPE_CHECKING:
+    from sessionfs.fs.view import SessionView
+
+__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle"]
+
+
+def _fail(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class Handle:
+    """What every open file answers; the defaults fit a read-only file."""
+
+    fh: int = 0
+    mode: CacheMode = DIRECT
+    noflush: bool = False
+    writable: bool = False
+
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def mtime_ns(self) -> int:
+        raise NotImplementedError
+
+    def read(self, size: int, offset: int) -> bytes:
+        raise NotImplementedError
+
+    def write(self, data: bytes, offset: int) -> int:
+        raise _fail(errno.EBADF)
+
+    def truncate(self, length: int) -> None:
+        raise _fail(errno.EBADF)
+
+    def flush(self) -> None:
+        """``close()`` of one descriptor (may run several times per open file)."""
+
+    def fsync(self) -> None:
+        """``fsync``/``fdatasync``."""
+
+    def release(self) -> None:
+        """The last descriptor is gone; errors here reach nobody."""
+
+
+class ConstHandle(Handle):
+    """Fixed bytes: the control files."""
+
+    noflush = True
+
+    def __init__(self, data: bytes, mtime_ns: int) -> None:
+        self._data = data
+        self._mtime_ns = mtime_ns
+
+    def size(self) -> int:
+        return len(self._data)
+
+    def mtime_ns(self) -> int:
+        return self._mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return self._data[offset:offset + size]
+
+
+class ScratchHandle(Handle):
+    """An open scratch file: reads and writes go straight to the shared in-memory file."""
+
+    noflush = True  # nothing happens at close: spare the kernel the FLUSH round trip
+
+    def __init__(self, file: ScratchFile, *, writable: bool, append: bool, limit: int) -> None:
+        self.file = file
+        self.writable = writable
+        self._append = append
+        self._limit = limit
+
+    def size(self) -> int:
+        return self.file.size
+
+    def mtime_ns(self) -> int:
+        return self.file.mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return bytes(self.file.data[offset:offset + size])
+
+    def write(self, data: bytes, offset: int) -> int:
+        if not self.writable:
+            raise _fail(errno.EBADF)
+        buffer = self.file.data
+        if self._append:
+            offset = len(buffer)
+        end = offset + len(data)
+        if end > self._limit:
+            raise _fail(errno.EFBIG)
+        if offset > len(buffer):
+            buffer.extend(bytes(offset - len(buffer)))
+        buffer[offset:end] = data
+        self.file.touch()
+        return len(data)
+
+    def truncate(self, length: int) -> None:
+        if length > self._limit:
+            raise _fail(errno.EFBIG)
+        buffer = self.file.data
+        if length < len(buffer):
+            del buffer[length:]
+        else:
+            buffer.extend(bytes(length - len(buffer)))
+        self.file.touch()
+
+
+class MetaHandle(Handle):
+    """An open ``meta.json``. Read-only: a snapshot. Writable: a private, validated buffer."""
+
+    def __init__(self, view: SessionView, key: str, top: str, data: bytes, *, mtime_ns: int,
+                 writable: bool, append: bool = False, dirty: bool = False,
+                 mode: CacheMode = DIRECT) -> None:
+        self._view = view
+        self.key = key
+        self.top = top  # the directory name at open time (for messages)
+        self.writable = writable
+        self.mode = mode
+        self.noflush = not writable
+        self._mtime_ns = mtime_ns
+        self._append = append
+        self._data: bytes | bytearray = bytearray(data) if writable else data
+        self.dirty = dirty
+        self.written = False  # any write() since open
+        self.version = 0  # bumped by every change of the buffer
+        self.rejected: SessionfsError | None = None  # a write-time rejection poisons the handle
+        self._failed: tuple[int, SessionfsError] | None = None  # last failed commit
+        # Incremental JSON prefix check over buffer[:_checked] while writes only append.
+        self._checker: jsonfmt.PrefixChecker | None = None
+        self._checked = 0
+        self._check_off = False  # set when what is already there cannot be checked
+
+    @property
+    def path(self) -> str:
+        return f"/{self.top}/meta.json"
+
+    def data(self) -> bytes:
+        return bytes(self._data)
+
+    def size(self) -> int:
+        return len(self._data)
+
+    def mtime_ns(self) -> int:
+        return self._mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return bytes(self._data[offset:offset + size])
+
+    # -- changing the buffer ---------------------------------------------------------------------
+    def _changed(self) -> None:
+        self.dirty = True
+        self.version += 1
+        self._view.buffer_changed(self)
+
+    def write(self, data: bytes, offset: int) -> int:
+        if not self.writable:
+            raise _fail(errno.EBADF)
+        if self.rejected is not None:
+            raise self.rejected
+        buffer = self._data
+        assert isinstance(buffer, bytearray)
+        if self._append:
+            offset = len(buffer)
+        end = offset + len(data)
+        limit = self._view.max_entry_size
+        if end > limit:
+            exc = EntryTooLarge(f"entry would be {end} bytes, over the limit of {limit} bytes")
+            self._reject(exc)
+        if offset == len(buffer):
+            self._check_append(data)
+        else:
+            self._checker = None  # not a sequential write: validate at commit only
+            self._check_off = False
+        if offset > len(buffer):
+            buffer.extend(bytes(offset - len(buffer)))
+        buffer[offset:end] = data
+        self.written = True
+        self._changed()
+        return len(data)
+
+    def _check_append(self, data: bytes) -> None:
+        """Reject ``data`` if the buffer could no longer become JSON once it is appended."""
+        if self._check_off:
+            return
+        if self._checker is None or self._checked != len(self._data):
+            self._checker = jsonfmt.PrefixChecker()
+            self._checked = 0
+            if self._data:
+                try:
+                    self._checker.feed(bytes(self._data))
+                except InvalidJSON:  # already broken before this write: leave it to the commit
+                    self._checker = None
+                    self._check_off = True
+                    return
+                self._checked = len(self._data)
+        try:
+            self._checker.feed(data)
+        except InvalidJSON as exc:
+            self._reject(exc)
+        self._checked += len(data)
+
+    def _reject(self, exc: SessionfsError) -> None:
+        self.rejected = exc
+        self._view.reject(self.path, exc)
+        raise exc
+
+    def truncate(self, length: int) -> None:
+        if not self.writable:
+            raise _fail(errno.EBADF)
+        if self.rejected is not None:
+            raise self.rejected
+        limit = self._view.max_entry_size
+        if length > limit:
+            raise EntryTooLarge(f"entry would be {length} bytes, over the limit of {limit} bytes")
+        buffer = self._data
+        assert isinstance(buffer, bytearray)
+        if length < len(buffer):
+            del buffer[length:]
+        else:
+            buffer.extend(bytes(length - len(buffer)))
+        if length == 0:
+            self._check_off = False
+        self._checker = None
+        self._changed()
+
+    def truncate_on_open(self) -> None:
+        """``O_TRUNC``: start from nothing (a modification even when the entry was empty)."""
+        assert isinstance(self._data, bytearray)
+        self._data.clear()
+        self._checker = None
+        self._check_off = False
+        self._changed()
+
+    # -- committing ------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Hand the buffer to the view if it changed; the same failure is reported once."""
+        if not self.writable or not self.dirty:
+            return
+        if self.rejected is not None:
+            raise self.rejected
+        if self._failed is not None and self._failed[0] == self.version:
+            raise self._failed[1]
+        version = self.version
+        try:
+            self._view.commit(self.key, self.top, bytes(self._data), source=self)
+        except SessionfsError as exc:
+            self._failed = (version, exc)
+            raise
+        if self.version == version:
+            self.dirty = False
+
+    def flush(self) -> None:
+        # A shell's ``> file`` opens, dup2()s and closes the first descriptor (a FLUSH) before
+        # writing anything; committing that empty buffer would be a false rejection. Until the
+        # first write, only fsync and release commit.
+        if self.rejected is not None:
+            raise self.rejected
+        if self.written:
+            self.commit()
+
+    def fsync(self) -> None:
+        self.commit()
+
+    def release(self) -> None:
+        # A failure was reported (errors file, log) when it happened; release's result is lost.
+        with contextlib.suppress(SessionfsError, OSError):
+            self.commit()
+
+
+class HandleTable:
+    """``fh`` → handle. Numbers come from a counter and are never reused within a mount."""
+
+    def __init__(self) -> None:
+        self._handles: dict[int, Handle] = {}
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, handle: Handle) -> int:
+        with self._lock:
+            fh = next(self._counter)
+            handle.fh = fh
+            self._handles[fh] = handle
+        return fh
+
+    def get(self, fh: int | None) -> Handle:
+        handle = self._handles.get(fh) if fh is not None else None
+        if handle is None:
+            raise _fail(errno.EBADF)
+        return handle
+
+    def find(self, fh: int | None) -> Handle | None:
+        return self._handles.get(fh) if fh is not None else None
+
+    def pop(self, fh: int) -> Handle | None:
+        with self._lock:
+            return self._handles.pop(fh, None)
+
+    def __len__(self) -> int:
+        return len(self._handles)

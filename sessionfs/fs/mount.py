@@ -1,0 +1,320 @@
+"""``sessionfs mount`` / ``sessionfs umount``: pre-checks, daemonizing, the one ``FUSE()`` call.
+
+Without ``-f`` the command returns only once the kernel has the mount (the daemon reports back
+over a pipe from the filesystem's ``init``), or fails with one line saying why. With ``-f`` it
+serves in the foreground, logs every rejected write, and SIGINT/SIGTERM unmount cleanly.
+``unmount`` never stats the mountpoint first, so it also clears a mount whose daemon died
+("Transport endpoint is not connected").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
+from sessionfs.errors import SessionfsError
+from sessionfs.store import Store, locate_store, open_store
+
+__all__ = [
+    "MountError",
+    "MountOptions",
+    "add_arguments",
+    "is_mounted",
+    "mount",
+    "run_mount",
+    "run_umount",
+    "unmount",
+]
+
+log = logging.getLogger("sessionfs.fs")
+
+_READY = b"\0sessionfs-ready\0"
+_STARTUP_TIMEOUT = 60.0
+_LIBFUSE_NOISE = re.compile(r"Ignoring invalid max threads value")
+
+
+class MountError(SessionfsError):
+    """The filesystem could not be mounted or unmounted; the message says why."""
+
+    exit_code = 1
+
+
+@dataclass
+class MountOptions:
+    """Everything ``sessionfs mount`` takes besides STORE and MOUNTPOINT."""
+
+    foreground: bool = False
+    read_only: bool = False
+    migrate: bool = False
+    allow_other: bool = False
+    #: Seconds the kernel may cache names and attributes (and changes behind the mount take
+    #: to show up in ``stat``; new opens always read the store).
+    timeout: float = 1.0
+    #: Extra comma-separated FUSE options (``-o``), passed on as they are.
+    fuse_options: str = ""
+    max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES
+    lock_timeout: float = 10.0
+
+
+# -- mount table -----------------------------------------------------------------------------
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _canonical(mountpoint: os.PathLike[str] | str) -> str:
+    """Absolute path with symlinks in the parent resolved, without touching the leaf itself
+    (a dead FUSE mount answers ENOTCONN to any stat)."""
+    path = os.path.abspath(os.fspath(mountpoint))
+    parent, leaf = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), leaf) if leaf else path
+
+
+def is_mounted(mountpoint: os.PathLike[str] | str) -> bool:
+    """Whether something is mounted there (per /proc/self/mountinfo: works for dead mounts)."""
+    target = _canonical(mountpoint)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            return any(_unescape(line.split()[4]) == target for line in table if line.strip())
+    except OSError:
+        return os.path.ismount(target)
+
+
+# -- pre-checks ------------------------------------------------------------------------------
+def _check_mountpoint(mountpoint: str) -> None:
+    if is_mounted(mountpoint):
+        raise MountError(f"{mountpoint} is already mounted "
+                         f"(unmount it first: sessionfs umount {mountpoint})")
+    try:
+        st = os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(f"mountpoint {mountpoint} does not exist") from None
+    except OSError as exc:
+        raise MountError(f"mountpoint {mountpoint}: {exc.strerror}") from None
+    if not os.path.isdir(mountpoint) or not (st.st_mode & 0o040000):
+        raise MountError(f"mountpoint {mountpoint} is not a directory")
+    try:
+        entries = os.listdir(mountpoint)
+    except OSError as exc:
+        raise MountError(f"mountpoint {mountpoint}: {exc.strerror}") from None
+    if entries:
+        raise MountError(f"mountpoint {mountpoint} is not empty")
+
+
+def _check_fuse() -> None:
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise MountError("no /dev/fuse: load the fuse kernel module (modprobe fuse); in a "
+                         "container, pass the device (--device /dev/fuse)") from None
+    except OSError as exc:
+        raise MountError(f"cannot open /dev/fuse: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        import sessionfs.fs.operations  # noqa: F401  (loads libfuse through mfusepy)
+    except (OSError, AttributeError) as exc:
+        raise MountError(f"libfuse3 is not usable ({exc}): install the fuse3 package "
+                         "(Debian/Ubuntu: apt install fuse3)") from None
+    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        raise MountError("fusermount3 not found: install the fuse3 package "
+                         "(Debian/Ubuntu: apt install fuse3)")
+
+
+def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
+    try:
+        if options.migrate:
+            if options.read_only:
+                raise MountError("--migrate writes the store; it cannot be combined with "
+                                 "--read-only")
+            if locate_store(store).layout == "legacy":
+                from sessionfs.migrate import migrate
+
+                migrate(store)
+        opened = open_store(store, read_only=options.read_only,
+                            lock_timeout=options.lock_timeout)
+        opened.keys()  # a malformed or unreadable store fails here, not on the first ls
+    except SessionfsError:
+        raise
+    except OSError as exc:
+        where = exc.filename or store or "the default store"
+        raise MountError(f"cannot read store {where}: {exc.strerror}") from None
+    return opened
+
+
+def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dict[str, object]:
+    timeout = max(0.0, options.timeout)
+    kwargs: dict[str, object] = {
+        "fsname": "sessionfs:" + re.sub(r"[,\s\\]", "_", str(store.path)),
+        "subtype": "sessionfs",
+        "default_permissions": True,
+        "entry_timeout": timeout,
+        "attr_timeout": timeout,
+        "negative_timeout": 0,
+        "hard_remove": True,  # unlink means unlink, never a rename to .fuse_hidden*
+    }
+    if options.allow_other:
+        kwargs["allow_other"] = True
+    if read_only:
+        kwargs["ro"] = True
+    for item in filter(None, (part.strip() for part in options.fuse_options.split(","))):
+        name, sep, value = item.partition("=")
+        kwargs[name] = value if sep else True
+    return kwargs
+
+
+# -- serving ---------------------------------------------------------------------------------
+def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None) -> int:
+    """Run the filesystem until it is unmounted (or a signal unmounts it)."""
+    from sessionfs.fs.operations import SessionFUSE, SessionOperations
+    from sessionfs.fs.view import SessionView
+
+    view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
+                       read_only=options.read_only)
+    operations = SessionOperations(view, on_init=ready)  # type: ignore[arg-type]
+    kwargs = _fuse_kwargs(options, store, read_only=view.read_only_reason is not None)
+    # libfuse installs its own SIGINT/SIGTERM/SIGHUP handlers (clean unmount) only where the
+    # disposition is the default; the CLI's lock-releasing handlers must not stand in the way.
+    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signo, signal.SIG_DFL)
+    log.info("serving %s (%s) at %s", store.path, store.layout, mountpoint)
+    try:
+        SessionFUSE(operations, mountpoint, foreground=True, nothreads=False, **kwargs)
+    except RuntimeError as exc:
+        if exc.args and exc.args[0] == 8:  # libfuse3: the loop ended on a signal, unmounted
+            return 0
+        raise MountError(f"could not mount {mountpoint} (libfuse error {exc.args[0]}; "
+                         "see the message above)") from None
+    return 0
+
+
+def _daemonize(store: Store, mountpoint: str, options: MountOptions) -> int:
+    """Fork the daemon; return once it reports the mount live, or raise with its last words."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        os.close(read_fd)
+        code = 1
+        try:
+            os.setsid()
+            os.chdir("/")
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
+
+            def ready() -> None:
+                os.write(write_fd, _READY)
+                os.dup2(devnull, 2)
+                os.close(write_fd)
+
+            code = _serve(store, mountpoint, options, ready)
+        except SessionfsError as exc:
+            os.write(2, f"sessionfs: error: {exc}\n".encode())
+        except BaseException as exc:
+            os.write(2, f"sessionfs: error: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    output = b""
+    deadline = time.monotonic() + _STARTUP_TIMEOUT
+    try:
+        while _READY not in output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
+                os.kill(pid, signal.SIGTERM)
+                raise MountError(f"timed out waiting for the mount at {mountpoint}")
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(read_fd)
+    if _READY in output:
+        return 0
+    os.waitpid(pid, 0)
+    lines = [line for line in output.decode("utf-8", "replace").splitlines()
+             if line.strip() and not _LIBFUSE_NOISE.search(line)]
+    reason = lines[-1].removeprefix("sessionfs: error: ") if lines else "the daemon exited"
+    raise MountError(f"could not mount {mountpoint}: {reason}")
+
+
+def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | str,
+          options: MountOptions | None = None) -> int:
+    """Mount ``store`` (default: openclaw's default store) at ``mountpoint``.
+
+    Checks the mountpoint, FUSE and the store before anything is mounted. Writes the store
+    only with ``options.migrate`` (legacy → directory first).
+
+    :return: the exit status (0; foreground: once unmounted).
+    :raises MountError, SessionfsError: cannot mount; the message is one line.
+    """
+    options = options or MountOptions()
+    target = _canonical(mountpoint)
+    _check_mountpoint(target)
+    _check_fuse()
+    opened = _open(store, options)
+    if options.foreground:
+        return _serve(opened, target, options)
+    return _daemonize(opened, target, options)
+
+
+def unmount(mountpoint: os.PathLike[str] | str) -> None:
+    """Unmount, also when the daemon died. :raises MountError: not mounted, or busy."""
+    target = _canonical(mountpoint)
+    if not is_mounted(target):
+        raise MountError(f"{target} is not mounted")
+    problems: list[str] = []
+    for command in (["fusermount3", "-u", target], ["fusermount", "-u", target],
+                    ["umount", target]):
+        if shutil.which(command[0]) is None:
+            continue
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode == 0 or not is_mounted(target):
+            return
+        problems.append(result.stderr.strip() or f"{command[0]} exited {result.returncode}")
+    detail = problems[-1] if problems else "no fusermount3 or umount found"
+    raise MountError(f"could not unmount {target}: {detail}")
+
+
+# -- argparse helpers (the CLI may use these, or its own parser) -----------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sessionfs mount`` (positionals: ``[STORE] MOUNTPOINT``)."""
+    parser.add_argument("paths", nargs="+", metavar="[STORE] MOUNTPOINT")
+    parser.add_argument("-f", "--foreground", action="store_true",
+                        help="stay in the foreground and log rejected writes")
+    parser.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
+    parser.add_argument("--migrate", action="store_true",
+                        help="migrate a legacy store to sessions.d first, then serve it")
+    parser.add_argument("--allow-other", action="store_true", help="let other users in")
+    parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+                        help="how long the kernel may cache names and attributes (default 1)")
+    parser.add_argument("-o", dest="fuse_options", default="", metavar="FUSE_OPTIONS",
+                        help="extra FUSE mount options, comma-separated")
+
+
+def run_mount(namespace: argparse.Namespace) -> int:
+    paths = list(namespace.paths)
+    if len(paths) not in (1, 2):
+        raise MountError("mount: expected [STORE] MOUNTPOINT")
+    store = paths[0] if len(paths) == 2 else None
+    options = MountOptions(foreground=namespace.foreground, read_only=namespace.read_only,
+                           migrate=namespace.migrate, allow_other=namespace.allow_other,
+                           timeout=namespace.timeout, fuse_options=namespace.fuse_options)
+    return mount(store, Path(paths[-1]), options)
+
+
+def run_umount(namespace: argparse.Namespace) -> int:
+    unmount(namespace.mountpoint)
+    return 0

@@ -1,0 +1,341 @@
+"""The kernel adapter: mfusepy callbacks that resolve a path, make one view call, map errors.
+
+Threads: the mount runs libfuse's multi-threaded loop. Callbacks take the GIL, so Python work
+is not parallel, but a callback that waits (a commit waiting up to the lock timeout for the
+gateway's store lock, a store read of a 16 MiB entry) does not stall every ``cat`` and ``ls``
+behind it. The view guards its state with its own locks (see :mod:`sessionfs.fs.view`);
+measured single- vs multi-threaded throughput differed by less than the noise (fuse-notes
+§6.2), so responsiveness decides.
+
+Errors: :func:`errno_boundary` wraps every callback. A :class:`SessionfsError` becomes its
+``errno`` (EINVAL only ever means "not an acceptable entry"), an ``OSError`` passes through,
+and anything else is logged with its traceback and answered EIO, never mfusepy's catch-all
+EINVAL.
+
+:class:`SessionFUSE` patches mfusepy's libfuse3 glue where it loses information:
+``renameat2`` flags (mfusepy drops them, so ``RENAME_EXCHANGE`` would destroy a file),
+``ftruncate``'s file handle, the page-cache flags of ``open``/``create`` and READDIRPLUS
+(attributes come with the listing, so ``ls -l`` needs no LOOKUP per session).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 otherwise
+
+import mfusepy
+
+from sessionfs.errors import SessionfsError
+from sessionfs.fs.view import DirHandle, SessionView
+
+__all__ = ["SessionFUSE", "SessionOperations", "errno_boundary"]
+
+log = logging.getLogger("sessionfs.fs")
+
+FUSE_READDIR_PLUS = 1
+FUSE_FILL_DIR_PLUS = 2
+_QUIET_ERRNOS = frozenset({errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR,
+                           errno.ENOTDIR, errno.EINVAL, errno.EFBIG, errno.EROFS, errno.EPERM,
+                           errno.EACCES, errno.ENOTSUP, errno.ENODATA, errno.EBADF})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _to_oserror(name: str, exc: BaseException) -> OSError:
+    """The OSError the kernel should see for ``exc`` raised inside callback ``name``."""
+    if isinstance(exc, SessionfsError):
+        if exc.errno not in _QUIET_ERRNOS:
+            log.warning("%s: %s", name, exc)
+        return mfusepy.FuseOSError(exc.errno)
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return exc
+    log.error("internal error in %s", name, exc_info=exc)
+    return mfusepy.FuseOSError(errno.EIO)
+
+
+def errno_boundary(method: F) -> F:
+    """Answer every failure of a callback with a deliberately chosen errno."""
+
+    @functools.wraps(method)
+    def boundary(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            raise _to_oserror(method.__name__, exc) from exc
+
+    return boundary  # type: ignore[return-value]
+
+
+overrides = mfusepy.overrides(mfusepy.Operations)
+
+
+class SessionOperations(mfusepy.Operations):
+    """One method per FUSE callback, each a single :class:`SessionView` call."""
+
+    use_ns = True
+
+    def __init__(self, view: SessionView, *, on_init: Callable[[], None] | None = None) -> None:
+        self.view = view
+        self._on_init = on_init
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @overrides
+    @errno_boundary
+    def init_with_config(self, conn_info: Any, config_3: Any) -> None:
+        if config_3 is not None:
+            config_3.nullpath_ok = 1  # handle callbacks work on unlinked open files too
+        if self._on_init is not None:
+            self._on_init()
+
+    @overrides
+    def destroy(self, path: str) -> None:
+        log.debug("unmounted")
+
+    # -- attributes ------------------------------------------------------------------------------
+    @overrides
+    @errno_boundary
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        return self.view.getattr(path, fh)
+
+    @overrides
+    @errno_boundary
+    def chmod(self, path: str, mode: int) -> int:
+        self.view.accept_metadata_change(path)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        self.view.accept_metadata_change(path)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        self.view.accept_metadata_change(path)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.view.statfs()
+
+    # -- directories -----------------------------------------------------------------------------
+    @overrides
+    @errno_boundary
+    def opendir(self, path: str) -> int:
+        return self.view.opendir(path)
+
+    @overrides
+    @errno_boundary
+    def readdir(self, path: str, fh: int) -> mfusepy.ReadDirResult:
+        return [(name, mode, 0) for name, mode in self.view.dir_entries(fh).entries]
+
+    @overrides
+    @errno_boundary
+    def releasedir(self, path: str, fh: int) -> int:
+        self.view.releasedir(fh)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def mkdir(self, path: str, mode: int) -> int:
+        self.view.mkdir(path)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def rmdir(self, path: str) -> int:
+        self.view.rmdir(path)
+        return 0
+
+    # -- files -----------------------------------------------------------------------------------
+    @overrides
+    @errno_boundary
+    def open(self, path: str, flags: int) -> int:
+        return self.view.open(path, flags)
+
+    @overrides
+    @errno_boundary
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        return self.view.create(path, fi if isinstance(fi, int) else os.O_WRONLY)
+
+    @overrides
+    @errno_boundary
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        return self.view.read(fh, size, offset)
+
+    @overrides
+    @errno_boundary
+    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+        return self.view.write(fh, data, offset)
+
+    @overrides
+    @errno_boundary
+    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+        self.view.truncate(path, length, fh)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def flush(self, path: str, fh: int) -> int:
+        self.view.flush(fh)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def fsync(self, path: str, datasync: int, fh: int) -> int:
+        self.view.fsync(fh)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def release(self, path: str, fh: int) -> int:
+        self.view.release(fh)
+        return 0
+
+    # -- names -----------------------------------------------------------------------------------
+    @overrides
+    @errno_boundary
+    def unlink(self, path: str) -> int:
+        self.view.unlink(path)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def rename(self, old: str, new: str) -> int:
+        self.view.rename(old, new, 0)
+        return 0
+
+    @errno_boundary
+    def rename_with_flags(self, old: str, new: str, flags: int) -> int:
+        """``renameat2`` (called by :class:`SessionFUSE`, which receives the flags)."""
+        self.view.rename(old, new, flags)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def symlink(self, target: str, source: str) -> int:
+        # mfusepy passes (new link path, link content)
+        self.view.symlink(target, source)
+        return 0
+
+    @overrides
+    @errno_boundary
+    def readlink(self, path: str) -> str:
+        return self.view.readlink(path)
+
+    @overrides
+    @errno_boundary
+    def link(self, target: str, source: str) -> int:
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    @overrides
+    @errno_boundary
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    # -- extended attributes: not supported (ENOTSUP, never ENOSYS) -----------------------------
+    @overrides
+    @errno_boundary
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        raise mfusepy.FuseOSError(errno.ENOTSUP)
+
+    @overrides
+    @errno_boundary
+    def setxattr(self, path: str, name: str, value: bytes, options: int,
+                 position: int = 0) -> int:
+        raise mfusepy.FuseOSError(errno.ENOTSUP)
+
+    @overrides
+    @errno_boundary
+    def listxattr(self, path: str) -> Iterable[str]:
+        self.view.accept_metadata_change(path)
+        return []
+
+    @overrides
+    @errno_boundary
+    def removexattr(self, path: str, name: str) -> int:
+        raise mfusepy.FuseOSError(errno.ENOTSUP)
+
+
+def _guarded(name: str, call: Callable[[], int]) -> int:
+    """Run glue code; failures become a negative errno here instead of mfusepy's EINVAL."""
+    try:
+        return call()
+    except Exception as exc:
+        error = _to_oserror(name, exc)
+        return -(error.errno or errno.EIO)
+
+
+def _decode(fuse: mfusepy.FUSE, path: bytes | None) -> str | None:
+    return None if path is None else path.decode(fuse.encoding, fuse.errors)
+
+
+class SessionFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE with the libfuse3 glue fixed where it drops information."""
+
+    operations: SessionOperations
+
+    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+        return self.operations.rename_with_flags(_decode(self, old), _decode(self, new), flags)
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        fh = fip.contents.fh if fip else None
+        return self.operations.truncate(_decode(self, path), length, fh)
+
+    def _file_flags(self, fip: Any) -> None:
+        fi = fip.contents
+        handle = self.operations.view.handles.find(fi.fh)
+        if handle is not None:
+            fi.direct_io = int(handle.mode.direct_io)
+            fi.keep_cache = int(handle.mode.keep_cache)
+            fi.noflush = int(handle.noflush)
+
+    def open(self, path: bytes, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.open(_decode(self, path), fi.flags)
+        return _guarded("open", lambda: self._file_flags(fip) or 0)
+
+    def create(self, path: bytes, mode: int, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.create(_decode(self, path), mode, fi.flags)
+        return _guarded("create", lambda: self._file_flags(fip) or 0)
+
+    def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
+                       flags: int) -> int:
+        return _guarded("readdir", lambda: self._readdir(buf, filler, offset, fip, flags))
+
+    def _readdir(self, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
+        """Fill from the listing taken at opendir, resuming at ``offset``; with READDIRPLUS
+        every entry carries its attributes."""
+        view = self.operations.view
+        listing: DirHandle = view.dir_entries(fip.contents.fh)
+        entries = listing.entries
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        prefix = listing.path.rstrip("/")
+        st = mfusepy.c_stat()
+        size = ctypes.sizeof(st)
+        for index in range(offset, len(entries)):
+            name, mode = entries[index]
+            ctypes.memset(ctypes.byref(st), 0, size)
+            st.st_mode = mode
+            fill = 0
+            if plus and name != "." and name != "..":
+                try:
+                    attrs = view.getattr(f"{prefix}/{name}")
+                except (OSError, SessionfsError):
+                    attrs = None  # vanished or unreadable: the kernel will LOOKUP it
+                if attrs is not None:
+                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                    fill = FUSE_FILL_DIR_PLUS
+            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, fill):
+                break
+        return 0

@@ -1,0 +1,931 @@
+"""What a session store looks like as a directory tree, and what each file operation does to it.
+
+::
+
+    /                           one directory per session, named by the key encoding
+    /<name>/meta.json           the entry (EntryRecord.data, or the exact bytes last written here)
+    /<name>/<anything else>     scratch files (swap, backup, temp): memory only
+    /.sessionfs/errors|status   read-only control files
+
+The view answers path-level questions (attributes, listings, namespace changes) and owns the
+open-file table; :mod:`sessionfs.fs.operations` only translates kernel callbacks into these
+calls. Nothing here imports mfusepy, so all of it is tested without a kernel.
+
+Rules worth knowing:
+
+* Every store call is O(1) in the number of sessions except listing the root (``keys()``) and
+  ``status``; ``load()`` is never called.
+* Writes to ``meta.json`` are buffered per open file and committed (validated, one
+  ``store.put``) at flush/fsync/release; see :mod:`sessionfs.fs.handles`.
+* What you write is what you read back: after a commit the raw bytes are served for as long
+  as the store still holds the canonical bytes they produced (the *overlay*).
+* Renaming ``meta.json`` away (vim, Emacs backups) never deletes the session; the name is only
+  hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete.
+* The view's own state is guarded by one lock that is never held across store I/O; store
+  mutations from this mount are serialised by a second lock (the store lock does the rest).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from sessionfs import keys
+from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES, parse_entry, serialize_entry
+from sessionfs.errors import (
+    InvalidKey,
+    InvalidName,
+    ReadOnlyStore,
+    SessionExists,
+    SessionfsError,
+    SessionNotFound,
+)
+from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog, render_status
+from sessionfs.fs.handles import (
+    ConstHandle,
+    Handle,
+    HandleTable,
+    MetaHandle,
+    ScratchHandle,
+)
+from sessionfs.fs.kcache import DIRECT, KernelCache
+from sessionfs.fs.scratch import ScratchFile, ScratchTree, is_root_scratch_name
+from sessionfs.store.base import EntryRecord, Store
+
+__all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
+
+META_NAME = "meta.json"
+RENAME_NOREPLACE = 1
+
+DIR_MODE = stat.S_IFDIR | 0o700
+FILE_MODE = stat.S_IFREG | 0o600
+CONTROL_DIR_MODE = stat.S_IFDIR | 0o500
+CONTROL_FILE_MODE = stat.S_IFREG | 0o400
+
+# Path kinds
+ROOT, CONTROL, CONTROL_FILE, TOP, META, INNER, DEEP = (
+    "root", "control", "control-file", "top", "meta", "inner", "deep")
+
+
+def _fail(code: int, detail: str = "") -> NoReturn:
+    message = os.strerror(code) + (f": {detail}" if detail else "")
+    raise OSError(code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A path, classified by shape only (no store access)."""
+
+    kind: str
+    top: str = ""   # first component
+    name: str = ""  # second component
+
+    @property
+    def directory(self) -> str:
+        """The scratch directory a file at this path belongs to (``""``: the root)."""
+        return self.top if self.kind in (META, INNER) else ""
+
+    @property
+    def leaf(self) -> str:
+        return self.name if self.kind in (META, INNER, CONTROL_FILE) else self.top
+
+
+def parse_path(path: str) -> Where:
+    if path in ("/", ""):
+        return Where(ROOT)
+    parts = path.strip("/").split("/")
+    if len(parts) == 1:
+        return Where(CONTROL if parts[0] == CONTROL_DIR else TOP, parts[0])
+    if len(parts) == 2:
+        top, name = parts
+        if top == CONTROL_DIR:
+            return Where(CONTROL_FILE, top, name)
+        return Where(META if name == META_NAME else INNER, top, name)
+    return Where(DEEP, parts[0], parts[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """Cached attributes of one session (valid until ``expires``, monotonic seconds)."""
+
+    size: int
+    mtime_ns: int
+    updated_ns: int
+    expires: float
+
+
+class DirHandle(Handle):
+    """An open directory: the listing taken at ``opendir``, served by offset."""
+
+    def __init__(self, path: str, entries: list[tuple[str, int]]) -> None:
+        self.path = path
+        self.entries = entries
+
+
+class SessionView:
+    """The mounted tree over one store. Thread-safe; every method may raise OSError or
+    SessionfsError (whose ``errno`` the adapter answers)."""
+
+    def __init__(self, store: Store, *, timeout: float = 1.0,
+                 max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
+                 uid: int | None = None, gid: int | None = None,
+                 hide_grace: float = 10.0) -> None:
+        self.store = store
+        self.timeout = timeout
+        self.max_entry_size = max_entry_size
+        if store.read_only_reason is not None:
+            self.read_only_reason: str | None = store.read_only_reason
+        elif read_only:
+            self.read_only_reason = "mounted with --read-only"
+        else:
+            self.read_only_reason = None
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.hide_grace = hide_grace
+        self.handles = HandleTable()
+        self.errors = ErrorLog()
+        self.kernel = KernelCache()
+        self._lock = threading.RLock()
+        self._commit_lock = threading.Lock()
+        self._scratch = ScratchTree()
+        self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
+        self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
+        self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
+        self._meta: dict[str, _Meta] = {}
+        self._meta_ttl = max(0.0, timeout / 2)
+        self._open_meta: dict[str, list[MetaHandle]] = {}
+        self._names: dict[str, str] = {}  # key -> name
+        self._hashed: dict[str, str] = {}  # hashed name -> key
+        self._started_ns = time.time_ns()
+
+    # -- names -----------------------------------------------------------------------------------
+    def name_of(self, key: str) -> str:
+        """The directory name of ``key`` (cached). :raises InvalidKey: key has no name."""
+        name = self._names.get(key)
+        if name is None:
+            name = keys.encode(key)
+            if len(self._names) > 400_000:
+                self._names.clear()
+            self._names[key] = name
+            if "~" in name:
+                self._hashed[name] = key
+        return name
+
+    def key_of(self, name: str) -> str | None:
+        """The session key a directory name stands for, or None when no key has that name."""
+        try:
+            key = keys.decode(name)
+        except InvalidName:
+            return None
+        if key is not None:
+            return key
+        key = self._hashed.get(name)
+        if key is not None:
+            return key
+        resolver = getattr(self.store, "key_of", None) or getattr(self.store, "_key_of", None)
+        if resolver is not None:
+            key = resolver(name)
+        else:  # a layout without per-name lookup: one pass over the keys fills the cache
+            for candidate in self.store.keys():
+                self.name_of(candidate)
+            key = self._hashed.get(name)
+        if key is not None:
+            self._hashed[name] = key
+        return key
+
+    # -- store reads -----------------------------------------------------------------------------
+    def served(self, key: str) -> tuple[bytes, EntryRecord]:
+        """The bytes ``meta.json`` shows now. :raises SessionNotFound:"""
+        record = self.store.read(key)
+        with self._lock:
+            overlay = self._overlay.get(key)
+            if overlay is not None:
+                if overlay[1] == record.data:
+                    return overlay[0], record
+                del self._overlay[key]  # changed behind the mount: show the store's bytes
+        return record.data, record
+
+    def _meta_of(self, key: str) -> _Meta | None:
+        """Size, mtime and updatedAt of a stored session (None: not in the store)."""
+        now = time.monotonic()
+        cached = self._meta.get(key)
+        if cached is not None and now < cached.expires:
+            return cached
+        try:
+            data, record = self.served(key)
+        except SessionNotFound:
+            self._meta.pop(key, None)
+            return None
+        updated = record.updated_at
+        updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
+        meta = _Meta(len(data), record.mtime_ns, updated_ns, now + self._meta_ttl)
+        if len(self._meta) > 400_000:
+            self._meta.clear()
+        self._meta[key] = meta
+        return meta
+
+    def _hidden_now(self, key: str) -> bool:
+        deadline = self._hidden.get(key)
+        if deadline is None:
+            return False
+        if time.monotonic() < deadline:
+            return True
+        self._hidden.pop(key, None)
+        return False
+
+    def _dir_exists(self, top: str, key: str | None) -> str | None:
+        """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
+        if key is not None and self._meta_of(key) is not None:
+            return "session"
+        with self._lock:
+            if top in self._pending or self._scratch.has_any(top):
+                return "pending"
+        return None
+
+    def _require_dir(self, top: str) -> tuple[str | None, str]:
+        key = self.key_of(top)
+        state = self._dir_exists(top, key)
+        if state is None:
+            _fail(errno.ENOENT)
+        return key, state
+
+    def _require_writable(self) -> None:
+        if self.read_only_reason is not None:
+            raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
+
+    # -- attributes ------------------------------------------------------------------------------
+    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
+        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
+                "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
+                "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
+
+    def _root_mtime(self) -> int:
+        fingerprint = self.store.fingerprint()
+        if isinstance(fingerprint, int):
+            return fingerprint
+        if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
+                fingerprint[1], int):
+            return fingerprint[1]
+        return self._started_ns
+
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
+        """``stat``: by open handle when the kernel passes one, else by path."""
+        handle = self.handles.find(fh)
+        if handle is not None and not isinstance(handle, DirHandle):
+            return self._handle_attrs(handle)
+        if path is None:
+            _fail(errno.EBADF)
+        where = parse_path(path)
+        kind = where.kind
+        if kind == ROOT:
+            return self._attrs(DIR_MODE, 0, self._root_mtime(), 2)
+        if kind == CONTROL:
+            return self._attrs(CONTROL_DIR_MODE, 0, self._started_ns, 2)
+        if kind == CONTROL_FILE:
+            if where.name not in CONTROL_FILES:
+                _fail(errno.ENOENT)
+            return self._attrs(CONTROL_FILE_MODE, len(self._control_bytes(where.name)),
+                               time.time_ns())
+        if kind == TOP:
+            return self._top_attrs(where.top)
+        if kind == META:
+            return self._meta_attrs(where.top)
+        if kind == INNER:
+            self._require_dir(where.top)
+            with self._lock:
+                file = self._scratch.get(where.top, where.name)
+            if file is None:
+                _fail(errno.ENOENT)
+            return self._attrs(file.mode, file.size, file.mtime_ns)
+        _fail(errno.ENOENT)
+
+    def _handle_attrs(self, handle: Handle) -> dict[str, Any]:
+        if isinstance(handle, ConstHandle):
+            return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
+        with self._lock:
+            size = handle.size()
+            if isinstance(handle, MetaHandle):
+                self.kernel.told_size(handle.key, size)
+        return self._attrs(FILE_MODE, size, handle.mtime_ns())
+
+    def _top_attrs(self, top: str) -> dict[str, Any]:
+        key = self.key_of(top)
+        if key is not None:
+            meta = self._meta_of(key)
+            if meta is not None:
+                return self._attrs(DIR_MODE, 0, meta.updated_ns, 2)
+        with self._lock:
+            pending = self._pending.get(top)
+            if pending is not None or (key is not None and self._scratch.has_any(top)):
+                return self._attrs(DIR_MODE, 0, pending or self._started_ns, 2)
+            file = self._scratch.get("", top)
+        if file is None:
+            _fail(errno.ENOENT)
+        return self._attrs(file.mode, file.size, file.mtime_ns)
+
+    def _meta_attrs(self, top: str) -> dict[str, Any]:
+        key, _ = self._require_dir(top)
+        if key is None:
+            _fail(errno.ENOENT)
+        meta = None if self._hidden_now(key) else self._meta_of(key)
+        with self._lock:
+            writers = [h for h in self._open_meta.get(key, ()) if h.writable]
+            latest = next((h for h in reversed(writers) if h.dirty), None)
+            if meta is None:
+                if not writers:  # a meta.json only exists while it is being created
+                    _fail(errno.ENOENT)
+                latest = latest or writers[-1]
+            if latest is not None:
+                size, mtime_ns = latest.size(), latest.mtime_ns()
+            else:
+                assert meta is not None
+                size, mtime_ns = meta.size, meta.mtime_ns
+            self.kernel.told_size(key, size)
+        return self._attrs(FILE_MODE, size, mtime_ns)
+
+    # -- listings --------------------------------------------------------------------------------
+    def listdir(self, path: str) -> list[tuple[str, int]]:
+        """``(name, mode)`` of every entry, ``.`` and ``..`` first."""
+        where = parse_path(path)
+        entries = [(".", DIR_MODE), ("..", DIR_MODE)]
+        if where.kind == ROOT:
+            entries.append((CONTROL_DIR, CONTROL_DIR_MODE))
+            stored = self.store.keys()
+            names = set() if self._pending else None
+            for key in stored:
+                try:
+                    name = self.name_of(key)
+                except InvalidKey:
+                    continue
+                entries.append((name, DIR_MODE))
+                if names is not None:
+                    names.add(name)
+            with self._lock:
+                entries.extend((name, DIR_MODE) for name in self._pending
+                               if names is not None and name not in names)
+                entries.extend((name, file.mode) for name, file in self._scratch.items(""))
+            return entries
+        if where.kind == CONTROL:
+            return entries + [(name, CONTROL_FILE_MODE) for name in CONTROL_FILES]
+        if where.kind == TOP:
+            key, state = self._require_dir(where.top)
+            if key is not None and state == "session" and not self._hidden_now(key):
+                entries.append((META_NAME, FILE_MODE))
+            elif key is not None:
+                with self._lock:
+                    if any(h.writable for h in self._open_meta.get(key, ())):
+                        entries.append((META_NAME, FILE_MODE))
+            with self._lock:
+                entries.extend((name, file.mode) for name, file in self._scratch.items(where.top))
+            return entries
+        if where.kind in (META, INNER, CONTROL_FILE):
+            _fail(errno.ENOTDIR)
+        _fail(errno.ENOENT)
+
+    def opendir(self, path: str) -> int:
+        return self.handles.add(DirHandle(path, self.listdir(path)))
+
+    def dir_entries(self, fh: int) -> DirHandle:
+        handle = self.handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            _fail(errno.EBADF)
+        return handle
+
+    def releasedir(self, fh: int) -> None:
+        self.handles.pop(fh)
+
+    # -- control files ---------------------------------------------------------------------------
+    def _control_bytes(self, name: str) -> bytes:
+        if name == "errors":
+            return self.errors.render()
+        try:
+            count: int | str = len(self.store.keys())
+        except SessionfsError as exc:
+            count = f"unknown ({exc})"
+        return render_status(store_path=self.store.path, layout=self.store.layout,
+                             sessions=count, read_only_reason=self.read_only_reason,
+                             timeout=self.timeout, max_entry_size=self.max_entry_size)
+
+    def reject(self, path: str, exc: SessionfsError) -> None:
+        """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
+        self.errors.add(path, exc.errno, str(exc))
+
+    # -- opening files ---------------------------------------------------------------------------
+    def open(self, path: str, flags: int) -> int:
+        where = parse_path(path)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        if where.kind == CONTROL_FILE:
+            if where.name not in CONTROL_FILES:
+                _fail(errno.ENOENT)
+            if writing:
+                _fail(errno.EACCES, "the control folder is read-only")
+            return self.handles.add(ConstHandle(self._control_bytes(where.name), time.time_ns()))
+        if writing:
+            self._require_writable()
+        if where.kind == META:
+            return self._open_meta_file(where.top, flags, create=False)
+        if where.kind in (INNER, TOP):
+            if where.kind == INNER:
+                self._require_dir(where.top)
+            with self._lock:
+                file = self._scratch.get(where.directory, where.leaf)
+                if file is None:
+                    if where.kind == TOP and self._dir_exists(where.top, self.key_of(where.top)):
+                        _fail(errno.EISDIR)
+                    _fail(errno.ENOENT)
+                return self._open_scratch(file, flags)
+        if where.kind in (ROOT, CONTROL):
+            _fail(errno.EISDIR)
+        _fail(errno.ENOENT)
+
+    def _open_scratch(self, file: ScratchFile, flags: int) -> int:
+        if file.is_link:
+            _fail(errno.ELOOP)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
+                               limit=2 * self.max_entry_size + (1 << 20))
+        if flags & os.O_TRUNC:
+            handle.truncate(0)
+        return self.handles.add(handle)
+
+    def _open_meta_file(self, top: str, flags: int, *, create: bool) -> int:
+        key, _ = self._require_dir(top)
+        if key is None:
+            _fail(errno.ENOENT)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        truncate = bool(flags & os.O_TRUNC)
+        hidden = self._hidden_now(key)
+        try:
+            data, record = self.served(key)
+            mtime_ns = record.mtime_ns
+        except SessionNotFound:
+            data, mtime_ns, record = b"", time.time_ns(), None
+        with self._lock:
+            opened = self._open_meta.get(key, [])
+            being_created = any(h.writable for h in opened)
+            exists = record is not None and not hidden
+            if not exists and not create and not being_created:
+                _fail(errno.ENOENT)
+            if create and exists and flags & os.O_EXCL:
+                _fail(errno.EEXIST)
+            new_file = create and not exists
+            if new_file:
+                self._hidden.pop(key, None)
+                data = b""
+            if writable or truncate:
+                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=True,
+                                    append=bool(flags & os.O_APPEND), dirty=new_file,
+                                    mode=DIRECT)
+                if truncate:
+                    handle.truncate_on_open()
+                self.kernel.forget(key)
+            else:
+                mode = self.kernel.decide(
+                    key, data, others_cached=any(h.mode.cached for h in opened),
+                    writers=being_created)
+                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=False,
+                                    mode=mode)
+            self._open_meta.setdefault(key, []).append(handle)
+            return self.handles.add(handle)
+
+    def create(self, path: str, flags: int) -> int:
+        """``open(O_CREAT)`` of a name the kernel did not find."""
+        where = parse_path(path)
+        if where.kind in (CONTROL, CONTROL_FILE):
+            _fail(errno.EACCES, "the control folder is read-only")
+        self._require_writable()
+        if where.kind == META:
+            return self._open_meta_file(where.top, flags, create=True)
+        if where.kind == INNER:
+            self._require_dir(where.top)
+        elif where.kind == TOP:
+            if self._dir_exists(where.top, self.key_of(where.top)):
+                _fail(errno.EISDIR)
+            if not is_root_scratch_name(where.top):
+                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+        elif where.kind == ROOT:
+            _fail(errno.EEXIST)
+        else:
+            _fail(errno.ENOENT)
+        with self._lock:
+            file = self._scratch.get(where.directory, where.leaf)
+            if file is not None and flags & os.O_EXCL:
+                _fail(errno.EEXIST)
+            if file is None:
+                file = ScratchFile()
+                self._scratch.put(where.directory, where.leaf, file)
+            return self._open_scratch(file, flags)
+
+    # -- handle operations -----------------------------------------------------------------------
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        handle = self.handles.get(fh)
+        with self._lock:
+            return handle.read(size, offset)
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        handle = self.handles.get(fh)
+        with self._lock:
+            return handle.write(data, offset)
+
+    def buffer_changed(self, handle: MetaHandle) -> None:
+        """Called by a handle (under the lock) after its buffer changed."""
+        self.kernel.forget(handle.key)
+        opened = self._open_meta.get(handle.key)
+        if opened and opened[-1] is not handle and handle in opened:
+            opened.remove(handle)
+            opened.append(handle)  # the latest writer is last
+
+    def flush(self, fh: int) -> None:
+        self.handles.get(fh).flush()
+
+    def fsync(self, fh: int) -> None:
+        self.handles.get(fh).fsync()
+
+    def release(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        try:
+            handle.release()
+        finally:
+            self.handles.pop(fh)
+            if isinstance(handle, MetaHandle):
+                with self._lock:
+                    opened = self._open_meta.get(handle.key)
+                    if opened is not None and handle in opened:
+                        opened.remove(handle)
+                        if not opened:
+                            del self._open_meta[handle.key]
+
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
+        """``truncate``/``ftruncate``: an open handle's buffer when there is one."""
+        handle = self.handles.find(fh)
+        if handle is None and path is not None:
+            handle = self._writer_for(path)
+        if handle is not None:
+            if isinstance(handle, ConstHandle):
+                _fail(errno.EACCES)
+            with self._lock:
+                handle.truncate(length)
+            return
+        if path is None:
+            _fail(errno.EBADF)
+        where = parse_path(path)
+        if where.kind in (CONTROL, CONTROL_FILE):
+            _fail(errno.EACCES, "the control folder is read-only")
+        self._require_writable()
+        if where.kind == META:  # no open file: the truncated entry is committed right away
+            key, _ = self._require_dir(where.top)
+            if key is None or self._hidden_now(key):
+                _fail(errno.ENOENT)
+            data, _record = self.served(key)
+            data = data[:length] + bytes(max(0, length - len(data)))
+            self.commit(key, where.top, data)
+            return
+        if where.kind in (INNER, TOP):
+            fh = self.open(path, os.O_WRONLY)
+            try:
+                self.handles.get(fh).truncate(length)
+            finally:
+                self.release(fh)
+            return
+        _fail(errno.EISDIR if where.kind == ROOT else errno.ENOENT)
+
+    def _writer_for(self, path: str) -> MetaHandle | None:
+        where = parse_path(path)
+        if where.kind != META:
+            return None
+        key = self.key_of(where.top)
+        with self._lock:
+            writers = [h for h in self._open_meta.get(key or "", ()) if h.writable]
+        return writers[-1] if writers else None
+
+    # -- committing ------------------------------------------------------------------------------
+    def commit(self, key: str, top: str, raw: bytes, *, source: MetaHandle | None = None) -> bool:
+        """Validate ``raw`` as the entry of ``key`` and store it (one ``put``).
+
+        :return: whether the store changed (False: the entry was already stored as is).
+        :raises InvalidJSON, InvalidEntry, EntryTooLarge: refused; recorded in ``errors``.
+        """
+        self._require_writable()
+        path = f"/{top}/{META_NAME}"
+        try:
+            entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
+        except SessionfsError as exc:
+            self.reject(path, exc)
+            raise
+        canonical = serialize_entry(entry)
+        with self._commit_lock:
+            try:
+                changed = self.store.put(key, entry)
+            except ReadOnlyStore:
+                raise
+            except SessionfsError as exc:
+                self.reject(path, exc)
+                raise
+            with self._lock:
+                self._stored(key, top)
+                if raw != canonical:
+                    self._overlay[key] = (raw, canonical)
+        return changed
+
+    def _stored(self, key: str, top: str) -> None:
+        """Bookkeeping after ``key`` was written by this mount (under the lock)."""
+        self._overlay.pop(key, None)
+        self._meta.pop(key, None)
+        self._hidden.pop(key, None)
+        self._pending.pop(top, None)
+
+    # -- namespace operations --------------------------------------------------------------------
+    def mkdir(self, path: str) -> None:
+        where = parse_path(path)
+        if where.kind == ROOT or where.kind == CONTROL:
+            _fail(errno.EEXIST)
+        if where.kind != TOP:
+            _fail(errno.EPERM, "sessions hold files only")
+        self._require_writable()
+        key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
+        if key is None:  # a hashed name: only an existing session can have one
+            key = self.key_of(where.top)
+            if key is None:
+                _fail(errno.EINVAL, "a hashed name is made by writing the session, not by mkdir")
+        with self._commit_lock:
+            if self._dir_exists(where.top, key) is not None:
+                _fail(errno.EEXIST)
+            with self._lock:
+                if self._scratch.get("", where.top) is not None:
+                    _fail(errno.EEXIST)
+                self._pending[where.top] = time.time_ns()
+
+    def rmdir(self, path: str) -> None:
+        where = parse_path(path)
+        if where.kind == ROOT:
+            _fail(errno.EBUSY)
+        if where.kind == CONTROL:
+            _fail(errno.EACCES, "the control folder is read-only")
+        if where.kind in (META, INNER, CONTROL_FILE):
+            _fail(errno.ENOTDIR)
+        if where.kind != TOP:
+            _fail(errno.ENOENT)
+        self._require_writable()
+        with self._commit_lock:
+            key = self.key_of(where.top)
+            state = self._dir_exists(where.top, key)
+            if state is None:
+                with self._lock:
+                    if self._scratch.get("", where.top) is not None:
+                        _fail(errno.ENOTDIR)
+                _fail(errno.ENOENT)
+            if state == "session":
+                _fail(errno.ENOTEMPTY, "the session still has its meta.json")
+            with self._lock:
+                if self._scratch.has_any(where.top):
+                    _fail(errno.ENOTEMPTY)
+                self._pending.pop(where.top, None)
+
+    def unlink(self, path: str) -> None:
+        where = parse_path(path)
+        if where.kind in (CONTROL, CONTROL_FILE):
+            _fail(errno.EACCES, "the control folder is read-only")
+        if where.kind == ROOT:
+            _fail(errno.EISDIR)
+        self._require_writable()
+        if where.kind == META:
+            self._delete_session(where.top)
+            return
+        if where.kind == INNER:
+            self._require_dir(where.top)
+        elif where.kind == TOP:
+            if self._dir_exists(where.top, self.key_of(where.top)):
+                _fail(errno.EISDIR)
+        else:
+            _fail(errno.ENOENT)
+        with self._lock:
+            if self._scratch.pop(where.directory, where.leaf) is None:
+                _fail(errno.ENOENT)
+
+    def _delete_session(self, top: str) -> None:
+        key, _ = self._require_dir(top)
+        if key is None or self._hidden_now(key):
+            _fail(errno.ENOENT)
+        with self._commit_lock:
+            self.store.delete(key)  # SessionNotFound -> ENOENT
+            with self._lock:
+                self._forget_session(key)
+                self._pending[top] = time.time_ns()  # the (now empty) folder stays until rmdir
+                for handle in self._open_meta.get(key, ()):
+                    handle.dirty = False  # writing to an unlinked file does not recreate it
+
+    def _forget_session(self, key: str) -> None:
+        self._overlay.pop(key, None)
+        self._meta.pop(key, None)
+        self._hidden.pop(key, None)
+        self.kernel.forget(key)
+
+    def symlink(self, path: str, target: str) -> None:
+        """Only Emacs-style lock links (``.#name``), kept as scratch; everything else EPERM."""
+        where = parse_path(path)
+        if where.kind not in (INNER, TOP) or not where.leaf.startswith(".#"):
+            _fail(errno.EPERM, "symbolic links are not supported (except editor lock links)")
+        self._require_writable()
+        if where.kind == INNER:
+            self._require_dir(where.top)
+        with self._lock:
+            if self._scratch.get(where.directory, where.leaf) is not None:
+                _fail(errno.EEXIST)
+            self._scratch.put(where.directory, where.leaf, ScratchFile(link_target=target))
+
+    def readlink(self, path: str) -> str:
+        where = parse_path(path)
+        if where.kind in (INNER, TOP):
+            with self._lock:
+                file = self._scratch.get(where.directory, where.leaf)
+            if file is not None and file.link_target is not None:
+                return file.link_target
+            if file is not None:
+                _fail(errno.EINVAL)
+        self.getattr(path)  # ENOENT for what does not exist
+        _fail(errno.EINVAL)
+
+    # -- rename ----------------------------------------------------------------------------------
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        """``rename``/``renameat2``. Only ``RENAME_NOREPLACE`` is honoured; other flags (e.g.
+        ``RENAME_EXCHANGE``, which mfusepy would silently drop) fail with EINVAL."""
+        if flags & ~RENAME_NOREPLACE:
+            _fail(errno.EINVAL, "only RENAME_NOREPLACE is supported")
+        src, dst = parse_path(old), parse_path(new)
+        for where in (src, dst):
+            if where.kind in (ROOT, CONTROL, CONTROL_FILE):
+                _fail(errno.EACCES if where.kind != ROOT else errno.EBUSY)
+            if where.kind == DEEP:
+                _fail(errno.ENOENT)
+        self._require_writable()
+        if old == new:
+            self.getattr(old)
+            return
+        with self._commit_lock:
+            if flags & RENAME_NOREPLACE and self._exists(new):
+                _fail(errno.EEXIST)
+            if src.kind == TOP:
+                self._rename_top(src, dst)
+            elif src.kind == META:
+                self._rename_meta(src, dst)
+            else:
+                self._rename_scratch(src, dst)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.getattr(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _rename_top(self, src: Where, dst: Where) -> None:
+        src_key = self.key_of(src.top)
+        state = self._dir_exists(src.top, src_key)
+        if state is None:  # a root scratch file
+            with self._lock:
+                file = self._scratch.get("", src.top)
+            if file is None:
+                _fail(errno.ENOENT)
+            self._move_scratch(src, dst)
+            return
+        if dst.kind != TOP:
+            _fail(errno.EPERM, "sessions hold files only")
+        dst_key = keys.decode(dst.top)  # InvalidName (EINVAL) when no key has that name
+        if dst_key is None:
+            dst_key = self.key_of(dst.top)
+            if dst_key is None:
+                _fail(errno.EINVAL, f"{dst.top!r} is not a session name")
+        dst_state = self._dir_exists(dst.top, dst_key)
+        with self._lock:
+            if self._scratch.get("", dst.top) is not None:
+                _fail(errno.ENOTDIR)
+            if dst_state == "session":
+                _fail(errno.ENOTEMPTY, f"{dst.top} is a session")
+            if dst_state == "pending" and self._scratch.has_any(dst.top):
+                _fail(errno.ENOTEMPTY)
+        if state == "session":
+            assert src_key is not None
+            try:
+                self.store.rename(src_key, dst_key)
+            except SessionExists:
+                _fail(errno.ENOTEMPTY, f"{dst.top} is a session")
+        with self._lock:
+            if state == "session":
+                assert src_key is not None
+                self._forget_session(src_key)
+                self._forget_session(dst_key)
+                for handle in self._open_meta.pop(src_key, []):
+                    handle.key, handle.top = dst_key, dst.top
+                    self._open_meta.setdefault(dst_key, []).append(handle)
+            self._pending.pop(dst.top, None)
+            pending = self._pending.pop(src.top, None)
+            if state == "pending" and pending is not None:
+                self._pending[dst.top] = pending
+            self._scratch.drop_dir(dst.top)
+            self._scratch.move_dir(src.top, dst.top)
+
+    def _rename_meta(self, src: Where, dst: Where) -> None:
+        src_key, _ = self._require_dir(src.top)
+        if src_key is None or self._hidden_now(src_key):
+            _fail(errno.ENOENT)
+        data, record = self.served(src_key)  # SessionNotFound -> ENOENT
+        if dst.kind == META:
+            dst_key, _ = self._require_dir(dst.top)
+            if dst_key is None:
+                _fail(errno.ENOENT)
+            if dst_key == src_key:
+                return
+            # Between sessions: copy, then delete (the entry is never in neither place).
+            self._put_raw(dst_key, dst.top, data)
+            self.store.delete(src_key)
+            with self._lock:
+                self._forget_session(src_key)
+                self._pending[src.top] = time.time_ns()
+            return
+        if dst.kind == TOP:
+            if self._dir_exists(dst.top, self.key_of(dst.top)):
+                _fail(errno.EISDIR)
+            if not is_root_scratch_name(dst.top):
+                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+        else:
+            self._require_dir(dst.top)
+        # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
+        with self._lock:
+            self._scratch.put(dst.directory, dst.leaf,
+                              ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
+            self._hidden[src_key] = time.monotonic() + self.hide_grace
+            self._meta.pop(src_key, None)
+            self.kernel.forget(src_key)
+
+    def _put_raw(self, key: str, top: str, raw: bytes) -> None:
+        """Commit bytes that arrive by rename (already under the commit lock)."""
+        path = f"/{top}/{META_NAME}"
+        try:
+            entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
+            self.store.put(key, entry)
+        except ReadOnlyStore:
+            raise
+        except SessionfsError as exc:
+            self.reject(path, exc)
+            raise
+        canonical = serialize_entry(entry)
+        with self._lock:
+            self._stored(key, top)
+            self.kernel.forget(key)
+            if raw != canonical:
+                self._overlay[key] = (raw, canonical)
+
+    def _rename_scratch(self, src: Where, dst: Where) -> None:
+        if src.kind == INNER:
+            self._require_dir(src.top)
+        with self._lock:
+            file = self._scratch.get(src.directory, src.leaf)
+        if file is None:
+            _fail(errno.ENOENT)
+        self._move_scratch(src, dst)
+
+    def _move_scratch(self, src: Where, dst: Where) -> None:
+        with self._lock:
+            file = self._scratch.get(src.directory, src.leaf)
+        assert file is not None
+        if dst.kind == META:
+            dst_key, _ = self._require_dir(dst.top)
+            if dst_key is None:
+                _fail(errno.ENOENT)
+            if file.is_link:
+                _fail(errno.EINVAL, "a link cannot become meta.json")
+            self._put_raw(dst_key, dst.top, bytes(file.data))
+            with self._lock:
+                self._scratch.pop(src.directory, src.leaf)
+            return
+        if dst.kind == TOP:
+            if self._dir_exists(dst.top, self.key_of(dst.top)):
+                _fail(errno.EISDIR)
+            if not is_root_scratch_name(dst.top):
+                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+        elif dst.kind == INNER:
+            self._require_dir(dst.top)
+        with self._lock:
+            self._scratch.pop(src.directory, src.leaf)
+            self._scratch.put(dst.directory, dst.leaf, file)
+
+    # -- attributes that do not exist here -------------------------------------------------------
+    def accept_metadata_change(self, path: str | None) -> None:
+        """chmod, chown, utimens: accepted without effect on anything that exists."""
+        if path is not None:
+            self.getattr(path)
+
+    def statfs(self) -> dict[str, int]:
+        try:
+            st = os.statvfs(self.store.path if self.store.path.exists() else
+                            self.store.path.parent)
+        except OSError:
+            return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+        return {"f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks,
+                "f_bfree": st.f_bfree, "f_bavail": st.f_bavail, "f_files": st.f_files,
+                "f_ffree": st.f_ffree, "f_favail": st.f_favail, "f_namemax": 255}

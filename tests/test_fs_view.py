@@ -1,0 +1,424 @@
+"""The mounted tree without a kernel: paths, attributes, buffered writes, namespace changes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sessionfs import jsonfmt, keys
+from sessionfs.errors import SessionfsError
+from sessionfs.fs.view import SessionView
+from sessionfs.store import Store
+
+ENTRIES: dict[str, dict[str, Any]] = {
+    "agent:main:main": {"sessionId": "m", "updatedAt": 1_767_225_600_000},
+    "agent:main:telegram:direct:james": {"sessionId": "j", "updatedAt": 1_767_225_700_000},
+    "agent:main:cron:14bbd904": {"sessionId": "c", "updatedAt": 1_767_225_500_000},
+}
+MAIN = "agent:main:main"
+JAMES = "agent:main:telegram:direct:james"
+WR = os.O_WRONLY
+TRUNC = os.O_WRONLY | os.O_TRUNC
+
+
+def errno_of(excinfo: pytest.ExceptionInfo[BaseException]) -> int:
+    return excinfo.value.errno  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Store], layout: str) -> Store:
+    return make_store(layout, ENTRIES)
+
+
+@pytest.fixture
+def view(store: Store) -> SessionView:
+    return SessionView(store, timeout=0)
+
+
+def meta(key: str) -> str:
+    return f"/{keys.encode(key)}/meta.json"
+
+
+def read_all(view: SessionView, path: str) -> bytes:
+    fh = view.open(path, os.O_RDONLY)
+    try:
+        return view.read(fh, 1 << 30, 0)
+    finally:
+        view.release(fh)
+
+
+def write_file(view: SessionView, path: str, data: bytes, flags: int = TRUNC) -> None:
+    fh = view.open(path, flags)
+    try:
+        view.write(fh, data, 0)
+        view.flush(fh)
+    finally:
+        view.release(fh)
+
+
+def store_files(store: Store) -> dict[str, bytes]:
+    base = store.path if store.layout == "directory" else store.path.parent
+    if store.layout == "legacy":
+        return {"sessions.json": store.path.read_bytes()}
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*"))
+            if p.is_file()}
+
+
+# -- the tree ------------------------------------------------------------------------------------
+def test_root_lists_sessions_and_control_folder(view: SessionView) -> None:
+    names = [name for name, _ in view.listdir("/")]
+    assert names[:3] == [".", "..", ".sessionfs"]
+    assert sorted(names[3:]) == sorted(keys.encode(k) for k in ENTRIES)
+
+
+def test_attributes(view: SessionView, store: Store) -> None:
+    root = view.getattr("/")
+    assert stat.S_ISDIR(root["st_mode"]) and stat.S_IMODE(root["st_mode"]) == 0o700
+    folder = view.getattr(f"/{keys.encode(JAMES)}")
+    assert stat.S_IMODE(folder["st_mode"]) == 0o700
+    assert folder["st_mtime"] == ENTRIES[JAMES]["updatedAt"] * 1_000_000
+    assert folder["st_uid"] == os.getuid() and folder["st_gid"] == os.getgid()
+    record = store.read(JAMES)
+    file = view.getattr(meta(JAMES))
+    assert stat.S_ISREG(file["st_mode"]) and stat.S_IMODE(file["st_mode"]) == 0o600
+    assert file["st_size"] == len(record.data)
+    assert file["st_mtime"] == record.mtime_ns
+    assert read_all(view, meta(JAMES)) == record.data
+    with pytest.raises(FileNotFoundError):
+        view.getattr("/agent--main--nope")
+    with pytest.raises(FileNotFoundError):
+        view.getattr("/agent--main--nope/meta.json")
+
+
+def test_control_files(view: SessionView, store: Store) -> None:
+    assert [n for n, _ in view.listdir("/.sessionfs")] == [".", "..", "errors", "status"]
+    status = read_all(view, "/.sessionfs/status").decode()
+    assert f"store: {store.path}" in status
+    assert f"layout: {store.layout}" in status
+    assert "sessions: 3" in status and "read-only: no" in status
+    assert read_all(view, "/.sessionfs/errors") == b""
+    with pytest.raises(PermissionError):
+        view.open("/.sessionfs/errors", os.O_WRONLY)
+    assert stat.S_IMODE(view.getattr("/.sessionfs/status")["st_mode"]) == 0o400
+
+
+# -- writes --------------------------------------------------------------------------------------
+def test_valid_write_commits_once_and_reads_back_exactly(view: SessionView,
+                                                         store: Store) -> None:
+    raw = b'{"sessionId":"m2","updatedAt":5}\n'
+    write_file(view, meta(MAIN), raw)
+    assert store.get(MAIN) == {"sessionId": "m2", "updatedAt": 5}
+    assert store.read(MAIN).data == jsonfmt.dumps({"sessionId": "m2", "updatedAt": 5})
+    assert read_all(view, meta(MAIN)) == raw
+    assert view.getattr(meta(MAIN))["st_size"] == len(raw)
+
+
+def test_unchanged_entry_writes_nothing(view: SessionView, store: Store) -> None:
+    before = store_files(store)
+    stamp = store.read(MAIN).mtime_ns
+    time.sleep(0.01)
+    write_file(view, meta(MAIN), jsonfmt.dumps(ENTRIES[MAIN]))
+    write_file(view, meta(MAIN), b'{"sessionId": "m", "updatedAt": 1767225600000}')
+    assert store_files(store) == before
+    assert store.read(MAIN).mtime_ns == stamp
+
+
+def test_invalid_entry_fails_at_close_and_keeps_the_store(view: SessionView,
+                                                           store: Store) -> None:
+    before = store_files(store)
+    fh = view.open(meta(MAIN), TRUNC)
+    view.write(fh, b'{"sessionId": "m"}', 0)  # valid JSON, missing updatedAt
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    with pytest.raises(SessionfsError):
+        view.fsync(fh)
+    view.release(fh)
+    assert store_files(store) == before
+    assert read_all(view, meta(MAIN)) == store.read(MAIN).data
+    lines = view.errors.render().decode().splitlines()
+    assert len(lines) == 1  # the same failure is reported once
+    assert meta(MAIN) in lines[0] and "EINVAL" in lines[0] and "updatedAt" in lines[0]
+
+
+def test_syntax_error_fails_at_write(view: SessionView, store: Store) -> None:
+    before = store_files(store)
+    fh = view.open(meta(MAIN), TRUNC)
+    view.flush(fh)  # the shell's dup2 + close before writing: nothing is committed
+    with pytest.raises(SessionfsError) as excinfo:
+        view.write(fh, b"{broken", 0)
+    assert errno_of(excinfo) == errno.EINVAL
+    with pytest.raises(SessionfsError):
+        view.write(fh, b"}", 7)
+    with pytest.raises(SessionfsError):
+        view.flush(fh)
+    view.release(fh)
+    assert store_files(store) == before
+    assert len(view.errors.render().splitlines()) == 1
+
+
+def test_incomplete_json_waits_for_close(view: SessionView, store: Store) -> None:
+    fh = view.open(meta(MAIN), TRUNC)
+    assert view.write(fh, b'{"sessionId": "m", "upda', 0) == 24
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    view.release(fh)
+    assert store.get(MAIN) == ENTRIES[MAIN]
+
+
+def test_multibyte_character_split_across_writes(view: SessionView, store: Store) -> None:
+    data = '{"sessionId": "m", "updatedAt": 7, "label": "Einkaufsliste 🛒"}'.encode()
+    cut = data.index("🛒".encode()) + 2
+    fh = view.open(meta(MAIN), TRUNC)
+    view.write(fh, data[:cut], 0)
+    view.write(fh, data[cut:], cut)
+    view.flush(fh)
+    view.release(fh)
+    assert store.get(MAIN)["label"] == "Einkaufsliste 🛒"
+
+
+def test_vim_style_save_open_ftruncate_write_fsync(view: SessionView, store: Store) -> None:
+    fh = view.open(meta(MAIN), os.O_WRONLY | os.O_CREAT)
+    view.truncate(None, 0, fh)
+    view.flush(fh)  # nothing written yet: no commit of the empty file
+    data = b'{\n  "sessionId": "vim",\n  "updatedAt": 9\n}\n'
+    view.write(fh, data[:10], 0)
+    view.write(fh, data[10:], 10)
+    view.fsync(fh)
+    assert store.get(MAIN) == {"sessionId": "vim", "updatedAt": 9}
+    view.flush(fh)
+    view.release(fh)
+    assert read_all(view, meta(MAIN)) == data
+
+
+def test_truncate_by_path_acts_on_the_open_buffer(view: SessionView, store: Store) -> None:
+    fh = view.open(meta(MAIN), WR)
+    view.truncate(meta(MAIN), 0)
+    view.write(fh, b'{"sessionId": "t", "updatedAt": 1}', 0)
+    view.release(fh)
+    assert store.get(MAIN) == {"sessionId": "t", "updatedAt": 1}
+
+
+def test_truncate_without_handle_commits_right_away(view: SessionView, store: Store) -> None:
+    with pytest.raises(SessionfsError) as excinfo:
+        view.truncate(meta(MAIN), 3)
+    assert errno_of(excinfo) == errno.EINVAL
+    assert store.get(MAIN) == ENTRIES[MAIN]
+
+
+def test_append_and_write_at_offsets(view: SessionView, store: Store) -> None:
+    original = store.read(MAIN).data
+    fh = view.open(meta(MAIN), os.O_WRONLY | os.O_APPEND)
+    view.write(fh, b"\n\n", 0)  # O_APPEND: lands at the end whatever the offset
+    view.release(fh)
+    assert read_all(view, meta(MAIN)) == original + b"\n\n"
+    fh = view.open(meta(MAIN), os.O_WRONLY | os.O_APPEND)
+    with pytest.raises(SessionfsError) as excinfo:
+        view.write(fh, b'"x"', 0)  # after a complete value: can never be valid again
+    assert errno_of(excinfo) == errno.EINVAL
+    view.release(fh)
+    fh = view.open(meta(MAIN), os.O_RDWR)
+    text = bytearray(view.read(fh, 1 << 20, 0))
+    at = text.index(b'"m"')
+    view.write(fh, b'"z"', at)
+    view.release(fh)
+    assert store.get(MAIN)["sessionId"] == "z"
+
+
+def test_entry_size_limit(store: Store) -> None:
+    view = SessionView(store, timeout=0, max_entry_size=100)
+    fh = view.open(meta(MAIN), TRUNC)
+    with pytest.raises(SessionfsError) as excinfo:
+        view.write(fh, b" " * 101, 0)
+    assert errno_of(excinfo) == errno.EFBIG
+    view.release(fh)
+    assert store.get(MAIN) == ENTRIES[MAIN]
+
+
+def test_readers_get_a_snapshot(view: SessionView, store: Store) -> None:
+    fh = view.open(meta(MAIN), os.O_RDONLY)
+    first = view.read(fh, 5, 0)
+    store.put(MAIN, {"sessionId": "other", "updatedAt": 1, "pad": "x" * 100})
+    rest = view.read(fh, 1 << 20, 5)
+    view.release(fh)
+    assert first + rest == jsonfmt.dumps(ENTRIES[MAIN])
+
+
+def test_overlay_gives_way_to_changes_behind_the_mount(view: SessionView, store: Store) -> None:
+    write_file(view, meta(MAIN), b'{"sessionId":"m","updatedAt":3}')
+    store.put(MAIN, {"sessionId": "m", "updatedAt": 4})
+    assert read_all(view, meta(MAIN)) == store.read(MAIN).data
+
+
+# -- names ---------------------------------------------------------------------------------------
+def test_rename_away_keeps_the_session(view: SessionView, store: Store) -> None:
+    folder = f"/{keys.encode(MAIN)}"
+    original = read_all(view, meta(MAIN))
+    view.rename(meta(MAIN), f"{folder}/meta.json~")
+    assert store.get(MAIN) == ENTRIES[MAIN]
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    assert read_all(view, f"{folder}/meta.json~") == original
+    assert [n for n, _ in view.listdir(folder)][2:] == ["meta.json~"]
+    fh = view.create(meta(MAIN), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    view.write(fh, b'{"sessionId": "new", "updatedAt": 2}', 0)
+    view.release(fh)
+    assert store.get(MAIN) == {"sessionId": "new", "updatedAt": 2}
+    view.unlink(f"{folder}/meta.json~")
+    assert store.get(MAIN)["sessionId"] == "new"
+
+
+def test_renamed_away_name_comes_back_after_the_grace_period(store: Store) -> None:
+    view = SessionView(store, timeout=0, hide_grace=0.05)
+    view.rename(meta(MAIN), f"/{keys.encode(MAIN)}/backup")
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    time.sleep(0.1)
+    assert view.getattr(meta(MAIN))["st_size"] == len(store.read(MAIN).data)
+
+
+def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store) -> None:
+    folder = f"/{keys.encode(MAIN)}"
+    view.unlink(meta(MAIN))
+    assert MAIN not in store.keys()
+    assert [n for n, _ in view.listdir(folder)] == [".", ".."]
+    view.rmdir(folder)
+    with pytest.raises(FileNotFoundError):
+        view.getattr(folder)
+
+
+def test_rmdir_of_a_session_is_refused(view: SessionView) -> None:
+    with pytest.raises(OSError) as excinfo:
+        view.rmdir(f"/{keys.encode(MAIN)}")
+    assert errno_of(excinfo) == errno.ENOTEMPTY
+
+
+def test_mkdir_then_write_creates_a_session(view: SessionView, store: Store) -> None:
+    key = "agent:main:new"
+    folder = f"/{keys.encode(key)}"
+    view.mkdir(folder)
+    assert key not in store.keys()
+    assert view.getattr(folder)["st_mode"] & stat.S_IFDIR
+    assert [n for n, _ in view.listdir(folder)] == [".", ".."]
+    fh = view.create(f"{folder}/meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    view.write(fh, b'{"sessionId": "n", "updatedAt": 1}', 0)
+    view.release(fh)
+    assert store.get(key) == {"sessionId": "n", "updatedAt": 1}
+
+
+def test_mkdir_of_a_name_no_key_has_fails_with_einval(view: SessionView) -> None:
+    with pytest.raises(SessionfsError) as excinfo:
+        view.mkdir("/agent:main:x")
+    assert errno_of(excinfo) == errno.EINVAL
+    with pytest.raises(OSError) as excinfo2:
+        view.mkdir(f"/{keys.encode(MAIN)}")
+    assert errno_of(excinfo2) == errno.EEXIST
+
+
+def test_rename_session(view: SessionView, store: Store) -> None:
+    view.rename(f"/{keys.encode(MAIN)}", "/agent--main--renamed")
+    assert store.get("agent:main:renamed") == ENTRIES[MAIN]
+    assert MAIN not in store.keys()
+    with pytest.raises(OSError) as excinfo:
+        view.rename("/agent--main--renamed", f"/{keys.encode(JAMES)}")
+    assert errno_of(excinfo) in (errno.ENOTEMPTY, errno.EEXIST)
+    assert store.get(JAMES) == ENTRIES[JAMES]
+
+
+def test_moving_meta_between_sessions_copies_then_deletes(view: SessionView,
+                                                          store: Store) -> None:
+    view.rename(meta(MAIN), meta(JAMES))
+    assert store.get(JAMES) == ENTRIES[MAIN]
+    assert MAIN not in store.keys()
+
+
+def test_scratch_renamed_onto_meta_commits_when_valid(view: SessionView, store: Store) -> None:
+    folder = f"/{keys.encode(MAIN)}"
+    tmp = f"{folder}/sedAbc123"
+    fh = view.create(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    view.write(fh, b"{not json", 0)  # scratch files hold anything
+    view.release(fh)
+    with pytest.raises(SessionfsError) as excinfo:
+        view.rename(tmp, meta(MAIN))
+    assert errno_of(excinfo) == errno.EINVAL
+    assert store.get(MAIN) == ENTRIES[MAIN]
+    assert view.getattr(tmp)["st_size"] == 9
+    fh = view.open(tmp, os.O_WRONLY | os.O_TRUNC)
+    view.write(fh, b'{"sessionId": "sed", "updatedAt": 3}', 0)
+    view.release(fh)
+    view.rename(tmp, meta(MAIN))
+    assert store.get(MAIN)["sessionId"] == "sed"
+    with pytest.raises(FileNotFoundError):
+        view.getattr(tmp)
+
+
+def test_rename_flags(view: SessionView, store: Store) -> None:
+    folder = f"/{keys.encode(MAIN)}"
+    fh = view.create(f"{folder}/a", os.O_WRONLY | os.O_CREAT)
+    view.release(fh)
+    with pytest.raises(OSError) as excinfo:
+        view.rename(f"{folder}/a", meta(MAIN), 2)  # RENAME_EXCHANGE
+    assert errno_of(excinfo) == errno.EINVAL
+    with pytest.raises(OSError) as excinfo:
+        view.rename(f"{folder}/a", meta(MAIN), 1)  # RENAME_NOREPLACE onto an existing file
+    assert errno_of(excinfo) == errno.EEXIST
+    assert store.get(MAIN) == ENTRIES[MAIN]
+    view.rename(f"{folder}/a", f"{folder}/b", 1)
+    assert view.getattr(f"{folder}/b")["st_size"] == 0
+
+
+def test_root_accepts_only_editor_scratch_files(view: SessionView) -> None:
+    for name in ("4913", ".meta.json.swp", "x~", "#x#", "sedAbC123", "a.tmp"):
+        view.release(view.create(f"/{name}", os.O_WRONLY | os.O_CREAT))
+    for name in ("notes.txt", "agent--main--x"):
+        with pytest.raises(OSError) as excinfo:
+            view.create(f"/{name}", os.O_WRONLY | os.O_CREAT)
+        assert errno_of(excinfo) == errno.EPERM
+
+
+def test_links(view: SessionView) -> None:
+    folder = f"/{keys.encode(MAIN)}"
+    view.symlink(f"{folder}/.#meta.json", "user@host.123:456")
+    assert view.readlink(f"{folder}/.#meta.json") == "user@host.123:456"
+    assert stat.S_ISLNK(view.getattr(f"{folder}/.#meta.json")["st_mode"])
+    with pytest.raises(OSError) as excinfo:
+        view.symlink(f"{folder}/other", "target")
+    assert errno_of(excinfo) == errno.EPERM
+    view.unlink(f"{folder}/.#meta.json")
+
+
+def test_read_only(store: Store) -> None:
+    view = SessionView(store, timeout=0, read_only=True)
+    before = store_files(store)
+    attempts: list[Callable[[], object]] = [
+        lambda: view.open(meta(MAIN), WR),
+        lambda: view.create(f"/{keys.encode(MAIN)}/x", WR),
+        lambda: view.unlink(meta(MAIN)),
+        lambda: view.mkdir("/agent--main--x"),
+        lambda: view.rename(f"/{keys.encode(MAIN)}", "/agent--main--x"),
+        lambda: view.truncate(meta(MAIN), 0),
+    ]
+    for attempt in attempts:
+        with pytest.raises(SessionfsError) as excinfo:
+            attempt()
+        assert errno_of(excinfo) == errno.EROFS
+    assert store_files(store) == before
+    assert "read-only: yes (mounted with --read-only)" in read_all(
+        view, "/.sessionfs/status").decode()
+
+
+def test_changes_behind_the_mount_show_up(view: SessionView, store: Store) -> None:
+    store.put("agent:main:fresh", {"sessionId": "f", "updatedAt": 1})
+    assert "agent--main--fresh" in [n for n, _ in view.listdir("/")]
+    store.put(MAIN, {"sessionId": "changed", "updatedAt": 2})
+    assert b'"changed"' in read_all(view, meta(MAIN))
+    store.delete(JAMES)
+    with pytest.raises(FileNotFoundError):
+        view.open(meta(JAMES), os.O_RDONLY)

@@ -1,0 +1,190 @@
+"""Mounting and unmounting for real: daemon mode, pre-checks, signals, dead daemons, read-only."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sessionfs import jsonfmt
+from sessionfs.fs.mount import is_mounted
+from tests import mountutil
+from tests.mountutil import ENTRIES, MAIN, ROOT, Mount, force_unmount, make_store_folder, wait_for
+
+base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
+
+
+def cli(*argv: str, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "sessionfs", *argv], capture_output=True,
+                          text=True, timeout=timeout, env=environment, cwd=str(ROOT), check=False)
+
+
+def daemon_pid(mountpoint: Path) -> int:
+    status = (mountpoint / ".sessionfs" / "status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("pid: "))[5:])
+
+
+def test_daemon_mode_returns_once_the_mount_is_live(store_folder: Path) -> None:
+    mountpoint = store_folder.parent / "mnt"
+    mountpoint.mkdir()
+    try:
+        result = cli("mount", str(store_folder), str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        assert is_mounted(mountpoint)  # no waiting: live when the command returns
+        assert len(os.listdir(mountpoint)) == len(ENTRIES) + 1
+        pid = daemon_pid(mountpoint)
+        assert pid != os.getpid()
+        result = cli("umount", str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        assert not is_mounted(mountpoint)
+        assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)
+    finally:
+        force_unmount(mountpoint)
+
+
+@pytest.mark.parametrize("case", ["missing", "not-empty", "mounted", "no-store", "bad-store",
+                                  "no-libfuse"])
+def test_mount_refuses_with_one_clear_line(base: Path, case: str) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    env = None
+    expected = {"missing": "does not exist", "not-empty": "is not empty",
+                "mounted": "already mounted", "no-store": "no session store",
+                "bad-store": "not valid JSON", "no-libfuse": "apt install fuse3"}[case]
+    store_arg = str(folder)
+    other = None
+    if case == "missing":
+        mountpoint.rmdir()
+    elif case == "not-empty":
+        (mountpoint / "file").write_text("x")
+    elif case == "mounted":
+        other = Mount(folder, mountpoint).start()
+    elif case == "no-store":
+        store_arg = str(base / "elsewhere")
+    elif case == "bad-store":
+        (folder / "sessions.json").write_text('{"agent:main:main": {broken')
+    elif case == "no-libfuse":
+        env = {"FUSE_LIBRARY_NAME": "no-such-fuse-library"}
+    try:
+        result = cli("mount", store_arg, str(mountpoint), env=env)
+    finally:
+        if other is not None:
+            other.stop()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sessionfs: error: ") and expected in lines[0], lines[0]
+
+
+def test_no_dev_fuse_is_reported(base: Path) -> None:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.fail("needs unshare and root to hide /dev/fuse in a private mount namespace")
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    (base / "mnt").mkdir()
+    script = (f"mount -t tmpfs tmpfs /dev && cd {ROOT} && PYTHONPATH={ROOT} "
+              f"{sys.executable} -m sessionfs mount {folder} {base / 'mnt'}")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result
+    assert "no /dev/fuse" in result.stderr
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT])
+def test_signals_unmount_cleanly(store_folder: Path, signo: int) -> None:
+    mount = Mount(store_folder, store_folder.parent / "mnt").start()
+    try:
+        mount.kill(signo)
+        assert mount.proc is not None and mount.proc.returncode == 0, mount.diagnostics()
+        assert not is_mounted(mount.mp)
+    finally:
+        mount.stop()
+
+
+def test_killed_daemon_then_umount_and_remount(store_folder: Path) -> None:
+    mount = Mount(store_folder, store_folder.parent / "mnt").start()
+    try:
+        mount.kill(signal.SIGKILL)
+        with pytest.raises(OSError) as excinfo:
+            os.listdir(mount.mp)
+        assert excinfo.value.errno == errno.ENOTCONN
+        result = cli("mount", str(store_folder), str(mount.mp))
+        assert result.returncode == 1 and "already mounted" in result.stderr
+        result = cli("umount", str(mount.mp))
+        assert result.returncode == 0, result.stderr
+        assert not is_mounted(mount.mp)
+        again = Mount(store_folder, mount.mp).start()
+        try:
+            assert mount.meta(MAIN).read_bytes() == jsonfmt.dumps(ENTRIES[MAIN])
+        finally:
+            again.stop()
+    finally:
+        mount.stop()
+
+
+def test_umount_of_something_not_mounted_fails(base: Path) -> None:
+    result = cli("umount", str(base))
+    assert result.returncode == 1
+    assert "is not mounted" in result.stderr
+
+
+def store_snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def assert_every_write_fails_with_erofs(mount: Mount) -> None:
+    folder = mount.dir(MAIN)
+    attempts = [
+        lambda: mount.meta(MAIN).write_text("{}"),
+        lambda: open(mount.meta(MAIN), "r+b").close(),
+        lambda: os.truncate(mount.meta(MAIN), 0),
+        lambda: os.unlink(mount.meta(MAIN)),
+        lambda: os.mkdir(mount.mp / "agent--main--new"),
+        lambda: os.rename(folder, mount.mp / "agent--main--new"),
+        lambda: (folder / "scratch").write_text("x"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as excinfo:
+            attempt()
+        assert excinfo.value.errno == errno.EROFS
+
+
+def test_read_only_mount(store_folder: Path) -> None:
+    before = store_snapshot(store_folder)
+    with Mount(store_folder, store_folder.parent / "mnt", "--read-only") as mount:
+        assert mount.meta(MAIN).read_bytes() == jsonfmt.dumps(ENTRIES[MAIN])
+        assert_every_write_fails_with_erofs(mount)
+        status = (mount.mp / ".sessionfs" / "status").read_text()
+        assert "read-only: yes (" in status
+    assert store_snapshot(store_folder) == before
+
+
+def test_store_the_library_opens_read_only(store_folder: Path) -> None:
+    sqlite = store_folder.parent / "agent" / "openclaw-agent.sqlite"
+    sqlite.parent.mkdir()
+    sqlite.write_bytes(b"SQLite format 3\0")
+    before = store_snapshot(store_folder)
+    with Mount(store_folder, store_folder.parent / "mnt") as mount:
+        assert_every_write_fails_with_erofs(mount)
+        status = (mount.mp / ".sessionfs" / "status").read_text()
+        assert "read-only: yes (openclaw has imported this store into SQLite" in status
+    assert store_snapshot(store_folder) == before
+
+
+def test_migrate_then_serve_as_directory_store(base: Path) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    with Mount(folder, base / "mnt", "--migrate") as mount:
+        assert (folder / "sessions.d").is_dir()
+        assert "layout: directory" in (mount.mp / ".sessionfs" / "status").read_text()
+        mount.meta(MAIN).write_bytes(jsonfmt.dumps(dict(ENTRIES[MAIN], thinkingLevel="x")))
+        assert mount.store().layout == "directory"
+        assert mount.store().get(MAIN)["thinkingLevel"] == "x"

@@ -1,0 +1,148 @@
+"""Through the kernel: rm, rm -r, mkdir, mv of sessions and of meta.json, renameat2 flags."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+
+import pytest
+
+from sessionfs import jsonfmt, keys
+from tests import mountutil
+from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount
+
+base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
+
+_libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+
+
+def renameat2(old: os.PathLike[str], new: os.PathLike[str], flags: int) -> None:
+    AT_FDCWD = -100
+    if _libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def sh(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+
+
+def test_rm_meta_deletes_the_session(mnt: Mount) -> None:
+    os.unlink(mnt.meta(MAIN))
+    assert MAIN not in mnt.store().keys()
+    assert os.listdir(mnt.dir(MAIN)) == []  # the emptied folder stays until rmdir
+    os.rmdir(mnt.dir(MAIN))
+    assert keys.encode(MAIN) not in os.listdir(mnt.mp)
+    assert sorted(mnt.store().keys()) == sorted([JAMES, CRON])
+
+
+def test_rm_r_deletes_the_session_and_its_scratch_files(mnt: Mount) -> None:
+    (mnt.dir(JAMES) / ".meta.json.swp").write_bytes(b"swap")
+    result = sh(f"rm -r '{mnt.dir(JAMES)}'")
+    assert result.returncode == 0, result.stderr
+    assert JAMES not in mnt.store().keys()
+    assert keys.encode(JAMES) not in os.listdir(mnt.mp)
+
+
+def test_rmdir_of_a_session_is_refused(mnt: Mount) -> None:
+    with pytest.raises(OSError) as excinfo:
+        os.rmdir(mnt.dir(MAIN))
+    assert excinfo.value.errno == errno.ENOTEMPTY
+    assert MAIN in mnt.store().keys()
+
+
+def test_mkdir_then_write_creates_a_session(mnt: Mount) -> None:
+    key = "agent:main:discord:direct:olu"
+    folder = mnt.dir(key)
+    os.mkdir(folder)
+    assert os.listdir(folder) == []
+    assert key not in mnt.store().keys()  # an empty folder is not a session
+    assert keys.encode(key) in os.listdir(mnt.mp)
+    (folder / "meta.json").write_text('{"sessionId": "olu-1", "updatedAt": 1767225600000}\n')
+    assert mnt.store().get(key) == {"sessionId": "olu-1", "updatedAt": 1767225600000}
+    assert os.stat(folder).st_mtime_ns == 1767225600000 * 1_000_000
+
+
+def test_mkdir_of_a_name_that_does_not_decode_fails_with_einval(mnt: Mount) -> None:
+    for name in ("agent:main:x", "has space", "UPPER%zz", "a---b"):
+        with pytest.raises(OSError) as excinfo:
+            os.mkdir(mnt.mp / name)
+        assert excinfo.value.errno == errno.EINVAL, name
+    with pytest.raises(FileExistsError):
+        os.mkdir(mnt.dir(MAIN))
+
+
+def test_empty_new_folder_with_an_invalid_meta_stays_no_session(mnt: Mount) -> None:
+    folder = mnt.mp / "agent--main--empty"
+    os.mkdir(folder)
+    with pytest.raises(OSError) as excinfo:
+        (folder / "meta.json").write_text('{"updatedAt": 1}')
+    assert excinfo.value.errno == errno.EINVAL
+    assert "agent:main:empty" not in mnt.store().keys()
+    assert os.listdir(folder) == []
+    os.rmdir(folder)
+
+
+def test_mv_session_renames_the_key(mnt: Mount) -> None:
+    before = mnt.store().read(MAIN).data
+    os.rename(mnt.dir(MAIN), mnt.mp / "agent--main--renamed")
+    store = mnt.store()
+    assert MAIN not in store.keys()
+    assert store.read("agent:main:renamed").data == before
+    assert (mnt.mp / "agent--main--renamed" / "meta.json").read_bytes() == before
+    result = sh(f"mv '{mnt.mp / 'agent--main--renamed'}' '{mnt.mp / 'agent--main--again'}'")
+    assert result.returncode == 0, result.stderr
+    assert mnt.store().read("agent:main:again").data == before
+
+
+def test_mv_onto_an_existing_session_is_refused(mnt: Mount) -> None:
+    with pytest.raises(OSError) as excinfo:
+        os.rename(mnt.dir(MAIN), mnt.dir(JAMES))
+    assert excinfo.value.errno in (errno.ENOTEMPTY, errno.EEXIST)
+    result = sh(f"mv -T '{mnt.dir(MAIN)}' '{mnt.dir(JAMES)}'")
+    assert result.returncode != 0
+    assert mnt.store().get(JAMES) == ENTRIES[JAMES]
+    assert mnt.store().get(MAIN) == ENTRIES[MAIN]
+    with pytest.raises(OSError) as excinfo:
+        os.rename(mnt.dir(MAIN), mnt.mp / "not a name")
+    assert excinfo.value.errno == errno.EINVAL
+
+
+def test_moving_meta_between_sessions_is_copy_and_delete(mnt: Mount) -> None:
+    os.rename(mnt.meta(MAIN), mnt.meta(CRON))
+    store = mnt.store()
+    assert store.get(CRON) == ENTRIES[MAIN]
+    assert MAIN not in store.keys()
+    new_key = "agent:main:moved"
+    os.mkdir(mnt.dir(new_key))
+    os.rename(mnt.meta(CRON), mnt.meta(new_key))
+    assert mnt.store().get(new_key) == ENTRIES[MAIN]
+    assert CRON not in mnt.store().keys()
+
+
+def test_renaming_meta_away_keeps_the_session(mnt: Mount) -> None:
+    os.rename(mnt.meta(MAIN), mnt.dir(MAIN) / "backup.json")
+    assert mnt.store().get(MAIN) == ENTRIES[MAIN]
+    assert (mnt.dir(MAIN) / "backup.json").read_bytes() == jsonfmt.dumps(ENTRIES[MAIN])
+    assert os.listdir(mnt.dir(MAIN)) == ["backup.json"]
+    os.rename(mnt.dir(MAIN) / "backup.json", mnt.meta(MAIN))
+    assert os.listdir(mnt.dir(MAIN)) == ["meta.json"]
+    assert mnt.store().get(MAIN) == ENTRIES[MAIN]
+
+
+def test_renameat2_flags(mnt: Mount) -> None:
+    scratch = mnt.dir(MAIN) / "other.json"
+    scratch.write_bytes(jsonfmt.dumps(ENTRIES[JAMES]))
+    with pytest.raises(OSError) as excinfo:
+        renameat2(scratch, mnt.meta(MAIN), RENAME_EXCHANGE)
+    assert excinfo.value.errno == errno.EINVAL
+    assert mnt.store().get(MAIN) == ENTRIES[MAIN]
+    assert scratch.read_bytes() == jsonfmt.dumps(ENTRIES[JAMES])
+    with pytest.raises(FileExistsError):
+        renameat2(scratch, mnt.meta(MAIN), RENAME_NOREPLACE)
+    renameat2(scratch, mnt.dir(MAIN) / "third.json", RENAME_NOREPLACE)
+    assert (mnt.dir(MAIN) / "third.json").exists()
+    assert mnt.store().get(MAIN) == ENTRIES[MAIN]
