@@ -58,7 +58,7 @@ def any_store(make_store: MakeStore, layout: str) -> Store:
 
 def store_bytes(store: Store) -> dict[str, bytes]:
     """Every file of a store folder by relative path: to assert 'nothing else changed'."""
-    folder = store.path.parent if store.layout == "directory" else store.path.parent
+    folder = store.path.parent  # sessions.json and sessions.d both sit in the sessions folder
     return {str(p.relative_to(folder)): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
