@@ -279,7 +279,51 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SESSIONS = 300
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the demo store (once), mount it, and show it with ordinary tools."""
+    import shlex
+    import subprocess
+
+    from sessionfs.demo import generate_entries, write_legacy_store
+    from sessionfs.fs.mount import MountOptions, is_mounted, mount, unmount
+
+    folder = Path(args.positionals[0] if args.positionals else "demo")
+    store_folder, mountpoint = folder / "sessions", folder / "mnt"
+    if not (store_folder / "sessions.json").exists() and not (store_folder / "sessions.d").exists():
+        write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
+        print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
+              f"{store_folder / 'sessions.json'}")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if is_mounted(mountpoint):
+        unmount(mountpoint)
+    code = mount(store_folder, mountpoint, MountOptions())
+    if code:
+        return code
+    first = sorted(p.name for p in mountpoint.iterdir() if not p.name.startswith("."))[0]
+    tour = [f"ls -lt {mountpoint} | head -6",
+            f"cat {mountpoint / first / 'meta.json'}",
+            f"grep -rl '\"lastChannel\": \"telegram\"' {mountpoint} | wc -l",
+            f"jq -r .model {mountpoint}/*/meta.json | sort | uniq -c",
+            f"cat {mountpoint / '.sessionfs' / 'status'}"]
+    for command in tour:
+        print(f"\n$ {command}", flush=True)
+        subprocess.run(["bash", "-c", command], check=False)
+    quoted = shlex.quote(str(mountpoint))
+    print(f"\nThe demo store is mounted at {mountpoint}: edit any meta.json with vim, nano, "
+          f"sed -i or jq; invalid JSON is refused.\nUnmount with: .venv/bin/sessionfs umount "
+          f"{quoted}")
+    return 0
+
+
 def _add_mount_commands(commands: Any) -> None:
+    sub = commands.add_parser(
+        "demo", help="generate a demo store, mount it and show it",
+        epilog="example: sessionfs demo ./demo")
+    sub.add_argument("positionals", nargs="*", metavar="[DIR]")
+    sub.set_defaults(handler=cmd_demo, usage_hint="[DIR]", store=None, lock_timeout=10.0)
     sub = commands.add_parser(
         "mount", help="show the store as a directory tree (one folder per session)",
         description="Mount STORE at MOUNTPOINT: every session is a folder holding meta.json.",
