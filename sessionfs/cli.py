@@ -20,7 +20,7 @@ from sessionfs.entry import parse_entry
 from sessionfs.errors import SessionfsError, UsageError
 from sessionfs.lock import install_signal_handlers
 from sessionfs.maintenance import check, parse_duration, prune
-from sessionfs.migrate import MigrationReport, migrate, rollback
+from sessionfs.migrate import MigrationReport, merge, migrate, rollback
 from sessionfs.store import Store, locate_store, open_store
 
 __all__ = ["main"]
@@ -172,6 +172,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                                   lock_timeout=args.lock_timeout))
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    _split_store(args, args.positionals, 0, 0)
+    report = merge(args.store, dry_run=args.dry_run, lock_timeout=args.lock_timeout)
+    if args.json:
+        _emit_json(report.as_dict())
+        return 0
+    for problem in report.invalid:
+        print(f"warning: left out (invalid; kept in the moved-aside file): {problem}",
+              file=sys.stderr)
+    print(report.message)
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
     if args.older_than is None and args.max_entries is None:
@@ -222,6 +235,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str, str]] 
                 "sessionfs migrate --dry-run ~/.openclaw/agents/main/sessions"),
     "rollback": (cmd_rollback, "[STORE]", "convert sessions.d back into sessions.json",
                  "sessionfs rollback ~/.openclaw/agents/main/sessions"),
+    "merge": (cmd_merge, "[STORE]",
+              "fold a sessions.json that reappeared beside sessions.d into it (newer wins)",
+              "sessionfs merge ~/.openclaw/agents/main/sessions"),
     "prune": (cmd_prune, "[STORE]", "remove old or excess sessions with openclaw's rules",
               "sessionfs prune --older-than 30d --max-entries 500 --dry-run"),
     "check": (cmd_check, "[STORE]", "report damage, stale locks and orphan files (exit 1 if any)",
@@ -244,9 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                          help="how long to wait for the store lock (default 10)")
         sub.set_defaults(handler=handler, usage_hint=usage)
-        if name in {"ls", "migrate", "rollback", "prune", "check"}:
+        if name in {"ls", "migrate", "rollback", "merge", "prune", "check"}:
             sub.add_argument("--json", action="store_true", help="machine-readable output")
-        if name in {"migrate", "rollback", "prune"}:
+        if name in {"migrate", "rollback", "merge", "prune"}:
             sub.add_argument("--dry-run", action="store_true", help="report, change nothing")
     ls_parser = commands.choices["ls"]
     ls_parser.add_argument("-l", "--long", action="store_true",

@@ -25,8 +25,16 @@ from pathlib import Path
 
 from sessionfs import jsonfmt, keys
 from sessionfs.atomic import atomic_write, fsync_dir, make_dir, sync_filesystem
-from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreCorrupt, StoreNotFound
-from sessionfs.lock import StoreLock
+from sessionfs.entry import validate_entry
+from sessionfs.errors import (
+    InvalidEntry,
+    ReadOnlyStore,
+    SessionfsError,
+    SessionNotFound,
+    StoreCorrupt,
+    StoreNotFound,
+)
+from sessionfs.lock import StoreLock, read_lock_info
 from sessionfs.store import (
     DirectoryStore,
     LegacyStore,
@@ -41,8 +49,10 @@ __all__ = [
     "BACKUP_INFIX",
     "ORDER_FILE",
     "STAGING_PREFIX",
+    "MergeReport",
     "MigrationReport",
     "Progress",
+    "merge",
     "migrate",
     "rollback",
 ]
@@ -150,6 +160,30 @@ def _verify_staging(staging: Path, entries: list[tuple[str, bytes]], lock_path: 
                                "the legacy store is untouched")
 
 
+#: A store written this recently probably has a gateway running against it.
+RECENT_WRITE_SECONDS = 60.0
+
+
+def gateway_warnings(location: StoreLocation) -> list[str]:
+    """Signs that a gateway is running: a gateway of the legacy era keeps writing sessions.json
+    from memory after a migration, and directory mode would then silently ignore it."""
+    warnings = []
+    info = read_lock_info(location.lock_path)
+    if info is not None and not info.stale:
+        warnings.append(f"process {info.pid} holds the store lock {location.lock_path}: a gateway "
+                        "is running; a gateway that does not know sessions.d will recreate "
+                        "sessions.json (stop it first, or run 'sessionfs merge' afterwards)")
+    try:
+        age = time.time() - location.legacy_path.stat().st_mtime
+    except FileNotFoundError:
+        return warnings
+    if age < RECENT_WRITE_SECONDS:
+        warnings.append(f"{location.legacy_path.name} was written {age:.0f}s ago: a gateway may be "
+                        "running; if it does not know sessions.d it will recreate sessions.json "
+                        "(stop it first, or run 'sessionfs merge' afterwards)")
+    return warnings
+
+
 #: How often a migration or rollback restarts because the store changed while it was staged.
 ATTEMPTS = 3
 
@@ -170,12 +204,14 @@ def migrate(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False
     if location.layout == "directory":
         with StoreLock(location.lock_path, timeout=lock_timeout):
             return _finish_or_report_migrated(locate_store(path), dry_run)
+    warnings = gateway_warnings(location)
     for _attempt in range(ATTEMPTS):
         legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
         identity = legacy.fingerprint()
         entries = [(key, legacy.read(key).data) for key in legacy.keys()]
         size = sum(len(data) for _, data in entries)
-        report = MigrationReport("migrate", "", entries=len(entries), bytes=size)
+        report = MigrationReport("migrate", "", entries=len(entries), bytes=size,
+                                 warnings=warnings)
         if dry_run:
             report.action = "dry-run"
             report.message = (f"would migrate {len(entries)} sessions ({size} bytes) from "
@@ -327,3 +363,78 @@ def rollback(path: str | os.PathLike[str] | None = None, *, dry_run: bool = Fals
         return report
     raise SessionfsError(f"{location.directory_path} changed {ATTEMPTS} times during the "
                          "rollback; nothing was changed, try again when the gateway is quieter")
+
+
+@dataclass
+class MergeReport:
+    """What ``merge`` folded from a reappeared sessions.json into sessions.d."""
+
+    message: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    backup: Path | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"message": self.message, "added": self.added, "updated": self.updated,
+                "kept": self.kept, "invalid": self.invalid,
+                "backup": str(self.backup) if self.backup else None}
+
+
+def _stamp(entry: dict[str, object]) -> float:
+    value = entry.get("updatedAt")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+
+
+def merge(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
+          lock_timeout: float = 10.0) -> MergeReport:
+    """Fold a ``sessions.json`` that reappeared beside ``sessions.d`` into it, then move it aside.
+
+    Per key the newer ``updatedAt`` wins; ties keep the directory's entry. Entries that are not
+    valid are left out and reported (they stay in the moved-aside file, so nothing is lost).
+    """
+    location = locate_store(path)
+    if location.layout != "directory" or not location.legacy_path.exists():
+        return MergeReport(f"nothing to merge: no {location.legacy_path.name} beside "
+                           f"{location.directory_path}")
+    _guard_writable(location)
+    with StoreLock(location.lock_path, timeout=lock_timeout):
+        legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+        directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+        report = MergeReport("")
+        plan: list[tuple[str, dict[str, object]]] = []
+        for key, entry in legacy.load().items():
+            try:
+                validate_entry(entry, key=key)
+            except InvalidEntry as exc:
+                report.invalid.append(f"{key}: {exc.reason}")
+                continue
+            try:
+                mine = directory.get(key)
+            except SessionNotFound:
+                report.added.append(key)
+                plan.append((key, entry))
+                continue
+            except StoreCorrupt:
+                mine = {}
+            if jsonfmt.dumps(mine) == jsonfmt.dumps(entry) or _stamp(entry) <= _stamp(mine):
+                report.kept.append(key)
+            else:
+                report.updated.append(key)
+                plan.append((key, entry))
+        if dry_run:
+            report.message = (f"would add {len(report.added)} and update {len(report.updated)} "
+                              f"sessions from {location.legacy_path.name}, keep "
+                              f"{len(report.kept)}, then move it aside")
+            return report
+        for key, entry in plan:
+            directory.put(key, entry)
+        backup = _backup_path(location)
+        os.rename(location.legacy_path, backup)
+        fsync_dir(location.folder)
+        report.backup = backup
+        report.message = (f"merged {location.legacy_path.name} into {location.directory_path.name}:"
+                          f" {len(report.added)} added, {len(report.updated)} updated, "
+                          f"{len(report.kept)} kept; moved aside as {backup.name}")
+        return report
