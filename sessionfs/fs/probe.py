@@ -1,0 +1,70 @@
+"""Cheap change tokens, so the view can keep per-session attributes until the store changes.
+
+``ls -l`` of the mount needs every session's ``updatedAt``, i.e. a read of every entry. The
+view caches what it derived from a read together with a token taken *before* that read; the
+cache entry is used while the token is unchanged. Tokens:
+
+* directory store: ``(inode, mtime, size)`` of ``sessions.d/<name>/meta.json`` from one
+  ``lstat`` (every write is a rename onto that name, so the inode changes); None when the file
+  does not exist, which also answers "no such session" without a read;
+* any other store: :meth:`Store.fingerprint`, which changes whenever the store changes
+  (legacy: the identity of ``sessions.json``, one ``stat`` for all sessions).
+
+The same idea validates the root listing (:meth:`StoreProbe.listing_token`): the store's
+fingerprint, trusted only once it is old enough that a change within the same clock tick
+cannot hide behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sessionfs.store.base import Store
+from sessionfs.store.directory import META_FILE, DirectoryStore
+
+__all__ = ["MISSING", "StoreProbe"]
+
+MISSING = object()  # the entry's file is not there: no such session (directory store)
+
+#: A fingerprint (an mtime) younger than this may still change without changing its value.
+_SETTLE_NS = 100_000_000
+
+
+class StoreProbe:
+    """Change tokens for one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._root = os.fspath(store.path) if isinstance(store, DirectoryStore) else None
+
+    def entry_token(self, name: str) -> object:
+        """A token for the session directory ``name``; :data:`MISSING` when surely absent."""
+        if self._root is None:
+            return self.store.fingerprint()
+        try:
+            st = os.stat(f"{self._root}/{name}/{META_FILE}", follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING
+        except OSError:
+            return None  # let the store's own read say what is wrong
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def settled(self, token: object) -> bool:
+        """Whether a token is old enough to be trusted for caching (see :data:`_SETTLE_NS`)."""
+        mtime = _mtime_of(token)
+        return mtime is not None and time.time_ns() - mtime >= _SETTLE_NS
+
+    def listing_token(self) -> object:
+        """A token for the set of keys, or None when it cannot be trusted yet."""
+        fingerprint = self.store.fingerprint()
+        return fingerprint if self.settled(fingerprint) else None
+
+
+def _mtime_of(token: object) -> int | None:
+    """The mtime inside a token: an int (directory fingerprint) or the 2nd of a tuple."""
+    if isinstance(token, int):
+        return token
+    if isinstance(token, tuple) and len(token) > 1 and isinstance(token[1], int):
+        return token[1]
+    return None
