@@ -55,7 +55,11 @@ def validate_entry(entry: Any, *, key: str | None = None) -> None:
         raise InvalidEntry(
             f"field 'updatedAt' must be a number (epoch ms), not {_describe(updated_at)}",
             field="updatedAt", key=key)
-    if isinstance(updated_at, float) and not math.isfinite(updated_at):
+    try:  # an int past the double range is Infinity to JavaScript
+        finite = math.isfinite(float(updated_at))
+    except OverflowError:
+        finite = False
+    if not finite:
         raise InvalidEntry("field 'updatedAt' must be finite", field="updatedAt", key=key)
     if updated_at < 0:
         raise InvalidEntry("field 'updatedAt' must be >= 0", field="updatedAt", key=key)

@@ -159,9 +159,7 @@ _INDEX_KEY_COMPACT = re.compile(rb'[{,]"(?:0|[1-9][0-9]{0,9})":')
 # line starts with a literal '\n' that the regex engine finds fast. Only tokens that may need
 # JavaScript formatting match: floats (with '.' or 'e') and integers of 16+ digits; a
 # negative integer matches too and is left as it is.
-_NUMBER_LINE_REVERSED = re.compile(
-    rb"\n,?+([0-9]++(?:[.e+\-][0-9.e+\-]*+|(?<=[0-9]{16})-?+)) "
-)
+_NUMBER_LINE_REVERSED = re.compile(rb"\n,?+([0-9]++(?:[.e+\-][0-9.e+\-]*+|(?<=[0-9]{16})-?+)) ")
 
 # Compact output has no such layout: walk it token by token, skipping strings, structure and
 # integers of at most 15 digits (always exact), stopping at each number that may need fixing
@@ -417,9 +415,22 @@ def _diagnose(data: bytes, max_depth: int | None) -> InvalidJSON | None:
     return None
 
 
+def _problem(data: bytes, max_depth: int | None) -> InvalidJSON:
+    """:func:`_diagnose` for data already known to be bad."""
+    problem = _diagnose(data, max_depth)
+    if problem is None:  # pragma: no cover - callers only come here with bad data
+        raise AssertionError("expected a JSON problem")
+    return problem
+
+
 def _parse_int(digits: str) -> int | float:
-    # Beyond Python's int-parsing limit JSON.parse still gives a double (maybe Infinity).
-    return int(digits) if len(digits) <= 4000 else float(digits)
+    """Integers as orjson reads them: exact within [-2**63, 2**64), else the double JSON.parse
+    makes of them (Infinity past the double range), whichever parser ran."""
+    if len(digits) <= 20:
+        value = int(digits)
+        if -(2**63) <= value < 2**64:
+            return value
+    return float(digits)
 
 
 def _stdlib_loads(text: str, **kw: Any) -> Any:
@@ -438,15 +449,15 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
-    raw = _as_bytes(data) if not isinstance(data, str) else None
+    raw = _as_bytes(data)
     try:
-        text = data if isinstance(data, str) else raw.decode("utf-8")  # type: ignore[union-attr]
+        text = data if isinstance(data, str) else raw.decode("utf-8")
         if text.startswith("\ufeff"):
             raise ValueError("BOM")
         return _stdlib_loads(text)
     except (ValueError, RecursionError) as exc:
         first = exc
-    problem = _diagnose(raw if raw is not None else _as_bytes(data), None)
+    problem = _diagnose(raw, None)
     if problem is not None:
         raise problem from None
     if isinstance(first, RecursionError):
@@ -454,10 +465,22 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     raise InvalidJSON(str(first)) from None
 
 
-# Strings of a valid JSON text, for counting what lies outside them.
-_JSON_STRING = re.compile(rb'(?s)"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b'":[]{}')
+_REDUCED_STRING = re.compile(rb'"[^"]*+"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def _skeleton(data: bytes) -> bytes:
+    """The colons and brackets of a VALID JSON text that lie outside its strings.
+
+    Mostly bytes-level passes in C: drop escaped backslashes (pairs from the left, as JSON
+    reads them) and escaped quotes, so every remaining '"' delimits a string; keep only quotes,
+    colons and brackets; drop '""' (removing two adjacent quotes never changes which side of
+    a string anything else is on); then delete the few strings still holding a colon/bracket.
+    """
+    reduced = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_STRUCTURE)
+    return _REDUCED_STRING.sub(b"", reduced.replace(b'""', b""))
 
 
 def _max_depth_of(skeleton: bytes) -> int:
@@ -484,30 +507,6 @@ def _count_pairs(value: Any) -> int:
                 if type(x) is dict or type(x) is list:
                     push(x)
     return total
-
-
-def _count_pairs_serialised(value: Any) -> int:
-    """Number of object members in a parsed value, counted in orjson's compact output.
-
-    Each member there is ``"key":`` with the closing quote after an even run of backslashes;
-    a quote inside a string follows an odd run. So the count is the alternating sum of the
-    counts of ``\\``*j + ``":``. Falls back to a walk for deep values or long backslash runs.
-    """
-    try:
-        out = orjson.dumps(value)
-    except TypeError:
-        return _count_pairs(value)
-    total = 0
-    sign = 1
-    pattern = b'":'
-    for _ in range(16):
-        c = out.count(pattern)
-        if not c:
-            return total
-        total += sign * c
-        sign = -sign
-        pattern = b"\\" + pattern
-    return _count_pairs(value)
 
 
 def _find_duplicate(text: str) -> InvalidJSON:
@@ -546,7 +545,7 @@ def parse_document(
     """
     data = _as_bytes(data)
     if data.startswith(_BOM) or not data.strip(_WS):
-        raise _diagnose(data, max_depth)  # type: ignore[misc]
+        raise _problem(data, max_depth)
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -564,13 +563,16 @@ def parse_document(
         except ValueError as exc:
             raise InvalidJSON(str(exc)) from None
         return value
-    opens = data.count(b"{") + data.count(b"[")
-    if opens > max_depth or data.count(b":") > 0:
-        skeleton = _JSON_STRING.sub(b'""', data)
+    # Valid JSON: now the depth, and duplicate keys, which orjson silently collapses: the text
+    # has more members (colons outside strings) than the parsed dicts hold iff some repeat.
+    objects = data.count(b"{")
+    opens = objects + data.count(b"[")
+    if opens > max_depth or objects:
+        skeleton = _skeleton(data)
         if opens > max_depth and _max_depth_of(skeleton) > max_depth:
-            raise _diagnose(data, max_depth)  # type: ignore[misc]
+            raise _problem(data, max_depth)
         members = skeleton.count(b":")
-        if members and members != _count_pairs_serialised(value):
+        if members > 1 and members != _count_pairs(value):
             raise _find_duplicate(data.decode("utf-8"))
     return value
 
@@ -649,7 +651,6 @@ _UTF8_INCOMPLETE = re.compile(
 
 _LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
 _ESCAPABLE = frozenset(b'"\\/bfnrtu')
-_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
 _DIGIT_SET = frozenset(b"0123456789")
 _WS_SET = frozenset(b" \t\n\r")
 
@@ -753,6 +754,8 @@ class PrefixChecker:
     # -- internals -----------------------------------------------------------------------------
 
     def _where(self, pos: int, data: bytes = b"") -> str:
+        """'line L column C (byte N)'; here the column counts bytes (the checker keeps no
+        text to count characters in; parse_document and loads report characters)."""
         rel = pos - self._offset  # position inside the current chunk (may be negative)
         lines = self._lines
         line_start = self._line_start

@@ -94,7 +94,10 @@ any_char = st.one_of(
     st.sampled_from(SPECIAL_CHARS),
     st.sampled_from("aé€🦞日"),
 )
-strings = st.lists(any_char, max_size=12).map("".join)
+strings = st.one_of(
+    st.lists(any_char, max_size=12).map("".join),
+    st.text(alphabet=':"\\{}[], ', max_size=6),  # JSON syntax inside strings
+)
 keys = st.one_of(strings, st.sampled_from(INDEX_LIKE), st.integers(0, 2**33).map(str))
 floats = st.floats(allow_nan=False, allow_infinity=False)
 interesting_floats = st.sampled_from(
@@ -190,7 +193,7 @@ REALISTIC_ENTRY: dict[str, Any] = {
     "deliveryContext": {"channel": "telegram", "to": "12345", "accountId": "default"},
     "origin": {"label": "James \U0001f99e", "provider": "telegram", "from": "telegram:12345"},
     "skillsSnapshot": {
-        "prompt": "You can use these skills:\n- weather: \"forecast\" \\ tips\t\u2028 — naïve 日本",
+        "prompt": 'You can use these skills:\n- weather: "forecast" \\ tips\t\u2028 — naïve 日本',
         "skills": [{"name": "weather", "enabled": True, "ratio": 0.5, "weight": 1.0}],
         "version": 3,
     },
@@ -351,7 +354,15 @@ def test_loads_accepts_what_json_parse_accepts() -> None:
     assert stringify(loads(b"18446744073709551616")) == "18446744073709552000"
     assert loads(bytearray(b' {"a": [1, 2.5, true, null]} \n')) == {"a": [1, 2.5, True, None]}
     assert loads(memoryview(b"[]")) == []
-    assert loads("1" * 5000) == math.inf  # past Python's int parsing limit, as JSON.parse
+    # Integers past the double range are Infinity for JSON.parse; whichever parser reads them
+    # (orjson refuses these), loads gives what orjson gives for the others: a float.
+    assert loads("1" * 5000) == math.inf
+    assert loads(b"[-1" + b"0" * 400 + b', "\\ud800"]') == [-math.inf, "\ud800"]
+    assert loads(b'["\\ud800", 18446744073709551615, 18446744073709551616]') == [
+        "\ud800",
+        2**64 - 1,
+        2.0**64,
+    ]
     assert loads(b'{"a":1,"a":2}') == {"a": 2}  # JSON.parse keeps the last one too
 
 
@@ -403,7 +414,7 @@ almost_json = st.lists(
 ).map("".join)  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(texts=st.lists(st.one_of(almost_json, json_texts(8)), min_size=20, max_size=20))
 def test_acceptance_matches_json_parse(node: Node, texts: list[str]) -> None:
     """loads, PrefixChecker and parse_document accept exactly what JSON.parse accepts."""
@@ -477,8 +488,11 @@ def test_parse_document_accepts() -> None:
     # Quotes, colons and backslashes inside strings are not members.
     tricky = b'{"a\\\\":"b\\":c","d\\"":"x:y\\\\","e":{"\\\\\\":":1},"f":"\\":\\\\\\":"}'
     assert parse_document(tricky) == json.loads(tricky)
+    for text in [b'{"a":":"}', b'{":":":",":a" : "[{:", "b":"\\":"}', b'[":", {"x": "::"}]']:
+        assert parse_document(text) == json.loads(text)
     assert parse_document(b'"\\ud800"') == "\ud800"
     assert parse_document(b'{"a": 1e400}') == {"a": math.inf}
+    assert parse_document(b'{"a": 1' + b"0" * 400 + b"}") == {"a": math.inf}  # as JSON.parse
     assert parse_document(bytearray(b" 1 ")) == 1
     doc = json.dumps(REALISTIC_ENTRY, indent=2, ensure_ascii=False).encode()
     assert parse_document(doc) == REALISTIC_ENTRY
@@ -530,8 +544,8 @@ INCOMPLETE = [
     b'{"k\\"ey',
     b'{"a":1} \n\t',
     b"[" * 512,
-    "\"é".encode()[:-1],  # half of a two-byte character
-    "[\"\U0001f99e".encode()[:-1],
+    '"é'.encode()[:-1],  # half of a two-byte character
+    '["\U0001f99e'.encode()[:-1],
     b'"\xed\x9f',  # ED 9F is the start of U+D7C0..U+D7FF, still fine
 ]
 

@@ -188,6 +188,7 @@ def test_written_file_is_0600_and_leaves_no_temp(tricky_store: LegacyStore) -> N
     ({"sessionId": "ok", "updatedAt": -1}, "updatedAt"),
     ({"sessionId": "ok", "updatedAt": float("inf")}, "updatedAt"),
     ({"sessionId": "ok", "updatedAt": float("nan")}, "updatedAt"),
+    ({"sessionId": "ok", "updatedAt": 10**400}, "updatedAt"),
     ([1], None),
 ])
 def test_invalid_entries_are_refused_naming_the_field(any_store, entry, field) -> None:
