@@ -10,11 +10,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "sync_filesystem",
-           "temp_name"]
+__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir",
+           "remove_orphan_temps", "sync_filesystem", "temp_name"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -86,3 +87,40 @@ def sync_filesystem(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+#: ``<name>.<pid>.<uuid>.tmp``: ours, openclaw's store temps and the lock's staging file.
+_TEMP_NAME = re.compile(r".+\.(\d+)\.[0-9a-fA-F-]{32,36}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
+    """Delete temp files in ``directory`` whose writing process is gone; returns them.
+
+    A live pid (even a reused one) keeps its file: removing a temp file another process is
+    still writing would make its rename fail.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None or not name.startswith(prefix) or _pid_alive(int(match.group(1))):
+            continue
+        path = directory / name
+        if path.is_symlink() or path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed.append(path)
+    return removed

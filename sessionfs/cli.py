@@ -282,7 +282,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     rest = _split_store(args, args.positionals, 1, 1)
     options = MountOptions(foreground=args.foreground, read_only=args.read_only,
                            migrate=args.migrate, allow_other=args.allow_other,
-                           timeout=args.timeout, fuse_options=args.fuse_options)
+                           timeout=args.timeout, fuse_options=args.fuse_options,
+                           lock_timeout=args.lock_timeout)
     return mount(args.store, Path(rest[0]), options)
 
 
@@ -356,7 +357,9 @@ def _add_mount_commands(commands: Any) -> None:
                      help="how long the kernel may cache names and attributes (default 1)")
     sub.add_argument("-o", dest="fuse_options", default="", metavar="FUSE_OPTIONS",
                      help="extra FUSE mount options, comma-separated")
-    sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT", lock_timeout=10.0)
+    sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="how long a commit waits for the store lock (default 10)")
+    sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT")
     sub = commands.add_parser("umount", help="unmount (also a mount whose daemon died)",
                               epilog="example: sessionfs umount /mnt/sessions")
     sub.add_argument("positionals", nargs="*", metavar="MOUNTPOINT")
@@ -378,4 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # the disk said no (ENOSPC, EACCES, ...): one line, nothing written
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"sessionfs: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1

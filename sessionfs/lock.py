@@ -59,6 +59,7 @@ import signal
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -578,27 +579,36 @@ class StoreLock:
             delay = min(_MAX_DELAY, delay * _DELAY_GROWTH)
 
     def _create(self, entry: _Entry) -> bool:
+        """Publish a complete lock file in one step.
+
+        The payload is written to a private temp file first and then hard-linked to the lock
+        name: link(2) fails with EEXIST like O_EXCL does, but nobody ever sees the lock file
+        empty, so a process killed while locking leaves no half-made lock that would block
+        every writer (ours and the gateway's) until the 30 s mtime rule expires.
+        """
+        temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        fd = os.open(temp, _CREATE_FLAGS, LOCK_MODE)
         try:
-            fd = os.open(self.path, _CREATE_FLAGS, LOCK_MODE)
-        except FileExistsError:
-            return False
-        try:
-            st = os.fstat(fd)
-            entry.fd, entry.ident, entry.pid = fd, (st.st_dev, st.st_ino), os.getpid()
-            if stat.S_IMODE(st.st_mode) != LOCK_MODE:
-                os.fchmod(fd, LOCK_MODE)
-            view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
-            while view:
-                view = view[os.write(fd, view):]
-        except BaseException:
-            entry.fd = entry.ident = None
             try:
-                with contextlib.suppress(OSError):
-                    if os.path.samestat(os.lstat(self.path), os.fstat(fd)):
-                        os.unlink(self.path)
+                st = os.fstat(fd)
+                if stat.S_IMODE(st.st_mode) != LOCK_MODE:
+                    os.fchmod(fd, LOCK_MODE)
+                view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
+                while view:
+                    view = view[os.write(fd, view):]
+                try:
+                    os.link(temp, self.path, follow_symlinks=False)
+                except FileExistsError:
+                    os.close(fd)
+                    return False
             finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+        except BaseException:
+            with contextlib.suppress(OSError):
                 os.close(fd)
             raise
+        entry.fd, entry.ident, entry.pid = fd, (st.st_dev, st.st_ino), os.getpid()
         return True
 
     def release(self) -> None:

@@ -165,3 +165,23 @@ def test_symlinks_never_redirect_reads_or_writes(store: DirectoryStore, tmp_path
     assert victim.read_bytes() == b"precious"
     assert (outside / "meta.json").read_bytes() == b'{"sessionId": "evil", "updatedAt": 1}'
     assert not (target_dir / "meta.json").is_symlink()
+
+
+def test_orphan_temps_of_dead_writers_are_removed(make_store: MakeStore, layout: str) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    store = make_store(layout)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    folder = store.path if layout == "directory" else store.path.parent
+    session = folder / keys.encode(store.keys()[0]) if layout == "directory" else folder
+    base = "meta.json" if layout == "directory" else "sessions.json"
+    orphan = session / f"{base}.{dead}.{uuid.uuid4()}.tmp"
+    live = session / f"{base}.{os.getpid()}.{uuid.uuid4()}.tmp"
+    unrelated = session / "notes.tmp"
+    for path in (orphan, live, unrelated):
+        path.write_bytes(b"{")
+    assert store.remove_orphan_temps() == [orphan]
+    assert not orphan.exists() and live.exists() and unrelated.exists()

@@ -151,7 +151,7 @@ class MetaHandle(Handle):
         self.written = False  # any write() since open
         self.version = 0  # bumped by every change of the buffer
         self.rejected: SessionfsError | None = None  # a write-time rejection poisons the handle
-        self._failed: tuple[int, SessionfsError] | None = None  # last failed commit
+        self._failed: tuple[int, SessionfsError | OSError] | None = None  # last failed commit
         # Incremental JSON prefix check over buffer[:_checked] while writes only append.
         self._checker: jsonfmt.PrefixChecker | None = None
         self._checked = 0
@@ -270,7 +270,7 @@ class MetaHandle(Handle):
         version = self.version
         try:
             self._view.commit(self.key, self.top, bytes(self._data), source=self)
-        except SessionfsError as exc:
+        except (SessionfsError, OSError) as exc:
             self._failed = (version, exc)
             raise
         if self.version == version:

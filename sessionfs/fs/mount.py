@@ -143,6 +143,9 @@ def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
         opened = open_store(store, read_only=options.read_only,
                             lock_timeout=options.lock_timeout)
         opened.keys()  # a malformed or unreadable store fails here, not on the first ls
+        if not opened.read_only:
+            for leftover in opened.remove_orphan_temps():
+                log.info("removed %s, left by a writer that died", leftover)
     except SessionfsError:
         raise
     except OSError as exc:
@@ -173,10 +176,33 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
 
 
 # -- serving ---------------------------------------------------------------------------------
+def _return_big_buffers_to_the_os() -> None:
+    """Serve every allocation over 256 KiB from its own mapping (glibc ``mallopt``).
+
+    A 16 MiB write buffer is freed when its file is closed; glibc's default *dynamic* mmap
+    threshold would, after the first such free, take later big buffers from the heap, which
+    it never gives back, so the daemon's RSS would ratchet up with every large save.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (fixing it disables the dynamic one)
+        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return
+
+
 def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None) -> int:
     """Run the filesystem until it is unmounted (or a signal unmounts it)."""
     from sessionfs.fs.operations import SessionFUSE, SessionOperations
     from sessionfs.fs.view import SessionView
+
+    _return_big_buffers_to_the_os()
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
                        read_only=options.read_only)
@@ -192,8 +218,8 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     except RuntimeError as exc:
         if exc.args and exc.args[0] == 8:  # libfuse3: the loop ended on a signal, unmounted
             return 0
-        raise MountError(f"could not mount {mountpoint} (libfuse error {exc.args[0]}; "
-                         "see the message above)") from None
+        raise MountError(f"could not mount {mountpoint} (libfuse error {exc.args[0]})"
+                         ) from None
     return 0
 
 
@@ -244,10 +270,14 @@ def _daemonize(store: Store, mountpoint: str, options: MountOptions) -> int:
     if _READY in output:
         return 0
     os.waitpid(pid, 0)
-    lines = [line for line in output.decode("utf-8", "replace").splitlines()
+    lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines()
              if line.strip() and not _LIBFUSE_NOISE.search(line)]
+    libfuse = [line for line in lines if line.startswith(("fuse:", "fusermount"))]
+    if libfuse:  # libfuse's own words say more than its exit status
+        raise MountError(f"could not mount {mountpoint}: {libfuse[-1]}")
     reason = lines[-1].removeprefix("sessionfs: error: ") if lines else "the daemon exited"
-    raise MountError(f"could not mount {mountpoint}: {reason}")
+    raise MountError(reason if reason.startswith("could not mount") else
+                     f"could not mount {mountpoint}: {reason}")
 
 
 def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | str,

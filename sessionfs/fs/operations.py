@@ -91,6 +91,7 @@ class SessionOperations(mfusepy.Operations):
     def init_with_config(self, conn_info: Any, config_3: Any) -> None:
         if config_3 is not None:
             config_3.nullpath_ok = 1  # handle callbacks work on unlinked open files too
+        self.view.invalidate = _path_invalidator()
         if self._on_init is not None:
             self._on_init()
 
@@ -266,6 +267,27 @@ class SessionOperations(mfusepy.Operations):
         raise mfusepy.FuseOSError(errno.ENOTSUP)
 
 
+def _path_invalidator() -> Callable[[str], None] | None:
+    """``fuse_invalidate_path`` (libfuse ≥ 3.2) bound to this mount; call only from ``init``.
+
+    It makes the kernel drop an inode's cached attributes (and pages). Safe inside our own
+    callbacks for the session folders we pass it: it takes libfuse's tree mutex only briefly,
+    and a folder has no pages whose locks a pending request could hold.
+    """
+    libfuse = mfusepy._libfuse
+    function = getattr(libfuse, "fuse_invalidate_path", None)
+    if function is None:
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    function.restype = ctypes.c_int
+    fuse = libfuse.fuse_get_context().contents.fuse
+
+    def invalidate(path: str) -> None:
+        function(fuse, path.encode("utf-8", "surrogateescape"))
+
+    return invalidate
+
+
 def _guarded(name: str, call: Callable[[], int]) -> int:
     """Run glue code; failures become a negative errno here instead of mfusepy's EINVAL."""
     try:
@@ -290,6 +312,20 @@ class SessionFUSE(mfusepy.FUSE):
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         fh = fip.contents.fh if fip else None
         return self.operations.truncate(_decode(self, path), length, fh)
+
+    def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        """mfusepy's getattr glue, with the ``struct stat`` filled field by field."""
+        fh = fip.contents.fh if fip else None
+        attrs = self.operations.getattr(_decode(self, path), fh)  # type: ignore[arg-type]
+        st = buf.contents
+        st.st_dev = st.st_ino = st.st_rdev = st.st_blksize = 0
+        st.st_mode, st.st_nlink = attrs["st_mode"], attrs["st_nlink"]
+        st.st_uid, st.st_gid = attrs["st_uid"], attrs["st_gid"]
+        st.st_size, st.st_blocks = attrs["st_size"], attrs["st_blocks"]
+        sec, nsec = divmod(attrs["st_mtime"], 1_000_000_000)
+        for stamp in (st.st_mtimespec, st.st_ctimespec, st.st_atimespec):
+            stamp.tv_sec, stamp.tv_nsec = sec, nsec
+        return 0
 
     def _file_flags(self, fip: Any) -> None:
         fi = fip.contents
@@ -322,20 +358,22 @@ class SessionFUSE(mfusepy.FUSE):
         plus = bool(flags & FUSE_READDIR_PLUS)
         prefix = listing.path.rstrip("/")
         st = mfusepy.c_stat()
-        size = ctypes.sizeof(st)
+        st.st_uid, st.st_gid = view.uid, view.gid
+        mtime, ctime, atime = st.st_mtimespec, st.st_ctimespec, st.st_atimespec
+        encoding, errors = self.encoding, self.errors
         for index in range(offset, len(entries)):
             name, mode = entries[index]
-            ctypes.memset(ctypes.byref(st), 0, size)
             st.st_mode = mode
             fill = 0
             if plus and name != "." and name != "..":
-                try:
-                    attrs = view.getattr(f"{prefix}/{name}")
-                except (OSError, SessionfsError):
-                    attrs = None  # vanished or unreadable: the kernel will LOOKUP it
-                if attrs is not None:
-                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                found = view.entry_stat(prefix, name)
+                if found is not None:  # else: vanished; the kernel will LOOKUP it
+                    st.st_mode, st.st_nlink, st.st_size, stamp = found
+                    st.st_blocks = (found[2] + 511) // 512
+                    sec, nsec = divmod(stamp, 1_000_000_000)
+                    mtime.tv_sec = ctime.tv_sec = atime.tv_sec = sec
+                    mtime.tv_nsec = ctime.tv_nsec = atime.tv_nsec = nsec
                     fill = FUSE_FILL_DIR_PLUS
-            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, fill):
+            if filler(buf, name.encode(encoding, errors), st, index + 1, fill):
                 break
         return 0

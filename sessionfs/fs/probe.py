@@ -18,14 +18,16 @@ cannot hide behind it.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from sessionfs.store.base import Store
 from sessionfs.store.directory import META_FILE, DirectoryStore
 
-__all__ = ["MISSING", "StoreProbe"]
+__all__ = ["MISSING", "StoreProbe", "updated_at_of"]
 
 MISSING = object()  # the entry's file is not there: no such session (directory store)
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: A fingerprint (an mtime) younger than this may still change without changing its value.
 _SETTLE_NS = 100_000_000
@@ -50,6 +52,37 @@ class StoreProbe:
             return None  # let the store's own read say what is wrong
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    @property
+    def quick(self) -> bool:
+        """Whether :meth:`quick_read` can answer (directory store)."""
+        return self._root is not None
+
+    def quick_read(self, name: str) -> tuple[bytes, int, object] | object | None:
+        """``(bytes, mtime_ns, token)`` of a directory store's ``meta.json``, read with one
+        open; :data:`MISSING`; or None (other layouts, or anything unusual: use
+        ``store.read``).
+
+        Only for attributes: what a reader gets at ``open`` always comes from ``store.read``.
+        """
+        if self._root is None:
+            return None
+        try:
+            fd = os.open(f"{self._root}/{name}/{META_FILE}", _OPEN_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, st.st_size + 1)
+            if len(data) != st.st_size:
+                return None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return data, st.st_mtime_ns, (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def settled(self, token: object) -> bool:
         """Whether a token is old enough to be trusted for caching (see :data:`_SETTLE_NS`)."""
         mtime = _mtime_of(token)
@@ -59,6 +92,20 @@ class StoreProbe:
         """A token for the set of keys, or None when it cannot be trusted yet."""
         fingerprint = self.store.fingerprint()
         return fingerprint if self.settled(fingerprint) else None
+
+
+# ``updatedAt`` as a top-level member of JSON.stringify(entry, null, 2): two-space indent.
+_UPDATED_AT = re.compile(rb'^  "updatedAt": (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)[,\n]',
+                         re.MULTILINE)
+
+
+def updated_at_of(data: bytes) -> float | None:
+    """``updatedAt`` (ms) of canonical entry bytes without parsing them, or None."""
+    found = _UPDATED_AT.search(data)
+    if found is None:
+        return None
+    value = float(found.group(1))
+    return value if value >= 0 else None
 
 
 def _mtime_of(token: object) -> int | None:

@@ -28,10 +28,12 @@ Rules worth knowing:
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -54,18 +56,23 @@ from sessionfs.fs.handles import (
     ScratchHandle,
 )
 from sessionfs.fs.kcache import DIRECT, KernelCache
+from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
 from sessionfs.fs.scratch import ScratchFile, ScratchTree, is_root_scratch_name
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
+
+log = logging.getLogger("sessionfs.fs")
 
 META_NAME = "meta.json"
 RENAME_NOREPLACE = 1
 
 DIR_MODE = stat.S_IFDIR | 0o700
 FILE_MODE = stat.S_IFREG | 0o600
-CONTROL_DIR_MODE = stat.S_IFDIR | 0o500
-CONTROL_FILE_MODE = stat.S_IFREG | 0o400
+# The control folder shows the same modes as everything else (the issue: files 0600, folders
+# 0700); it is read-only by refusing writes with EACCES, not by its mode bits.
+CONTROL_DIR_MODE = DIR_MODE
+CONTROL_FILE_MODE = FILE_MODE
 
 # Path kinds
 ROOT, CONTROL, CONTROL_FILE, TOP, META, INNER, DEEP = (
@@ -111,12 +118,12 @@ def parse_path(path: str) -> Where:
 
 @dataclass(frozen=True, slots=True)
 class _Meta:
-    """Cached attributes of one session (valid until ``expires``, monotonic seconds)."""
+    """Cached attributes of one session, valid while the store's token for it is ``token``."""
 
     size: int
     mtime_ns: int
     updated_ns: int
-    expires: float
+    token: object
 
 
 class DirHandle(Handle):
@@ -157,11 +164,16 @@ class SessionView:
         self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
         self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
         self._meta: dict[str, _Meta] = {}
-        self._meta_ttl = max(0.0, timeout / 2)
+        self._probe = StoreProbe(store)
+        self._listing: tuple[object, list[tuple[str, int]]] | None = None
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._names: dict[str, str] = {}  # key -> name
+        self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._started_ns = time.time_ns()
+        #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
+        #: whose mtime, i.e. updatedAt, this mount just changed).
+        self.invalidate: Callable[[str], None] | None = None
 
     # -- names -----------------------------------------------------------------------------------
     def name_of(self, key: str) -> str:
@@ -171,13 +183,18 @@ class SessionView:
             name = keys.encode(key)
             if len(self._names) > 400_000:
                 self._names.clear()
+                self._keys.clear()
             self._names[key] = name
+            self._keys[name] = key
             if "~" in name:
                 self._hashed[name] = key
         return name
 
     def key_of(self, name: str) -> str | None:
         """The session key a directory name stands for, or None when no key has that name."""
+        known = self._keys.get(name)
+        if known is not None:
+            return known
         try:
             key = keys.decode(name)
         except InvalidName:
@@ -211,23 +228,61 @@ class SessionView:
         return record.data, record
 
     def _meta_of(self, key: str) -> _Meta | None:
-        """Size, mtime and updatedAt of a stored session (None: not in the store)."""
-        now = time.monotonic()
-        cached = self._meta.get(key)
-        if cached is not None and now < cached.expires:
-            return cached
+        """Size, mtime and updatedAt of a stored session (None: not in the store).
+
+        Cached per key and revalidated on every call with one cheap token (see
+        :mod:`sessionfs.fs.probe`), so repeated ``ls -l`` costs one ``lstat`` per session.
+        """
         try:
-            data, record = self.served(key)
-        except SessionNotFound:
+            name = self.name_of(key)
+        except InvalidKey:
+            return None
+        cached = self._meta.get(key)
+        token = None
+        if cached is not None or not self._probe.quick:
+            token = self._probe.entry_token(name)
+            if token is MISSING:
+                self._meta.pop(key, None)
+                return None
+            if cached is not None and token is not None and cached.token == token:
+                return cached
+        meta = self._quick_meta(key, name)
+        if meta is MISSING:
             self._meta.pop(key, None)
             return None
-        updated = record.updated_at
-        updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
-        meta = _Meta(len(data), record.mtime_ns, updated_ns, now + self._meta_ttl)
-        if len(self._meta) > 400_000:
-            self._meta.clear()
-        self._meta[key] = meta
+        if meta is None:
+            try:
+                data, record = self.served(key)
+            except SessionNotFound:
+                self._meta.pop(key, None)
+                return None
+            updated = record.updated_at
+            updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
+            meta = _Meta(len(data), record.mtime_ns, updated_ns, token)
+        assert isinstance(meta, _Meta)
+        if meta.token is not None and self._probe.settled(meta.token):
+            if len(self._meta) > 400_000:
+                self._meta.clear()
+            self._meta[key] = meta
+        else:
+            self._meta.pop(key, None)
         return meta
+
+    def _quick_meta(self, key: str, name: str) -> _Meta | object | None:
+        """Attributes from one direct read of a directory store's file (``ls -l`` of 100k
+        sessions reads every entry once); MISSING, or None when only ``store.read`` can tell."""
+        found = self._probe.quick_read(name)
+        if found is None or found is MISSING:
+            return found
+        assert isinstance(found, tuple)
+        data, mtime_ns, token = found
+        updated = updated_at_of(data)
+        if updated is None:
+            return None
+        with self._lock:
+            overlay = self._overlay.get(key)
+        size = len(overlay[0]) if overlay is not None and overlay[1] == data else len(data)
+        return _Meta(size, mtime_ns, int(updated * 1_000_000), token)
 
     def _hidden_now(self, key: str) -> bool:
         deadline = self._hidden.get(key)
@@ -304,6 +359,21 @@ class SessionView:
             return self._attrs(file.mode, file.size, file.mtime_ns)
         _fail(errno.ENOENT)
 
+    def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
+        """``(mode, nlink, size, mtime_ns)`` of ``name`` in ``directory`` for READDIRPLUS, or
+        None when it vanished. Same answers as :meth:`getattr`, minus the dict, because
+        ``ls -l`` of the root asks this once per session."""
+        key = self._keys.get(name) if not directory else None
+        if key is not None:
+            meta = self._meta_of(key)
+            if meta is not None:
+                return DIR_MODE, 2, 0, meta.updated_ns
+        try:
+            attrs = self.getattr(f"{directory}/{name}")
+        except (OSError, SessionfsError):
+            return None
+        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+
     def _handle_attrs(self, handle: Handle) -> dict[str, Any]:
         if isinstance(handle, ConstHandle):
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
@@ -329,10 +399,13 @@ class SessionView:
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
-        key, _ = self._require_dir(top)
+        key = self.key_of(top)
         if key is None:
             _fail(errno.ENOENT)
-        meta = None if self._hidden_now(key) else self._meta_of(key)
+        stored = self._meta_of(key)
+        if stored is None:
+            self._require_dir(top)
+        meta = None if self._hidden_now(key) else stored
         with self._lock:
             writers = [h for h in self._open_meta.get(key, ()) if h.writable]
             latest = next((h for h in reversed(writers) if h.dirty), None)
@@ -355,19 +428,13 @@ class SessionView:
         entries = [(".", DIR_MODE), ("..", DIR_MODE)]
         if where.kind == ROOT:
             entries.append((CONTROL_DIR, CONTROL_DIR_MODE))
-            stored = self.store.keys()
-            names = set() if self._pending else None
-            for key in stored:
-                try:
-                    name = self.name_of(key)
-                except InvalidKey:
-                    continue
-                entries.append((name, DIR_MODE))
-                if names is not None:
-                    names.add(name)
+            sessions = self._session_entries()
+            entries.extend(sessions)
             with self._lock:
-                entries.extend((name, DIR_MODE) for name in self._pending
-                               if names is not None and name not in names)
+                if self._pending:
+                    listed = {name for name, _ in sessions}
+                    entries.extend((name, DIR_MODE) for name in self._pending
+                                   if name not in listed)
                 entries.extend((name, file.mode) for name, file in self._scratch.items(""))
             return entries
         if where.kind == CONTROL:
@@ -386,6 +453,22 @@ class SessionView:
         if where.kind in (META, INNER, CONTROL_FILE):
             _fail(errno.ENOTDIR)
         _fail(errno.ENOENT)
+
+    def _session_entries(self) -> list[tuple[str, int]]:
+        """One ``(name, DIR_MODE)`` per stored session; reused while the store's listing token
+        is unchanged (the store's fingerprint, see :mod:`sessionfs.fs.probe`)."""
+        token = self._probe.listing_token()
+        cached = self._listing
+        if cached is not None and token is not None and cached[0] == token:
+            return cached[1]
+        sessions = []
+        for key in self.store.keys():
+            try:
+                sessions.append((self.name_of(key), DIR_MODE))
+            except InvalidKey:
+                continue
+        self._listing = (token, sessions) if token is not None else None
+        return sessions
 
     def opendir(self, path: str) -> int:
         return self.handles.add(DirHandle(path, self.listdir(path)))
@@ -411,7 +494,7 @@ class SessionView:
                              sessions=count, read_only_reason=self.read_only_reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size)
 
-    def reject(self, path: str, exc: SessionfsError) -> None:
+    def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
         self.errors.add(path, exc.errno, str(exc))
 
@@ -454,9 +537,11 @@ class SessionView:
         return self.handles.add(handle)
 
     def _open_meta_file(self, top: str, flags: int, *, create: bool) -> int:
-        key, _ = self._require_dir(top)
+        key = self.key_of(top)
         if key is None:
             _fail(errno.ENOENT)
+        if create or (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
+            self._require_dir(top)  # a plain read finds out below, from the store
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         truncate = bool(flags & os.O_TRUNC)
         hidden = self._hidden_now(key)
@@ -469,11 +554,15 @@ class SessionView:
             opened = self._open_meta.get(key, [])
             being_created = any(h.writable for h in opened)
             exists = record is not None and not hidden
-            if not exists and not create and not being_created:
+            writing = writable or truncate
+            # A write-open of a meta.json that is not (or no longer) there creates it, as
+            # O_CREAT would: the kernel strips O_CREAT when its cached name still looks
+            # positive, e.g. right after a refused first save in a new folder.
+            if not exists and not being_created and not (create or writing):
                 _fail(errno.ENOENT)
             if create and exists and flags & os.O_EXCL:
                 _fail(errno.EEXIST)
-            new_file = create and not exists
+            new_file = (create or writing) and not exists
             if new_file:
                 self._hidden.pop(key, None)
                 data = b""
@@ -623,14 +712,26 @@ class SessionView:
                 changed = self.store.put(key, entry)
             except ReadOnlyStore:
                 raise
-            except SessionfsError as exc:
+            except (SessionfsError, OSError) as exc:  # lock timeout, ENOSPC, EIO, ...
                 self.reject(path, exc)
                 raise
             with self._lock:
                 self._stored(key, top)
                 if raw != canonical:
                     self._overlay[key] = (raw, canonical)
+        if changed:
+            self._notify(top)
         return changed
+
+    def _notify(self, *tops: str) -> None:
+        """Tell the kernel that these session folders' attributes changed (best effort)."""
+        if self.invalidate is None:
+            return
+        for top in tops:
+            try:
+                self.invalidate(f"/{top}")
+            except Exception:  # the kernel never saw the path, or the mount is going away
+                log.debug("invalidating /%s failed", top, exc_info=True)
 
     def _stored(self, key: str, top: str) -> None:
         """Bookkeeping after ``key`` was written by this mount (under the lock)."""
@@ -718,6 +819,7 @@ class SessionView:
                 self._pending[top] = time.time_ns()  # the (now empty) folder stays until rmdir
                 for handle in self._open_meta.get(key, ()):
                     handle.dirty = False  # writing to an unlinked file does not recreate it
+        self._notify(top)
 
     def _forget_session(self, key: str) -> None:
         self._overlay.pop(key, None)
@@ -828,6 +930,7 @@ class SessionView:
                 self._pending[dst.top] = pending
             self._scratch.drop_dir(dst.top)
             self._scratch.move_dir(src.top, dst.top)
+        self._notify(src.top, dst.top)
 
     def _rename_meta(self, src: Where, dst: Where) -> None:
         src_key, _ = self._require_dir(src.top)
@@ -870,7 +973,7 @@ class SessionView:
             self.store.put(key, entry)
         except ReadOnlyStore:
             raise
-        except SessionfsError as exc:
+        except (SessionfsError, OSError) as exc:
             self.reject(path, exc)
             raise
         canonical = serialize_entry(entry)
@@ -879,6 +982,7 @@ class SessionView:
             self.kernel.forget(key)
             if raw != canonical:
                 self._overlay[key] = (raw, canonical)
+        self._notify(top)
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:
         if src.kind == INNER:

@@ -97,6 +97,10 @@ class Store(abc.ABC):
     def fingerprint(self) -> object:
         """A cheap token that changes whenever the store changes (for caches and polling)."""
 
+    @abc.abstractmethod
+    def remove_orphan_temps(self) -> list[Path]:
+        """Delete temp files left by writers that died; returns what was removed."""
+
     # -- writes (each takes the store lock) -------------------------------------------------------
     @abc.abstractmethod
     def put(self, key: str, entry: Entry) -> bool:

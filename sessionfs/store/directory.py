@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionfs import jsonfmt, keys
-from sessionfs.atomic import atomic_write, fsync_dir, make_dir
+from sessionfs.atomic import atomic_write, fsync_dir, make_dir, remove_orphan_temps
 from sessionfs.entry import serialize_entry, validate_entry
 from sessionfs.errors import (
     InvalidJSON,
@@ -205,6 +205,14 @@ class DirectoryStore(Store):
             except StoreCorrupt as exc:
                 yield Problem("invalid meta.json", path / META_FILE, exc.reason)
 
+    def remove_orphan_temps(self) -> list[Path]:
+        """Delete temp files that writers which died left behind (O(sessions): run at start)."""
+        removed = remove_orphan_temps(self.path)
+        for item in self._scan():
+            if item.is_dir(follow_symlinks=False) and not item.name.startswith("."):
+                removed.extend(remove_orphan_temps(Path(item.path)))
+        return removed
+
     # -- writes ----------------------------------------------------------------------------------
     def _session_dir_for_write(self, key: str) -> Path:
         directory = self.entry_dir(key)
@@ -232,7 +240,12 @@ class DirectoryStore(Store):
                 current = None
             if current == data:
                 return False
-        atomic_write(directory / META_FILE, data)
+        try:
+            atomic_write(directory / META_FILE, data)
+        except BaseException:
+            if created:  # no half-made session (ENOSPC, ...): the directory goes again
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
         if created:
             fsync_dir(self.path)
         return True

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessionfs import jsonfmt
-from sessionfs.atomic import atomic_write
+from sessionfs.atomic import atomic_write, remove_orphan_temps
 from sessionfs.entry import serialize_entry, validate_entry
 from sessionfs.errors import (
     InvalidJSON,
@@ -213,6 +213,10 @@ class LegacyStore(Store):
     def raw_bytes(self) -> bytes:
         """The file as it would be written now (identical to disk for openclaw-laid files)."""
         return assemble(self._read_snapshot().pieces.items())
+
+    def remove_orphan_temps(self) -> list[Path]:
+        """Delete ``sessions.json.<pid>.<uuid>.tmp`` files whose writer died (ours or theirs)."""
+        return remove_orphan_temps(self.path.parent, prefix=self.path.name + ".")
 
     # -- writing ---------------------------------------------------------------------------------
     def _lock(self) -> StoreLock:
