@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,12 @@ class DirectoryStore(Store):
         self.lock_path = lock_path
         self.read_only_reason = read_only_reason
         self.lock_timeout = lock_timeout
+        self._store_lock: StoreLock | None = None
 
     def _lock(self) -> StoreLock:
-        return StoreLock(self.lock_path, timeout=self.lock_timeout)
+        if self._store_lock is None:  # one instance: resolving the lock path costs a realpath
+            self._store_lock = StoreLock(self.lock_path, timeout=self.lock_timeout)
+        return self._store_lock
 
     # -- names -----------------------------------------------------------------------------------
     def _key_of(self, name: str) -> str | None:
@@ -233,13 +237,8 @@ class DirectoryStore(Store):
                 current_key = None
             if current_key != key_bytes:
                 atomic_write(directory / keys.KEY_FILE, key_bytes)
-        if not created:
-            try:
-                current, _ = self._read_file(directory.name, META_FILE)
-            except OSError:  # missing, or a planted symlink (ELOOP) that the rename replaces
-                current = None
-            if current == data:
-                return False
+        if not created and self._holds(directory, data):
+            return False
         try:
             atomic_write(directory / META_FILE, data)
         except BaseException:
@@ -249,6 +248,17 @@ class DirectoryStore(Store):
         if created:
             fsync_dir(self.path)
         return True
+
+    def _holds(self, directory: Path, data: bytes) -> bool:
+        """Whether meta.json already holds exactly ``data`` (a size check spares most reads)."""
+        try:
+            st = os.stat(directory / META_FILE, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+                return False
+            current, _ = self._read_file(directory.name, META_FILE)
+        except OSError:  # missing, or a planted symlink (ELOOP) that the rename replaces
+            return False
+        return current == data
 
     def put(self, key: str, entry: Entry) -> bool:
         self._require_writable()

@@ -142,6 +142,7 @@ class LegacyStore(Store):
         self.lock_path = lock_path
         self.read_only_reason = read_only_reason
         self.lock_timeout = lock_timeout
+        self._store_lock: StoreLock | None = None
         self._snapshot_cache: _Snapshot | None = None
 
     # -- reading ---------------------------------------------------------------------------------
@@ -220,7 +221,9 @@ class LegacyStore(Store):
 
     # -- writing ---------------------------------------------------------------------------------
     def _lock(self) -> StoreLock:
-        return StoreLock(self.lock_path, timeout=self.lock_timeout)
+        if self._store_lock is None:  # one instance: resolving the lock path costs a realpath
+            self._store_lock = StoreLock(self.lock_path, timeout=self.lock_timeout)
+        return self._store_lock
 
     def _commit(self, pieces: dict[str, bytes], entries: dict[str, Entry]) -> None:
         """Write the members out atomically and keep what we wrote as the new cached parse."""
