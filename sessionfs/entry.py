@@ -22,8 +22,9 @@ __all__ = [
     "validate_entry",
 ]
 
-#: openclaw's SAFE_SESSION_ID_RE, case-insensitive.
-SESSION_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}", re.IGNORECASE)
+#: openclaw's SAFE_SESSION_ID_RE, case-insensitive as JavaScript's /i is: ASCII only (Python's
+#: Unicode case folding would let U+212A KELVIN SIGN match "k").
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 DEFAULT_MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 

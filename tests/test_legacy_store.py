@@ -182,6 +182,7 @@ def test_written_file_is_0600_and_leaves_no_temp(tricky_store: LegacyStore) -> N
     ({"sessionId": "-leading", "updatedAt": 1}, "sessionId"),
     ({"sessionId": "a" * 129, "updatedAt": 1}, "sessionId"),
     ({"sessionId": "ok\n", "updatedAt": 1}, "sessionId"),
+    ({"sessionId": "\u212aelvin", "updatedAt": 1}, "sessionId"),
     ({"sessionId": "ok"}, "updatedAt"),
     ({"sessionId": "ok", "updatedAt": "1"}, "updatedAt"),
     ({"sessionId": "ok", "updatedAt": True}, "updatedAt"),

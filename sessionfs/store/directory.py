@@ -233,7 +233,7 @@ class DirectoryStore(Store):
             key_bytes = key.encode("utf-8")
             try:
                 current_key, _ = self._read_file(directory.name, keys.KEY_FILE)
-            except FileNotFoundError:
+            except OSError:  # missing, or a planted symlink (ELOOP) that the rename replaces
                 current_key = None
             if current_key != key_bytes:
                 atomic_write(directory / keys.KEY_FILE, key_bytes)
