@@ -233,7 +233,10 @@ def _fast(value: Any, gap: str) -> bytes | None:
         return None
     if index_key.search(out) is not None:
         return None
-    return fix(out)
+    fixed = fix(out)
+    # orjson over-allocates the bytes it returns (~8 KB for a 500-byte entry) and never
+    # shrinks them; a copy is exact-size (100k cached entries: 1.1 GB -> ~200 MB).
+    return bytes(memoryview(fixed)) if fixed is out else fixed
 
 
 _END = object()

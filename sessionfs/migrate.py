@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessionfs import jsonfmt, keys
-from sessionfs.atomic import atomic_write, fsync_dir, make_dir, sync_filesystem
+from sessionfs.atomic import (
+    DIR_MODE,
+    FILE_MODE,
+    atomic_write,
+    fsync_dir,
+    sync_filesystem,
+)
 from sessionfs.entry import validate_entry
 from sessionfs.errors import (
     InvalidEntry,
@@ -133,20 +139,36 @@ def _same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
                for key in legacy_keys)
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """Create a file in the private staging folder: no temp-and-rename needed there, since
+    nobody reads staging until it is complete, verified and synced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Progress | None
                    ) -> None:
-    make_dir(staging)
-    total = len(entries)
-    for number, (key, data) in enumerate(entries, 1):
-        entry_dir = staging / keys.encode(key)
-        make_dir(entry_dir)
-        if keys.is_hashed(entry_dir.name):
-            atomic_write(entry_dir / keys.KEY_FILE, key.encode("utf-8"), durable=False)
-        atomic_write(entry_dir / META_FILE, data, durable=False)
-        if progress is not None:
-            progress(number, total)
-    atomic_write(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]),
-                 durable=False)
+    old_umask = os.umask(0o077)  # 0700/0600 exactly, without a chmod per file
+    try:
+        os.mkdir(staging, DIR_MODE)
+        total = len(entries)
+        for number, (key, data) in enumerate(entries, 1):
+            entry_dir = staging / keys.encode(key)
+            os.mkdir(entry_dir, DIR_MODE)
+            if keys.is_hashed(entry_dir.name):
+                _write_new(entry_dir / keys.KEY_FILE, key.encode("utf-8"))
+            _write_new(entry_dir / META_FILE, data)
+            if progress is not None:
+                progress(number, total)
+        _write_new(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]))
+    finally:
+        os.umask(old_umask)
 
 
 def _verify_staging(staging: Path, entries: list[tuple[str, bytes]], lock_path: Path) -> None:
