@@ -119,6 +119,11 @@ class Mount:
             return self.log_path.read_text(errors="replace")
         return ""
 
+    def assert_no_internal_errors(self) -> None:
+        """A bug in the daemon is logged with its traceback (and answered EIO): fail on it."""
+        log = self.log()
+        assert "Traceback" not in log and "internal error" not in log, self.diagnostics()
+
     def kill(self, signo: int = signal.SIGKILL) -> None:
         assert self.proc is not None
         self.proc.send_signal(signo)
@@ -189,3 +194,4 @@ def store_folder(request: pytest.FixtureRequest, base: Path) -> Path:
 def mnt(store_folder: Path) -> Iterator[Mount]:
     with Mount(store_folder, store_folder.parent / "mnt") as mount:
         yield mount
+    mount.assert_no_internal_errors()

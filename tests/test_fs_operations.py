@@ -19,7 +19,6 @@ from sessionfs.errors import (
     StoreCorrupt,
     StoreNotFound,
 )
-from sessionfs.fs.kcache import DIRECT, REFILL, WARM, KernelCache
 from sessionfs.fs.operations import SessionFUSE, SessionOperations, errno_boundary
 from sessionfs.fs.scratch import is_root_scratch_name
 from sessionfs.fs.view import SessionView
@@ -113,21 +112,6 @@ def test_xattrs_are_not_supported_never_enosys(make_store: object) -> None:
     with pytest.raises(OSError) as excinfo:
         operations.chmod("/agent--main--nope", 0o600)
     assert excinfo.value.errno == errno.ENOENT
-
-
-def test_kernel_cache_decisions() -> None:
-    cache = KernelCache()
-    data = b'{"a": 1}'
-    assert cache.decide("k", data, others_cached=False, writers=False) is DIRECT  # size unknown
-    cache.told_size("k", len(data))
-    assert cache.decide("k", data, others_cached=False, writers=False) is REFILL
-    assert cache.decide("k", data, others_cached=True, writers=False) is WARM
-    assert cache.decide("k", data, others_cached=False, writers=True) is DIRECT
-    other = b'{"a": 2}'  # same size, new bytes
-    assert cache.decide("k", other, others_cached=True, writers=False) is DIRECT
-    assert cache.decide("k", other, others_cached=False, writers=False) is REFILL
-    cache.forget("k")
-    assert cache.decide("k", other, others_cached=False, writers=False) is DIRECT
 
 
 def test_root_scratch_names() -> None:

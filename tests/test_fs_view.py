@@ -105,7 +105,7 @@ def test_control_files(view: SessionView, store: Store) -> None:
     assert read_all(view, "/.sessionfs/errors") == b""
     with pytest.raises(PermissionError):
         view.open("/.sessionfs/errors", os.O_WRONLY)
-    assert stat.S_IMODE(view.getattr("/.sessionfs/status")["st_mode"]) == 0o400
+    assert stat.S_IMODE(view.getattr("/.sessionfs/status")["st_mode"]) == 0o600
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -422,3 +422,54 @@ def test_changes_behind_the_mount_show_up(view: SessionView, store: Store) -> No
     store.delete(JAMES)
     with pytest.raises(FileNotFoundError):
         view.open(meta(JAMES), os.O_RDONLY)
+
+
+def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
+                                                         store: Store) -> None:
+    """rename(tmp, meta.json) while meta.json is open: libfuse first renames the open file to
+    .fuse_hidden…, then renames tmp over meta.json, both on one thread."""
+    folder = f"/{keys.encode(MAIN)}"
+    reader = view.open(meta(MAIN), os.O_RDONLY)
+    fh = view.create(f"{folder}/tmp", os.O_WRONLY | os.O_CREAT)
+    view.write(fh, b'{"sessionId": "new", "updatedAt": 2}', 0)
+    view.release(fh)
+    view.rename(meta(MAIN), f"{folder}/.fuse_hidden0000000100000001")
+    assert store.get(MAIN) == ENTRIES[MAIN]  # not deleted: it may be a rename-over
+    view.rename(f"{folder}/tmp", meta(MAIN))
+    assert store.get(MAIN) == {"sessionId": "new", "updatedAt": 2}
+    view.settle()
+    time.sleep(0.1)
+    view.settle()
+    assert store.get(MAIN) == {"sessionId": "new", "updatedAt": 2}
+    assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+    view.release(reader)
+    view.unlink(f"{folder}/.fuse_hidden0000000100000001")  # libfuse, at the last close
+    assert store.get(MAIN)["sessionId"] == "new"
+    assert [n for n, _ in view.listdir(folder)] == [".", "..", "meta.json"]
+
+
+def test_libfuse_hide_for_unlink_deletes_at_the_next_sign(view: SessionView,
+                                                          store: Store) -> None:
+    import threading
+
+    folder = f"/{keys.encode(MAIN)}"
+    hidden = f"{folder}/.fuse_hidden0000000200000002"
+    reader = view.open(meta(MAIN), os.O_RDONLY)
+    view.rename(meta(MAIN), hidden)
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    other = threading.Thread(target=view.settle, args=(hidden,))  # fstat of the open file
+    other.start()
+    other.join()
+    assert MAIN not in store.keys()
+    assert view.getattr(hidden)["st_size"] == len(jsonfmt.dumps(ENTRIES[MAIN]))
+    assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+    view.release(reader)
+    view.unlink(hidden)
+    assert [n for n, _ in view.listdir(folder)] == [".", ".."]
+    # and without any sign, the grace period decides
+    reader = view.open(meta(JAMES), os.O_RDONLY)
+    view.rename(meta(JAMES), f"/{keys.encode(JAMES)}/.fuse_hidden0000000300000003")
+    time.sleep(0.2)
+    assert JAMES not in store.keys()
+    view.release(reader)

@@ -12,7 +12,7 @@ import pytest
 
 from sessionfs import jsonfmt, keys
 from tests import mountutil
-from tests.mountutil import ENTRIES, JAMES, MAIN, Mount
+from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount
 
 base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
@@ -211,3 +211,12 @@ def test_scratch_files_live_in_memory(mnt: Mount) -> None:
     assert not any(p.name == "notes.txt" for p in Path(mnt.store_folder).rglob("*"))
     os.unlink(folder / "notes.txt")
     assert os.listdir(folder) == ["meta.json"]
+
+
+def test_folder_time_follows_a_write_at_once(mnt: Mount) -> None:
+    folder = mnt.dir(CRON)
+    assert os.stat(folder).st_mtime_ns == ENTRIES[CRON]["updatedAt"] * 1_000_000  # cached now
+    newer = dict(ENTRIES[CRON], updatedAt=1_767_300_000_000)
+    mnt.meta(CRON).write_bytes(jsonfmt.dumps(newer))
+    assert os.stat(folder).st_mtime_ns == newer["updatedAt"] * 1_000_000
+    assert sh(f"ls -t {mnt.mp}").stdout.split()[0] == keys.encode(CRON)

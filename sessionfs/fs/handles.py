@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from sessionfs import jsonfmt
 from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
-from sessionfs.fs.kcache import DIRECT, CacheMode
 from sessionfs.fs.scratch import ScratchFile
 
 if TYPE_CHECKING:
@@ -38,7 +37,11 @@ class Handle:
     """What every open file answers; the defaults fit a read-only file."""
 
     fh: int = 0
-    mode: CacheMode = DIRECT
+    #: Every file is served with FOPEN_DIRECT_IO: the kernel keeps one size and one page cache
+    #: per inode, while each open here has its own snapshot or buffer. Through the page cache a
+    #: reader would be cut off (or padded with zeros) at a size another open file or a stat
+    #: of the changed store reported; with direct I/O it always reads its own bytes.
+    direct_io: bool = True
     noflush: bool = False
     writable: bool = False
 
@@ -136,13 +139,11 @@ class MetaHandle(Handle):
     """An open ``meta.json``. Read-only: a snapshot. Writable: a private, validated buffer."""
 
     def __init__(self, view: SessionView, key: str, top: str, data: bytes, *, mtime_ns: int,
-                 writable: bool, append: bool = False, dirty: bool = False,
-                 mode: CacheMode = DIRECT) -> None:
+                 writable: bool, append: bool = False, dirty: bool = False) -> None:
         self._view = view
         self.key = key
         self.top = top  # the directory name at open time (for messages)
         self.writable = writable
-        self.mode = mode
         self.noflush = not writable
         self._mtime_ns = mtime_ns
         self._append = append

@@ -163,7 +163,9 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
         "entry_timeout": timeout,
         "attr_timeout": timeout,
         "negative_timeout": 0,
-        "hard_remove": True,  # unlink means unlink, never a rename to .fuse_hidden*
+        # hard_remove stays off: a file unlinked while open is renamed to .fuse_hidden* (the
+        # view deletes the session then) and fstat() of it keeps working; with hard_remove
+        # libfuse answers ESTALE for it.
     }
     if options.allow_other:
         kwargs["allow_other"] = True
@@ -346,5 +348,7 @@ def run_mount(namespace: argparse.Namespace) -> int:
 
 
 def run_umount(namespace: argparse.Namespace) -> int:
-    unmount(namespace.mountpoint)
+    """``sessionfs umount MOUNTPOINT`` (``namespace.mountpoint``, or the last of ``paths``)."""
+    mountpoint = getattr(namespace, "mountpoint", None) or namespace.paths[-1]
+    unmount(mountpoint)
     return 0

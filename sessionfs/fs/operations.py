@@ -14,8 +14,8 @@ EINVAL.
 
 :class:`SessionFUSE` patches mfusepy's libfuse3 glue where it loses information:
 ``renameat2`` flags (mfusepy drops them, so ``RENAME_EXCHANGE`` would destroy a file),
-``ftruncate``'s file handle, the page-cache flags of ``open``/``create`` and READDIRPLUS
-(attributes come with the listing, so ``ls -l`` needs no LOOKUP per session).
+``ftruncate``'s file handle, the ``direct_io``/``noflush`` flags of ``open``/``create``, and
+READDIRPLUS (attributes come with the listing, so ``ls -l`` needs no LOOKUP per session).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -60,12 +61,26 @@ def _to_oserror(name: str, exc: BaseException) -> OSError:
     return mfusepy.FuseOSError(errno.EIO)
 
 
+_NO_SETTLE = frozenset({"rename", "rename_with_flags", "init_with_config", "destroy"})
+
+
 def errno_boundary(method: F) -> F:
-    """Answer every failure of a callback with a deliberately chosen errno."""
+    """Answer every failure of a callback with a deliberately chosen errno.
+
+    Also lets the view settle pending deletes first (see :meth:`SessionView.settle`).
+    """
+    parameters = list(inspect.signature(method).parameters)
+    fh_at = parameters.index("fh") if "fh" in parameters else None
+    settles = method.__name__ not in _NO_SETTLE and len(parameters) > 1
 
     @functools.wraps(method)
     def boundary(*args: Any, **kwargs: Any) -> Any:
         try:
+            view = getattr(args[0], "view", None) if args else None
+            if settles and view is not None and view.has_dooms:
+                path = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+                fh = args[fh_at] if fh_at is not None and len(args) > fh_at else kwargs.get("fh")
+                view.settle(path, fh)
             return method(*args, **kwargs)
         except Exception as exc:
             raise _to_oserror(method.__name__, exc) from exc
@@ -331,8 +346,7 @@ class SessionFUSE(mfusepy.FUSE):
         fi = fip.contents
         handle = self.operations.view.handles.find(fi.fh)
         if handle is not None:
-            fi.direct_io = int(handle.mode.direct_io)
-            fi.keep_cache = int(handle.mode.keep_cache)
+            fi.direct_io = int(handle.direct_io)
             fi.noflush = int(handle.noflush)
 
     def open(self, path: bytes, fip: Any) -> int:

@@ -17,6 +17,7 @@ cannot hide behind it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -28,6 +29,7 @@ __all__ = ["MISSING", "StoreProbe", "updated_at_of"]
 
 MISSING = object()  # the entry's file is not there: no such session (directory store)
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: A fingerprint (an mtime) younger than this may still change without changing its value.
 _SETTLE_NS = 100_000_000
@@ -64,14 +66,22 @@ class StoreProbe:
 
         Only for attributes: what a reader gets at ``open`` always comes from ``store.read``.
         """
-        if self._root is None:
+        if self._root is None or "~" in name:  # hashed names: the store checks their key file
             return None
-        try:
-            fd = os.open(f"{self._root}/{name}/{META_FILE}", _OPEN_FILE)
+        try:  # like the store: a symlink or a file where a session folder should be is none
+            folder = os.open(f"{self._root}/{name}", _OPEN_DIR)
         except (FileNotFoundError, NotADirectoryError):
             return MISSING
+        except OSError as exc:
+            return MISSING if exc.errno == errno.ELOOP else None
+        try:
+            fd = os.open(META_FILE, _OPEN_FILE, dir_fd=folder)
+        except FileNotFoundError:
+            return MISSING
         except OSError:
-            return None
+            return None  # e.g. a symlinked meta.json: the store's read reports the damage
+        finally:
+            os.close(folder)
         try:
             st = os.fstat(fd)
             data = os.read(fd, st.st_size + 1)

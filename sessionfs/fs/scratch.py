@@ -20,7 +20,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ScratchFile", "ScratchTree", "is_root_scratch_name"]
+__all__ = ["ScratchFile", "ScratchTree", "is_libfuse_hidden", "is_root_scratch_name"]
 
 # Names editors and tools create beside the file they save (fuse-notes §3, §7): hidden files
 # (swap, lock, .fuse_hidden, .nfs), backups, auto-saves, numeric probes, temp files.
@@ -35,6 +35,15 @@ _ROOT_SCRATCH = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+
+
+def is_libfuse_hidden(name: str) -> bool:
+    """A name libfuse gives a file unlinked (or renamed over) while open: ``.fuse_hidden…``.
+
+    Such a file only lives until its last close; it is not listed and does not keep its folder
+    from being removed.
+    """
+    return name.startswith(".fuse_hidden")
 
 
 def is_root_scratch_name(name: str) -> bool:
@@ -81,13 +90,16 @@ class ScratchTree:
         return None if files is None else files.get(name)
 
     def names(self, directory: str) -> list[str]:
-        return list(self._dirs.get(directory, ()))
+        return [name for name in self._dirs.get(directory, ()) if not is_libfuse_hidden(name)]
 
     def items(self, directory: str) -> list[tuple[str, ScratchFile]]:
-        return list(self._dirs.get(directory, {}).items())
+        """The listed files of ``directory`` (libfuse's hidden names are left out)."""
+        return [(name, file) for name, file in self._dirs.get(directory, {}).items()
+                if not is_libfuse_hidden(name)]
 
     def has_any(self, directory: str) -> bool:
-        return bool(self._dirs.get(directory))
+        """Whether ``directory`` holds a file that counts (not a :func:`is_libfuse_hidden`)."""
+        return any(not is_libfuse_hidden(name) for name in self._dirs.get(directory, ()))
 
     def put(self, directory: str, name: str, file: ScratchFile) -> None:
         self._dirs.setdefault(directory, {})[name] = file

@@ -21,6 +21,9 @@ Rules worth knowing:
   as the store still holds the canonical bytes they produced (the *overlay*).
 * Renaming ``meta.json`` away (vim, Emacs backups) never deletes the session; the name is only
   hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete.
+  libfuse turns ``unlink`` of an *open* file, and the first half of a rename over one, into a
+  rename to ``.fuse_hidden…``; the view keeps the session until the next request shows which
+  of the two it was (:meth:`SessionView.settle`), so a rename-over never leaves a gap.
 * The view's own state is guarded by one lock that is never held across store I/O; store
   mutations from this mount are serialised by a second lock (the store lock does the rest).
 """
@@ -30,12 +33,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from sessionfs import keys
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES, parse_entry, serialize_entry
@@ -43,7 +45,6 @@ from sessionfs.errors import (
     InvalidKey,
     InvalidName,
     ReadOnlyStore,
-    SessionExists,
     SessionfsError,
     SessionNotFound,
 )
@@ -55,65 +56,34 @@ from sessionfs.fs.handles import (
     MetaHandle,
     ScratchHandle,
 )
-from sessionfs.fs.kcache import DIRECT, KernelCache
+from sessionfs.fs.namespace import Doom, NamespaceOps
+from sessionfs.fs.paths import (
+    CONTROL,
+    CONTROL_DIR_MODE,
+    CONTROL_FILE,
+    CONTROL_FILE_MODE,
+    DIR_MODE,
+    FILE_MODE,
+    INNER,
+    META,
+    META_NAME,
+    ROOT,
+    TOP,
+    Where,
+    fail,
+    parse_path,
+)
 from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
-from sessionfs.fs.scratch import ScratchFile, ScratchTree, is_root_scratch_name
+from sessionfs.fs.scratch import (
+    ScratchFile,
+    ScratchTree,
+    is_root_scratch_name,
+)
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
 
 log = logging.getLogger("sessionfs.fs")
-
-META_NAME = "meta.json"
-RENAME_NOREPLACE = 1
-
-DIR_MODE = stat.S_IFDIR | 0o700
-FILE_MODE = stat.S_IFREG | 0o600
-# The control folder shows the same modes as everything else (the issue: files 0600, folders
-# 0700); it is read-only by refusing writes with EACCES, not by its mode bits.
-CONTROL_DIR_MODE = DIR_MODE
-CONTROL_FILE_MODE = FILE_MODE
-
-# Path kinds
-ROOT, CONTROL, CONTROL_FILE, TOP, META, INNER, DEEP = (
-    "root", "control", "control-file", "top", "meta", "inner", "deep")
-
-
-def _fail(code: int, detail: str = "") -> NoReturn:
-    message = os.strerror(code) + (f": {detail}" if detail else "")
-    raise OSError(code, message)
-
-
-@dataclass(frozen=True, slots=True)
-class Where:
-    """A path, classified by shape only (no store access)."""
-
-    kind: str
-    top: str = ""   # first component
-    name: str = ""  # second component
-
-    @property
-    def directory(self) -> str:
-        """The scratch directory a file at this path belongs to (``""``: the root)."""
-        return self.top if self.kind in (META, INNER) else ""
-
-    @property
-    def leaf(self) -> str:
-        return self.name if self.kind in (META, INNER, CONTROL_FILE) else self.top
-
-
-def parse_path(path: str) -> Where:
-    if path in ("/", ""):
-        return Where(ROOT)
-    parts = path.strip("/").split("/")
-    if len(parts) == 1:
-        return Where(CONTROL if parts[0] == CONTROL_DIR else TOP, parts[0])
-    if len(parts) == 2:
-        top, name = parts
-        if top == CONTROL_DIR:
-            return Where(CONTROL_FILE, top, name)
-        return Where(META if name == META_NAME else INNER, top, name)
-    return Where(DEEP, parts[0], parts[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +104,7 @@ class DirHandle(Handle):
         self.entries = entries
 
 
-class SessionView:
+class SessionView(NamespaceOps):
     """The mounted tree over one store. Thread-safe; every method may raise OSError or
     SessionfsError (whose ``errno`` the adapter answers)."""
 
@@ -156,7 +126,6 @@ class SessionView:
         self.hide_grace = hide_grace
         self.handles = HandleTable()
         self.errors = ErrorLog()
-        self.kernel = KernelCache()
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
         self._scratch = ScratchTree()
@@ -166,6 +135,7 @@ class SessionView:
         self._meta: dict[str, _Meta] = {}
         self._probe = StoreProbe(store)
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
+        self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._names: dict[str, str] = {}  # key -> name
         self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
@@ -306,7 +276,7 @@ class SessionView:
         key = self.key_of(top)
         state = self._dir_exists(top, key)
         if state is None:
-            _fail(errno.ENOENT)
+            fail(errno.ENOENT)
         return key, state
 
     def _require_writable(self) -> None:
@@ -334,7 +304,7 @@ class SessionView:
         if handle is not None and not isinstance(handle, DirHandle):
             return self._handle_attrs(handle)
         if path is None:
-            _fail(errno.EBADF)
+            fail(errno.EBADF)
         where = parse_path(path)
         kind = where.kind
         if kind == ROOT:
@@ -343,7 +313,7 @@ class SessionView:
             return self._attrs(CONTROL_DIR_MODE, 0, self._started_ns, 2)
         if kind == CONTROL_FILE:
             if where.name not in CONTROL_FILES:
-                _fail(errno.ENOENT)
+                fail(errno.ENOENT)
             return self._attrs(CONTROL_FILE_MODE, len(self._control_bytes(where.name)),
                                time.time_ns())
         if kind == TOP:
@@ -355,9 +325,9 @@ class SessionView:
             with self._lock:
                 file = self._scratch.get(where.top, where.name)
             if file is None:
-                _fail(errno.ENOENT)
+                fail(errno.ENOENT)
             return self._attrs(file.mode, file.size, file.mtime_ns)
-        _fail(errno.ENOENT)
+        fail(errno.ENOENT)
 
     def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
         """``(mode, nlink, size, mtime_ns)`` of ``name`` in ``directory`` for READDIRPLUS, or
@@ -365,7 +335,10 @@ class SessionView:
         ``ls -l`` of the root asks this once per session."""
         key = self._keys.get(name) if not directory else None
         if key is not None:
-            meta = self._meta_of(key)
+            try:
+                meta = self._meta_of(key)
+            except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
+                return None
             if meta is not None:
                 return DIR_MODE, 2, 0, meta.updated_ns
         try:
@@ -379,8 +352,6 @@ class SessionView:
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
         with self._lock:
             size = handle.size()
-            if isinstance(handle, MetaHandle):
-                self.kernel.told_size(handle.key, size)
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
 
     def _top_attrs(self, top: str) -> dict[str, Any]:
@@ -395,13 +366,13 @@ class SessionView:
                 return self._attrs(DIR_MODE, 0, pending or self._started_ns, 2)
             file = self._scratch.get("", top)
         if file is None:
-            _fail(errno.ENOENT)
+            fail(errno.ENOENT)
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
         key = self.key_of(top)
         if key is None:
-            _fail(errno.ENOENT)
+            fail(errno.ENOENT)
         stored = self._meta_of(key)
         if stored is None:
             self._require_dir(top)
@@ -411,14 +382,13 @@ class SessionView:
             latest = next((h for h in reversed(writers) if h.dirty), None)
             if meta is None:
                 if not writers:  # a meta.json only exists while it is being created
-                    _fail(errno.ENOENT)
+                    fail(errno.ENOENT)
                 latest = latest or writers[-1]
             if latest is not None:
                 size, mtime_ns = latest.size(), latest.mtime_ns()
             else:
                 assert meta is not None
                 size, mtime_ns = meta.size, meta.mtime_ns
-            self.kernel.told_size(key, size)
         return self._attrs(FILE_MODE, size, mtime_ns)
 
     # -- listings --------------------------------------------------------------------------------
@@ -451,8 +421,8 @@ class SessionView:
                 entries.extend((name, file.mode) for name, file in self._scratch.items(where.top))
             return entries
         if where.kind in (META, INNER, CONTROL_FILE):
-            _fail(errno.ENOTDIR)
-        _fail(errno.ENOENT)
+            fail(errno.ENOTDIR)
+        fail(errno.ENOENT)
 
     def _session_entries(self) -> list[tuple[str, int]]:
         """One ``(name, DIR_MODE)`` per stored session; reused while the store's listing token
@@ -476,7 +446,7 @@ class SessionView:
     def dir_entries(self, fh: int) -> DirHandle:
         handle = self.handles.get(fh)
         if not isinstance(handle, DirHandle):
-            _fail(errno.EBADF)
+            fail(errno.EBADF)
         return handle
 
     def releasedir(self, fh: int) -> None:
@@ -504,9 +474,9 @@ class SessionView:
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         if where.kind == CONTROL_FILE:
             if where.name not in CONTROL_FILES:
-                _fail(errno.ENOENT)
+                fail(errno.ENOENT)
             if writing:
-                _fail(errno.EACCES, "the control folder is read-only")
+                fail(errno.EACCES, "the control folder is read-only")
             return self.handles.add(ConstHandle(self._control_bytes(where.name), time.time_ns()))
         if writing:
             self._require_writable()
@@ -519,16 +489,16 @@ class SessionView:
                 file = self._scratch.get(where.directory, where.leaf)
                 if file is None:
                     if where.kind == TOP and self._dir_exists(where.top, self.key_of(where.top)):
-                        _fail(errno.EISDIR)
-                    _fail(errno.ENOENT)
+                        fail(errno.EISDIR)
+                    fail(errno.ENOENT)
                 return self._open_scratch(file, flags)
         if where.kind in (ROOT, CONTROL):
-            _fail(errno.EISDIR)
-        _fail(errno.ENOENT)
+            fail(errno.EISDIR)
+        fail(errno.ENOENT)
 
     def _open_scratch(self, file: ScratchFile, flags: int) -> int:
         if file.is_link:
-            _fail(errno.ELOOP)
+            fail(errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
                                limit=2 * self.max_entry_size + (1 << 20))
@@ -539,7 +509,7 @@ class SessionView:
     def _open_meta_file(self, top: str, flags: int, *, create: bool) -> int:
         key = self.key_of(top)
         if key is None:
-            _fail(errno.ENOENT)
+            fail(errno.ENOENT)
         if create or (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
             self._require_dir(top)  # a plain read finds out below, from the store
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
@@ -559,26 +529,20 @@ class SessionView:
             # O_CREAT would: the kernel strips O_CREAT when its cached name still looks
             # positive, e.g. right after a refused first save in a new folder.
             if not exists and not being_created and not (create or writing):
-                _fail(errno.ENOENT)
+                fail(errno.ENOENT)
             if create and exists and flags & os.O_EXCL:
-                _fail(errno.EEXIST)
+                fail(errno.EEXIST)
             new_file = (create or writing) and not exists
             if new_file:
                 self._hidden.pop(key, None)
                 data = b""
-            if writable or truncate:
+            if writing:
                 handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=True,
-                                    append=bool(flags & os.O_APPEND), dirty=new_file,
-                                    mode=DIRECT)
+                                    append=bool(flags & os.O_APPEND), dirty=new_file)
                 if truncate:
                     handle.truncate_on_open()
-                self.kernel.forget(key)
             else:
-                mode = self.kernel.decide(
-                    key, data, others_cached=any(h.mode.cached for h in opened),
-                    writers=being_created)
-                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=False,
-                                    mode=mode)
+                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=False)
             self._open_meta.setdefault(key, []).append(handle)
             return self.handles.add(handle)
 
@@ -586,7 +550,7 @@ class SessionView:
         """``open(O_CREAT)`` of a name the kernel did not find."""
         where = parse_path(path)
         if where.kind in (CONTROL, CONTROL_FILE):
-            _fail(errno.EACCES, "the control folder is read-only")
+            fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=True)
@@ -594,17 +558,17 @@ class SessionView:
             self._require_dir(where.top)
         elif where.kind == TOP:
             if self._dir_exists(where.top, self.key_of(where.top)):
-                _fail(errno.EISDIR)
+                fail(errno.EISDIR)
             if not is_root_scratch_name(where.top):
-                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+                fail(errno.EPERM, "only session folders (and editor scratch files) live here")
         elif where.kind == ROOT:
-            _fail(errno.EEXIST)
+            fail(errno.EEXIST)
         else:
-            _fail(errno.ENOENT)
+            fail(errno.ENOENT)
         with self._lock:
             file = self._scratch.get(where.directory, where.leaf)
             if file is not None and flags & os.O_EXCL:
-                _fail(errno.EEXIST)
+                fail(errno.EEXIST)
             if file is None:
                 file = ScratchFile()
                 self._scratch.put(where.directory, where.leaf, file)
@@ -623,7 +587,6 @@ class SessionView:
 
     def buffer_changed(self, handle: MetaHandle) -> None:
         """Called by a handle (under the lock) after its buffer changed."""
-        self.kernel.forget(handle.key)
         opened = self._open_meta.get(handle.key)
         if opened and opened[-1] is not handle and handle in opened:
             opened.remove(handle)
@@ -656,20 +619,20 @@ class SessionView:
             handle = self._writer_for(path)
         if handle is not None:
             if isinstance(handle, ConstHandle):
-                _fail(errno.EACCES)
+                fail(errno.EACCES)
             with self._lock:
                 handle.truncate(length)
             return
         if path is None:
-            _fail(errno.EBADF)
+            fail(errno.EBADF)
         where = parse_path(path)
         if where.kind in (CONTROL, CONTROL_FILE):
-            _fail(errno.EACCES, "the control folder is read-only")
+            fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
         if where.kind == META:  # no open file: the truncated entry is committed right away
             key, _ = self._require_dir(where.top)
             if key is None or self._hidden_now(key):
-                _fail(errno.ENOENT)
+                fail(errno.ENOENT)
             data, _record = self.served(key)
             data = data[:length] + bytes(max(0, length - len(data)))
             self.commit(key, where.top, data)
@@ -681,7 +644,7 @@ class SessionView:
             finally:
                 self.release(fh)
             return
-        _fail(errno.EISDIR if where.kind == ROOT else errno.ENOENT)
+        fail(errno.EISDIR if where.kind == ROOT else errno.ENOENT)
 
     def _writer_for(self, path: str) -> MetaHandle | None:
         where = parse_path(path)
@@ -738,285 +701,8 @@ class SessionView:
         self._overlay.pop(key, None)
         self._meta.pop(key, None)
         self._hidden.pop(key, None)
+        self._doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
         self._pending.pop(top, None)
-
-    # -- namespace operations --------------------------------------------------------------------
-    def mkdir(self, path: str) -> None:
-        where = parse_path(path)
-        if where.kind == ROOT or where.kind == CONTROL:
-            _fail(errno.EEXIST)
-        if where.kind != TOP:
-            _fail(errno.EPERM, "sessions hold files only")
-        self._require_writable()
-        key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
-        if key is None:  # a hashed name: only an existing session can have one
-            key = self.key_of(where.top)
-            if key is None:
-                _fail(errno.EINVAL, "a hashed name is made by writing the session, not by mkdir")
-        with self._commit_lock:
-            if self._dir_exists(where.top, key) is not None:
-                _fail(errno.EEXIST)
-            with self._lock:
-                if self._scratch.get("", where.top) is not None:
-                    _fail(errno.EEXIST)
-                self._pending[where.top] = time.time_ns()
-
-    def rmdir(self, path: str) -> None:
-        where = parse_path(path)
-        if where.kind == ROOT:
-            _fail(errno.EBUSY)
-        if where.kind == CONTROL:
-            _fail(errno.EACCES, "the control folder is read-only")
-        if where.kind in (META, INNER, CONTROL_FILE):
-            _fail(errno.ENOTDIR)
-        if where.kind != TOP:
-            _fail(errno.ENOENT)
-        self._require_writable()
-        with self._commit_lock:
-            key = self.key_of(where.top)
-            state = self._dir_exists(where.top, key)
-            if state is None:
-                with self._lock:
-                    if self._scratch.get("", where.top) is not None:
-                        _fail(errno.ENOTDIR)
-                _fail(errno.ENOENT)
-            if state == "session":
-                _fail(errno.ENOTEMPTY, "the session still has its meta.json")
-            with self._lock:
-                if self._scratch.has_any(where.top):
-                    _fail(errno.ENOTEMPTY)
-                self._pending.pop(where.top, None)
-
-    def unlink(self, path: str) -> None:
-        where = parse_path(path)
-        if where.kind in (CONTROL, CONTROL_FILE):
-            _fail(errno.EACCES, "the control folder is read-only")
-        if where.kind == ROOT:
-            _fail(errno.EISDIR)
-        self._require_writable()
-        if where.kind == META:
-            self._delete_session(where.top)
-            return
-        if where.kind == INNER:
-            self._require_dir(where.top)
-        elif where.kind == TOP:
-            if self._dir_exists(where.top, self.key_of(where.top)):
-                _fail(errno.EISDIR)
-        else:
-            _fail(errno.ENOENT)
-        with self._lock:
-            if self._scratch.pop(where.directory, where.leaf) is None:
-                _fail(errno.ENOENT)
-
-    def _delete_session(self, top: str) -> None:
-        key, _ = self._require_dir(top)
-        if key is None or self._hidden_now(key):
-            _fail(errno.ENOENT)
-        with self._commit_lock:
-            self.store.delete(key)  # SessionNotFound -> ENOENT
-            with self._lock:
-                self._forget_session(key)
-                self._pending[top] = time.time_ns()  # the (now empty) folder stays until rmdir
-                for handle in self._open_meta.get(key, ()):
-                    handle.dirty = False  # writing to an unlinked file does not recreate it
-        self._notify(top)
-
-    def _forget_session(self, key: str) -> None:
-        self._overlay.pop(key, None)
-        self._meta.pop(key, None)
-        self._hidden.pop(key, None)
-        self.kernel.forget(key)
-
-    def symlink(self, path: str, target: str) -> None:
-        """Only Emacs-style lock links (``.#name``), kept as scratch; everything else EPERM."""
-        where = parse_path(path)
-        if where.kind not in (INNER, TOP) or not where.leaf.startswith(".#"):
-            _fail(errno.EPERM, "symbolic links are not supported (except editor lock links)")
-        self._require_writable()
-        if where.kind == INNER:
-            self._require_dir(where.top)
-        with self._lock:
-            if self._scratch.get(where.directory, where.leaf) is not None:
-                _fail(errno.EEXIST)
-            self._scratch.put(where.directory, where.leaf, ScratchFile(link_target=target))
-
-    def readlink(self, path: str) -> str:
-        where = parse_path(path)
-        if where.kind in (INNER, TOP):
-            with self._lock:
-                file = self._scratch.get(where.directory, where.leaf)
-            if file is not None and file.link_target is not None:
-                return file.link_target
-            if file is not None:
-                _fail(errno.EINVAL)
-        self.getattr(path)  # ENOENT for what does not exist
-        _fail(errno.EINVAL)
-
-    # -- rename ----------------------------------------------------------------------------------
-    def rename(self, old: str, new: str, flags: int = 0) -> None:
-        """``rename``/``renameat2``. Only ``RENAME_NOREPLACE`` is honoured; other flags (e.g.
-        ``RENAME_EXCHANGE``, which mfusepy would silently drop) fail with EINVAL."""
-        if flags & ~RENAME_NOREPLACE:
-            _fail(errno.EINVAL, "only RENAME_NOREPLACE is supported")
-        src, dst = parse_path(old), parse_path(new)
-        for where in (src, dst):
-            if where.kind in (ROOT, CONTROL, CONTROL_FILE):
-                _fail(errno.EACCES if where.kind != ROOT else errno.EBUSY)
-            if where.kind == DEEP:
-                _fail(errno.ENOENT)
-        self._require_writable()
-        if old == new:
-            self.getattr(old)
-            return
-        with self._commit_lock:
-            if flags & RENAME_NOREPLACE and self._exists(new):
-                _fail(errno.EEXIST)
-            if src.kind == TOP:
-                self._rename_top(src, dst)
-            elif src.kind == META:
-                self._rename_meta(src, dst)
-            else:
-                self._rename_scratch(src, dst)
-
-    def _exists(self, path: str) -> bool:
-        try:
-            self.getattr(path)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _rename_top(self, src: Where, dst: Where) -> None:
-        src_key = self.key_of(src.top)
-        state = self._dir_exists(src.top, src_key)
-        if state is None:  # a root scratch file
-            with self._lock:
-                file = self._scratch.get("", src.top)
-            if file is None:
-                _fail(errno.ENOENT)
-            self._move_scratch(src, dst)
-            return
-        if dst.kind != TOP:
-            _fail(errno.EPERM, "sessions hold files only")
-        dst_key = keys.decode(dst.top)  # InvalidName (EINVAL) when no key has that name
-        if dst_key is None:
-            dst_key = self.key_of(dst.top)
-            if dst_key is None:
-                _fail(errno.EINVAL, f"{dst.top!r} is not a session name")
-        dst_state = self._dir_exists(dst.top, dst_key)
-        with self._lock:
-            if self._scratch.get("", dst.top) is not None:
-                _fail(errno.ENOTDIR)
-            if dst_state == "session":
-                _fail(errno.ENOTEMPTY, f"{dst.top} is a session")
-            if dst_state == "pending" and self._scratch.has_any(dst.top):
-                _fail(errno.ENOTEMPTY)
-        if state == "session":
-            assert src_key is not None
-            try:
-                self.store.rename(src_key, dst_key)
-            except SessionExists:
-                _fail(errno.ENOTEMPTY, f"{dst.top} is a session")
-        with self._lock:
-            if state == "session":
-                assert src_key is not None
-                self._forget_session(src_key)
-                self._forget_session(dst_key)
-                for handle in self._open_meta.pop(src_key, []):
-                    handle.key, handle.top = dst_key, dst.top
-                    self._open_meta.setdefault(dst_key, []).append(handle)
-            self._pending.pop(dst.top, None)
-            pending = self._pending.pop(src.top, None)
-            if state == "pending" and pending is not None:
-                self._pending[dst.top] = pending
-            self._scratch.drop_dir(dst.top)
-            self._scratch.move_dir(src.top, dst.top)
-        self._notify(src.top, dst.top)
-
-    def _rename_meta(self, src: Where, dst: Where) -> None:
-        src_key, _ = self._require_dir(src.top)
-        if src_key is None or self._hidden_now(src_key):
-            _fail(errno.ENOENT)
-        data, record = self.served(src_key)  # SessionNotFound -> ENOENT
-        if dst.kind == META:
-            dst_key, _ = self._require_dir(dst.top)
-            if dst_key is None:
-                _fail(errno.ENOENT)
-            if dst_key == src_key:
-                return
-            # Between sessions: copy, then delete (the entry is never in neither place).
-            self._put_raw(dst_key, dst.top, data)
-            self.store.delete(src_key)
-            with self._lock:
-                self._forget_session(src_key)
-                self._pending[src.top] = time.time_ns()
-            return
-        if dst.kind == TOP:
-            if self._dir_exists(dst.top, self.key_of(dst.top)):
-                _fail(errno.EISDIR)
-            if not is_root_scratch_name(dst.top):
-                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
-        else:
-            self._require_dir(dst.top)
-        # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
-        with self._lock:
-            self._scratch.put(dst.directory, dst.leaf,
-                              ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
-            self._hidden[src_key] = time.monotonic() + self.hide_grace
-            self._meta.pop(src_key, None)
-            self.kernel.forget(src_key)
-
-    def _put_raw(self, key: str, top: str, raw: bytes) -> None:
-        """Commit bytes that arrive by rename (already under the commit lock)."""
-        path = f"/{top}/{META_NAME}"
-        try:
-            entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-            self.store.put(key, entry)
-        except ReadOnlyStore:
-            raise
-        except (SessionfsError, OSError) as exc:
-            self.reject(path, exc)
-            raise
-        canonical = serialize_entry(entry)
-        with self._lock:
-            self._stored(key, top)
-            self.kernel.forget(key)
-            if raw != canonical:
-                self._overlay[key] = (raw, canonical)
-        self._notify(top)
-
-    def _rename_scratch(self, src: Where, dst: Where) -> None:
-        if src.kind == INNER:
-            self._require_dir(src.top)
-        with self._lock:
-            file = self._scratch.get(src.directory, src.leaf)
-        if file is None:
-            _fail(errno.ENOENT)
-        self._move_scratch(src, dst)
-
-    def _move_scratch(self, src: Where, dst: Where) -> None:
-        with self._lock:
-            file = self._scratch.get(src.directory, src.leaf)
-        assert file is not None
-        if dst.kind == META:
-            dst_key, _ = self._require_dir(dst.top)
-            if dst_key is None:
-                _fail(errno.ENOENT)
-            if file.is_link:
-                _fail(errno.EINVAL, "a link cannot become meta.json")
-            self._put_raw(dst_key, dst.top, bytes(file.data))
-            with self._lock:
-                self._scratch.pop(src.directory, src.leaf)
-            return
-        if dst.kind == TOP:
-            if self._dir_exists(dst.top, self.key_of(dst.top)):
-                _fail(errno.EISDIR)
-            if not is_root_scratch_name(dst.top):
-                _fail(errno.EPERM, "only session folders (and editor scratch files) live here")
-        elif dst.kind == INNER:
-            self._require_dir(dst.top)
-        with self._lock:
-            self._scratch.pop(src.directory, src.leaf)
-            self._scratch.put(dst.directory, dst.leaf, file)
 
     # -- attributes that do not exist here -------------------------------------------------------
     def accept_metadata_change(self, path: str | None) -> None:
