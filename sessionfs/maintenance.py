@@ -22,7 +22,8 @@ from sessionfs.store import (
     StoreLocation,
 )
 
-__all__ = ["PruneReport", "check", "parse_duration", "plan_prune", "prune"]
+__all__ = ["PruneReport", "check", "differing_entries", "parse_duration", "plan_prune", "prune",
+           "reappeared_legacy"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
@@ -142,6 +143,14 @@ def check(location: StoreLocation) -> list[Problem]:
             directory, {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}))
         problems.extend(_reappeared_legacy(location, directory))
     return problems
+
+
+def reappeared_legacy(location: StoreLocation) -> Problem | None:
+    """A sessions.json beside a live sessions.d (a legacy-era gateway still writing), or None."""
+    if location.layout != "directory":
+        return None
+    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+    return next(_reappeared_legacy(location, directory), None)
 
 
 def _reappeared_legacy(location: StoreLocation, directory: DirectoryStore) -> Iterator[Problem]:

@@ -103,3 +103,22 @@ def test_migrate_warns_when_a_process_holds_the_store_lock(tmp_path: Path) -> No
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_mount_status_reports_a_reappeared_sessions_json(tmp_path: Path) -> None:
+    from .mountutil import mounted
+
+    folder = tmp_path / "sessions"
+    write_legacy_store(folder, ENTRIES)
+    gateway = LegacyGateway(folder)
+    migrate(folder)
+    with mounted(folder) as mount:
+        status = (mount.mp / ".sessionfs" / "status").read_text()
+        assert "warning" not in status
+        gateway.memory["agent:main:direct:u1"] = {"sessionId": "s1", "updatedAt": 9_000}
+        gateway.save()
+        status = (mount.mp / ".sessionfs" / "status").read_text()
+        warning = [line for line in status.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1
+        assert "1 sessions differ" in warning[0] and "agent:main:direct:u1" in warning[0]
+        assert "sessionfs merge" in warning[0]

@@ -45,7 +45,8 @@ class ErrorLog:
 
 
 def render_status(*, store_path: os.PathLike[str] | str, layout: str, sessions: int | str,
-                  read_only_reason: str | None, timeout: float, max_entry_size: int) -> bytes:
+                  read_only_reason: str | None, timeout: float, max_entry_size: int,
+                  warnings: tuple[str, ...] = ()) -> bytes:
     """``status``: one ``name: value`` line per fact, for people and for ``grep``."""
     read_only = "no" if read_only_reason is None else f"yes ({read_only_reason})"
     lines = [
@@ -56,5 +57,6 @@ def render_status(*, store_path: os.PathLike[str] | str, layout: str, sessions: 
         f"timeout: {timeout:g}",
         f"max-entry-size: {max_entry_size}",
         f"pid: {os.getpid()}",
+        *(f"warning: {' '.join(warning.split())}" for warning in warnings),
     ]
     return ("\n".join(lines) + "\n").encode("utf-8", "replace")

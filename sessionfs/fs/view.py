@@ -79,6 +79,8 @@ from sessionfs.fs.scratch import (
     ScratchTree,
     is_root_scratch_name,
 )
+from sessionfs.maintenance import reappeared_legacy
+from sessionfs.store import locate_store
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
@@ -460,9 +462,11 @@ class SessionView(NamespaceOps):
             count: int | str = len(self.store.keys())
         except SessionfsError as exc:
             count = f"unknown ({exc})"
+        stray = reappeared_legacy(locate_store(self.store.path))  # a legacy gateway still writing
         return render_status(store_path=self.store.path, layout=self.store.layout,
                              sessions=count, read_only_reason=self.read_only_reason,
-                             timeout=self.timeout, max_entry_size=self.max_entry_size)
+                             timeout=self.timeout, max_entry_size=self.max_entry_size,
+                             warnings=(f"{stray.path}: {stray.detail}",) if stray else ())
 
     def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
