@@ -212,8 +212,8 @@ class NamespaceOps(_Base):
     def _forget_session(self, key: str) -> None:
         self._doomed.pop(key, None)
         self._overlay.pop(key, None)
-        self._meta.pop(key, None)
         self._hidden.pop(key, None)
+        self._forget_name(key)
 
     def symlink(self, path: str, target: str) -> None:
         """Only Emacs-style lock links (``.#name``), kept as scratch; everything else EPERM."""

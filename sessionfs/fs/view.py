@@ -162,6 +162,15 @@ class SessionView(NamespaceOps):
                 self._hashed[name] = key
         return name
 
+    def _forget_name(self, key: str) -> None:
+        """Drop the cached names of a session that is gone: a mount that sees sessions come and
+        go (cron runs, subagents) must not keep every key it ever saw."""
+        self._meta.pop(key, None)
+        name = self._names.pop(key, None)
+        if name is not None:
+            self._keys.pop(name, None)
+            self._hashed.pop(name, None)
+
     def key_of(self, name: str) -> str | None:
         """The session key a directory name stands for, or None when no key has that name."""
         known = self._keys.get(name)
@@ -214,19 +223,19 @@ class SessionView(NamespaceOps):
         if cached is not None or not self._probe.quick:
             token = self._probe.entry_token(name)
             if token is MISSING:
-                self._meta.pop(key, None)
+                self._forget_name(key)
                 return None
             if cached is not None and token is not None and cached.token == token:
                 return cached
         meta = self._quick_meta(key, name)
         if meta is MISSING:
-            self._meta.pop(key, None)
+            self._forget_name(key)
             return None
         if meta is None:
             try:
                 data, record = self.served(key)
             except SessionNotFound:
-                self._meta.pop(key, None)
+                self._forget_name(key)
                 return None
             updated = record.updated_at
             updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
