@@ -18,9 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import SessionfsError
@@ -178,6 +180,17 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
 
 
 # -- serving ---------------------------------------------------------------------------------
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name is not None else None
+    except OSError:
+        return None
+
+
 def _return_big_buffers_to_the_os() -> None:
     """Serve every allocation over 256 KiB from its own mapping (glibc ``mallopt``).
 
@@ -185,18 +198,38 @@ def _return_big_buffers_to_the_os() -> None:
     threshold would, after the first such free, take later big buffers from the heap, which
     it never gives back, so the daemon's RSS would ratchet up with every large save.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(name)
         libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (fixing it disables the dynamic one)
         libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
+    except AttributeError:
         return
+
+
+#: How often the daemon hands freed heap back to the OS.
+HEAP_TRIM_SECONDS = 15.0
+
+
+def _start_heap_trimmer(interval: float = HEAP_TRIM_SECONDS) -> None:
+    """Call glibc's ``malloc_trim(0)`` periodically from a background thread.
+
+    Measured under the soak's churn (sessions created and deleted ~1000 ops/s): the heap
+    grows ~10 MB/min while the memory in use stays ~4 MB: freed 10-65 KB chunks in the middle
+    of the heap that glibc keeps (MALLOC_ARENA_MAX and the trim threshold did not help);
+    ``malloc_trim(0)`` returns them, bringing RSS back to its baseline. Started from ``init``,
+    after daemonizing (threads must not exist across the fork).
+    """
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            trim(0)
+
+    threading.Thread(target=run, name="heap-trim", daemon=True).start()
 
 
 def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None) -> int:
@@ -208,7 +241,12 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
                        read_only=options.read_only)
-    operations = SessionOperations(view, on_init=ready)  # type: ignore[arg-type]
+    def on_init() -> None:
+        _start_heap_trimmer()
+        if callable(ready):
+            ready()
+
+    operations = SessionOperations(view, on_init=on_init)
     kwargs = _fuse_kwargs(options, store, read_only=view.read_only_reason is not None)
     # libfuse installs its own SIGINT/SIGTERM/SIGHUP handlers (clean unmount) only where the
     # disposition is the default; the CLI's lock-releasing handlers must not stand in the way.

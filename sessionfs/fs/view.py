@@ -449,7 +449,20 @@ class SessionView(NamespaceOps):
             except InvalidKey:
                 continue
         self._listing = (token, sessions) if token is not None else None
+        self._prune_names({name for name, _ in sessions})
         return sessions
+
+    def _prune_names(self, listed: set[str]) -> None:
+        """Drop cached names and attributes of sessions a full listing no longer shows (deleted
+        or renamed behind the mount): otherwise these caches grow with every key ever seen."""
+        with self._lock:
+            keep = {*self._open_meta, *self._overlay, *self._hidden, *self._doomed}
+            for key, name in list(self._names.items()):
+                if name not in listed and key not in keep and name not in self._pending:
+                    self._forget_name(key)
+            for key in list(self._meta):
+                if key not in self._names:
+                    self._meta.pop(key, None)
 
     def opendir(self, path: str) -> int:
         return self.handles.add(DirHandle(path, self.listdir(path)))
