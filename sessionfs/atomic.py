@@ -14,7 +14,7 @@ import re
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir",
+__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "pid_alive",
            "remove_orphan_temps", "sync_filesystem", "temp_name"]
 
 FILE_MODE = 0o600
@@ -93,7 +93,8 @@ def sync_filesystem(path: Path) -> None:
 _TEMP_NAME = re.compile(r".+\.(\d+)\.[0-9a-fA-F-]{32,36}\.tmp")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (EPERM: it does, owned by someone else)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,7 +117,7 @@ def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
         return removed
     for name in names:
         match = _TEMP_NAME.fullmatch(name)
-        if match is None or not name.startswith(prefix) or _pid_alive(int(match.group(1))):
+        if match is None or not name.startswith(prefix) or pid_alive(int(match.group(1))):
             continue
         path = directory / name
         if path.is_symlink() or path.is_file():

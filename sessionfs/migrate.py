@@ -29,6 +29,7 @@ from sessionfs.atomic import (
     FILE_MODE,
     atomic_write,
     fsync_dir,
+    pid_alive,
     sync_filesystem,
 )
 from sessionfs.entry import validate_entry
@@ -106,21 +107,11 @@ def _remove_dead_staging(folder: Path) -> list[Path]:
         if not item.name.startswith(STAGING_PREFIX) or item.is_symlink() or not item.is_dir():
             continue
         owner = item.name[len(STAGING_PREFIX):]
-        if owner.isdigit() and int(owner) != os.getpid() and _pid_alive(int(owner)):
+        if owner.isdigit() and int(owner) != os.getpid() and pid_alive(int(owner)):
             continue  # a concurrent migration is still staging
         shutil.rmtree(item)
         removed.append(item)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _now_ms() -> int:

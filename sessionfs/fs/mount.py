@@ -9,7 +9,6 @@ serves in the foreground, logs every rejected write, and SIGINT/SIGTERM unmount 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -21,7 +20,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
@@ -31,11 +29,8 @@ from sessionfs.store import Store, locate_store, open_store
 __all__ = [
     "MountError",
     "MountOptions",
-    "add_arguments",
     "is_mounted",
     "mount",
-    "run_mount",
-    "run_umount",
     "unmount",
 ]
 
@@ -356,37 +351,3 @@ def unmount(mountpoint: os.PathLike[str] | str) -> None:
         problems.append(result.stderr.strip() or f"{command[0]} exited {result.returncode}")
     detail = problems[-1] if problems else "no fusermount3 or umount found"
     raise MountError(f"could not unmount {target}: {detail}")
-
-
-# -- argparse helpers (the CLI may use these, or its own parser) -----------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``sessionfs mount`` (positionals: ``[STORE] MOUNTPOINT``)."""
-    parser.add_argument("paths", nargs="+", metavar="[STORE] MOUNTPOINT")
-    parser.add_argument("-f", "--foreground", action="store_true",
-                        help="stay in the foreground and log rejected writes")
-    parser.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
-    parser.add_argument("--migrate", action="store_true",
-                        help="migrate a legacy store to sessions.d first, then serve it")
-    parser.add_argument("--allow-other", action="store_true", help="let other users in")
-    parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
-                        help="how long the kernel may cache names and attributes (default 1)")
-    parser.add_argument("-o", dest="fuse_options", default="", metavar="FUSE_OPTIONS",
-                        help="extra FUSE mount options, comma-separated")
-
-
-def run_mount(namespace: argparse.Namespace) -> int:
-    paths = list(namespace.paths)
-    if len(paths) not in (1, 2):
-        raise MountError("mount: expected [STORE] MOUNTPOINT")
-    store = paths[0] if len(paths) == 2 else None
-    options = MountOptions(foreground=namespace.foreground, read_only=namespace.read_only,
-                           migrate=namespace.migrate, allow_other=namespace.allow_other,
-                           timeout=namespace.timeout, fuse_options=namespace.fuse_options)
-    return mount(store, Path(paths[-1]), options)
-
-
-def run_umount(namespace: argparse.Namespace) -> int:
-    """``sessionfs umount MOUNTPOINT`` (``namespace.mountpoint``, or the last of ``paths``)."""
-    mountpoint = getattr(namespace, "mountpoint", None) or namespace.paths[-1]
-    unmount(mountpoint)
-    return 0
