@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
@@ -92,15 +91,25 @@ def test_rollback_after_edits_matches_javascript(legacy_folder: Path) -> None:
 
 
 # -- kill -9 at many points ---------------------------------------------------------------------
-RUNNER = "import sys; from sessionfs.migrate import {fn}; {fn}(sys.argv[1])"
+RUNNER = ("import sys; from sessionfs.migrate import {fn}; "
+          "{fn}(sys.argv[1], progress=lambda n, t: print(n, t, flush=True))")
 
 
-def _run_and_kill(folder: Path, fn: str, delay: float) -> None:
+def _run_and_kill(folder: Path, fn: str, after_entries: int | None, delay: float) -> None:
+    """Run ``fn`` in a child and SIGKILL it: after it reported ``after_entries`` entries
+    (None: after its last one), plus ``delay`` seconds. Keyed to the child's own progress,
+    so the kill points cover the same phases however loaded the machine is."""
     child = subprocess.Popen([sys.executable, "-c", RUNNER.format(fn=fn), str(folder)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None
+    for line in child.stdout:
+        done, total = map(int, line.split())
+        if done == (total if after_entries is None else after_entries):
+            break
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    child.stdout.close()
 
 
 def _entries_of(folder: Path) -> dict[str, bytes]:
@@ -108,37 +117,28 @@ def _entries_of(folder: Path) -> dict[str, bytes]:
     return {key: jsonfmt.dumps(store.get(key)) for key in store.keys()}
 
 
-def _timed_run(folder: Path, fn: str) -> float:
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-c", RUNNER.format(fn=fn), str(folder)], check=True)
-    return time.monotonic() - started
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fn", ["migrate", "rollback"])
 def test_kill_minus_nine_at_many_points_loses_nothing(tmp_path: Path, fn: str) -> None:
     template = tmp_path / "template"
-    entries = generate_entries(400, seed=3)
-    write_legacy_store(template, entries)
+    count = 400
+    write_legacy_store(template, generate_entries(count, seed=3))
     original = (template / "sessions.json").read_bytes()
     if fn == "rollback":
         migrate(template)
     expected = _entries_of(template)
-    probe = tmp_path / "probe"
-    shutil.copytree(template, probe)
-    os.sync()
-    duration = _timed_run(probe, fn)
     rng = random.Random(11)
     trials = 25  # per direction: 50 kill points in all
     outcomes = {"before": 0, "after": 0}
     for trial in range(trials):
         folder = tmp_path / f"trial{trial}"
         shutil.copytree(template, folder, symlinks=True)
-        os.sync()  # so the child's own sync costs the same in every trial
-        # kill points spread evenly from interpreter start-up to well past the end of the work
-        # (a run under load can take twice the probe's time)
-        fraction = 3.0 * (trial + rng.random()) / trials
-        _run_and_kill(folder, fn, duration * fraction)
+        if trial < trials // 2:  # while entries are staged / assembled, spread over all of them
+            _run_and_kill(folder, fn, 1 + (count - 1) * trial // (trials // 2), 0.0)
+        else:  # read-back verification, sync, the switch, the backup rename, exit: the tail
+            # after the last entry lasts tens of milliseconds, so the delays crowd there
+            late = trial - trials // 2
+            _run_and_kill(folder, fn, None, 0.002 * late ** 1.5 * rng.uniform(0.8, 1.2))
         store = open_store(folder)  # whatever state: a complete store of one layout
         assert _entries_of(folder) == expected
         outcomes["after" if store.layout == ("directory" if fn == "migrate" else "legacy")
