@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 __all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "pid_alive",
-           "remove_orphan_temps", "sync_filesystem", "temp_name"]
+           "remove_orphan_temps", "sync_filesystem", "temp_name", "write_all"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -44,6 +44,13 @@ def make_dir(directory: Path) -> None:
     os.chmod(directory, DIR_MODE)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``target`` with ``data`` atomically; the file ends up mode 0600.
 
@@ -58,10 +65,7 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     try:
         try:
             os.fchmod(fd, FILE_MODE)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

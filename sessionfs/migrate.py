@@ -31,6 +31,7 @@ from sessionfs.atomic import (
     fsync_dir,
     pid_alive,
     sync_filesystem,
+    write_all,
 )
 from sessionfs.entry import validate_entry
 from sessionfs.errors import (
@@ -136,9 +137,7 @@ def _write_new(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
