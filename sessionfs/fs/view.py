@@ -43,7 +43,6 @@ from sessionfs import keys
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES, parse_entry, serialize_entry
 from sessionfs.errors import (
     InvalidKey,
-    InvalidName,
     ReadOnlyStore,
     SessionfsError,
     SessionNotFound,
@@ -176,24 +175,11 @@ class SessionView(NamespaceOps):
         known = self._keys.get(name)
         if known is not None:
             return known
-        try:
-            key = keys.decode(name)
-        except InvalidName:
-            return None
-        if key is not None:
-            return key
         key = self._hashed.get(name)
-        if key is not None:
-            return key
-        resolver = getattr(self.store, "key_of", None) or getattr(self.store, "_key_of", None)
-        if resolver is not None:
-            key = resolver(name)
-        else:  # a layout without per-name lookup: one pass over the keys fills the cache
-            for candidate in self.store.keys():
-                self.name_of(candidate)
-            key = self._hashed.get(name)
-        if key is not None:
-            self._hashed[name] = key
+        if key is None:
+            key = self.store.key_of(name)
+            if key is not None and keys.is_hashed(name):
+                self._hashed[name] = key
         return key
 
     # -- store reads -----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sessionfs.errors import ReadOnlyStore
+from sessionfs import keys
+from sessionfs.errors import InvalidName, ReadOnlyStore
 
 __all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "Store", "UpdateSummary"]
 
@@ -78,6 +79,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def read(self, key: str) -> EntryRecord:
         """One entry. :raises SessionNotFound: no such key. :raises StoreCorrupt: unreadable."""
+
+    def key_of(self, name: str) -> str | None:
+        """The key a directory name stands for, or None when it names no session.
+
+        A hashed long name (``prefix~hash``) cannot be decoded; a layout that stores such
+        names looks the key up, others find it among their keys.
+        """
+        try:
+            key = keys.decode(name)
+        except InvalidName:
+            return None
+        if key is not None:
+            return key
+        return next((candidate for candidate in self.keys()
+                     if keys.matches(name, candidate)), None)
 
     def get(self, key: str) -> Entry:
         """The parsed entry of ``key``."""

@@ -84,7 +84,7 @@ class DirectoryStore(Store):
         return self._store_lock
 
     # -- names -----------------------------------------------------------------------------------
-    def _key_of(self, name: str) -> str | None:
+    def key_of(self, name: str) -> str | None:
         """The key a directory entry stands for, or None when it is not a session directory."""
         if name.startswith("."):
             return None  # our metadata and temp files; no encoded name starts with '.'
@@ -122,7 +122,7 @@ class DirectoryStore(Store):
     def keys(self) -> list[str]:
         found = []
         for item in self._scan():
-            key = self._key_of(item.name)
+            key = self.key_of(item.name)
             if key is not None and item.is_dir(follow_symlinks=False):
                 found.append(key)
         return found
@@ -194,7 +194,7 @@ class DirectoryStore(Store):
             except InvalidName as exc:
                 yield Problem("bad name", path, f"no session key encodes to it ({exc})")
                 continue
-            key = self._key_of(item.name)
+            key = self.key_of(item.name)
             if key is None:
                 yield Problem("bad key file", path / keys.KEY_FILE,
                               "missing or does not match the hashed name")
