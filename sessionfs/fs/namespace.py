@@ -209,6 +209,13 @@ class NamespaceOps(_Base):
                     handle.dirty = False  # writing to an unlinked file does not recreate it
         self._notify(top)
 
+    def _require_root_scratch_target(self, top: str) -> None:
+        """A file may land at the root only as an editor scratch name, never over a session."""
+        if self._dir_exists(top, self.key_of(top)):
+            fail(errno.EISDIR)
+        if not is_root_scratch_name(top):
+            fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+
     def _forget_session(self, key: str) -> None:
         self._doomed.pop(key, None)
         self._overlay.pop(key, None)
@@ -358,10 +365,7 @@ class NamespaceOps(_Base):
                 self._pending[src.top] = time.time_ns()
             return
         if dst.kind == TOP:
-            if self._dir_exists(dst.top, self.key_of(dst.top)):
-                fail(errno.EISDIR)
-            if not is_root_scratch_name(dst.top):
-                fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+            self._require_root_scratch_target(dst.top)
         else:
             self._require_dir(dst.top)
         # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
@@ -413,10 +417,7 @@ class NamespaceOps(_Base):
                 self._scratch.pop(src.directory, src.leaf)
             return
         if dst.kind == TOP:
-            if self._dir_exists(dst.top, self.key_of(dst.top)):
-                fail(errno.EISDIR)
-            if not is_root_scratch_name(dst.top):
-                fail(errno.EPERM, "only session folders (and editor scratch files) live here")
+            self._require_root_scratch_target(dst.top)
         elif dst.kind == INNER:
             self._require_dir(dst.top)
         with self._lock:
