@@ -185,3 +185,24 @@ def test_orphan_temps_of_dead_writers_are_removed(make_store: MakeStore, layout:
         path.write_bytes(b"{")
     assert store.remove_orphan_temps() == [orphan]
     assert not orphan.exists() and live.exists() and unrelated.exists()
+
+
+def test_named_keys_are_the_listing_with_the_names_on_disk(make_store: MakeStore, layout: str,
+                                                            tmp_path: Path) -> None:
+    """``named_keys`` is ``keys`` paired with ``encode``; the directory store reads the names
+    from disk instead of encoding, and skips what ``keys`` skips."""
+    store = make_store(layout)
+    long_key = "agent:main:" + "x" * 400
+    store.put(long_key, {"sessionId": "long", "updatedAt": 5})
+    if isinstance(store, DirectoryStore):
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "meta.json").write_bytes(b'{"sessionId": "evil", "updatedAt": 1}')
+        os.symlink(outside, store.path / "agent--main--linked")
+        (store.path / "bad%2xname").mkdir()
+        (store.path / ".sessionfs-order.json").write_bytes(b"[]")
+    named = store.named_keys()
+    assert [key for _, key in named] == store.keys()
+    assert named == [(keys.encode(key), key) for key in store.keys()]
+    assert (keys.encode(long_key), long_key) in named and keys.is_hashed(keys.encode(long_key))
+    assert "agent:main:linked" not in dict((k, n) for n, k in named)

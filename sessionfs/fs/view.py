@@ -152,14 +152,17 @@ class SessionView(NamespaceOps):
         name = self._names.get(key)
         if name is None:
             name = keys.encode(key)
-            if len(self._names) > 400_000:
-                self._names.clear()
-                self._keys.clear()
-            self._names[key] = name
-            self._keys[name] = key
-            if "~" in name:
-                self._hashed[name] = key
+            self._remember(key, name)
         return name
+
+    def _remember(self, key: str, name: str) -> None:
+        if len(self._names) > 400_000:
+            self._names.clear()
+            self._keys.clear()
+        self._names[key] = name
+        self._keys[name] = key
+        if "~" in name:
+            self._hashed[name] = key
 
     def _forget_name(self, key: str) -> None:
         """Drop the cached names of a session that is gone: a mount that sees sessions come and
@@ -194,16 +197,18 @@ class SessionView(NamespaceOps):
                 del self._overlay[key]  # changed behind the mount: show the store's bytes
         return record.data, record
 
-    def _meta_of(self, key: str) -> _Meta | None:
+    def _meta_of(self, key: str, *, listed: bool = False) -> _Meta | None:
         """Size, mtime and updatedAt of a stored session (None: not in the store).
 
         Cached per key and revalidated on every call with one cheap token (see
         :mod:`sessionfs.fs.probe`), so repeated ``ls -l`` costs one ``lstat`` per session.
         """
-        try:
-            name = self.name_of(key)
-        except InvalidKey:
-            return None
+        name = self._names.get(key)
+        if name is None:
+            try:
+                name = self.name_of(key)
+            except InvalidKey:
+                return None
         cached = self._meta.get(key)
         token = None
         if cached is not None or not self._probe.quick:
@@ -213,7 +218,7 @@ class SessionView(NamespaceOps):
                 return None
             if cached is not None and token is not None and cached.token == token:
                 return cached
-        meta = self._quick_meta(key, name)
+        meta = self._quick_meta(key, name, listed)
         if meta is MISSING:
             self._forget_name(key)
             return None
@@ -235,10 +240,10 @@ class SessionView(NamespaceOps):
             self._meta.pop(key, None)
         return meta
 
-    def _quick_meta(self, key: str, name: str) -> _Meta | object | None:
+    def _quick_meta(self, key: str, name: str, listed: bool) -> _Meta | object | None:
         """Attributes from one direct read of a directory store's file (``ls -l`` of 100k
         sessions reads every entry once); MISSING, or None when only ``store.read`` can tell."""
-        found = self._probe.quick_read(name)
+        found = self._probe.quick_read(name, listed=listed)
         if found is None or found is MISSING:
             return found
         assert isinstance(found, tuple)
@@ -333,7 +338,7 @@ class SessionView(NamespaceOps):
         key = self._keys.get(name) if not directory else None
         if key is not None:
             try:
-                meta = self._meta_of(key)
+                meta = self._meta_of(key, listed=True)
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
@@ -429,11 +434,11 @@ class SessionView(NamespaceOps):
         if cached is not None and token is not None and cached[0] == token:
             return cached[1]
         sessions = []
-        for key in self.store.keys():
-            try:
-                sessions.append((self.name_of(key), DIR_MODE))
-            except InvalidKey:
-                continue
+        names = self._names
+        for name, key in self.store.named_keys():
+            if names.get(key) != name:
+                self._remember(key, name)
+            sessions.append((name, DIR_MODE))
         self._listing = (token, sessions) if token is not None else None
         self._prune_names({name for name, _ in sessions})
         return sessions

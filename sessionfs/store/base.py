@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sessionfs import keys
-from sessionfs.errors import InvalidName, ReadOnlyStore
+from sessionfs.errors import InvalidKey, InvalidName, ReadOnlyStore
 
 __all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "Store", "UpdateSummary"]
 
@@ -79,6 +79,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def read(self, key: str) -> EntryRecord:
         """One entry. :raises SessionNotFound: no such key. :raises StoreCorrupt: unreadable."""
+
+    def named_keys(self) -> list[tuple[str, str]]:
+        """``(directory name, key)`` of every session with a name, in :meth:`keys` order: what
+        a listing shows, without encoding keys a layout already knows the names of."""
+        named = []
+        for key in self.keys():
+            try:
+                named.append((keys.encode(key), key))
+            except InvalidKey:  # no name: a key openclaw could not have written either
+                continue
+        return named
 
     def key_of(self, name: str) -> str | None:
         """The key a directory name stands for, or None when it names no session.

@@ -120,11 +120,14 @@ class DirectoryStore(Store):
             raise StoreNotFound(f"{self.path}: no such session directory") from None
 
     def keys(self) -> list[str]:
+        return [key for _, key in self.named_keys()]
+
+    def named_keys(self) -> list[tuple[str, str]]:
         found = []
         for item in self._scan():
             key = self.key_of(item.name)
             if key is not None and item.is_dir(follow_symlinks=False):
-                found.append(key)
+                found.append((item.name, key))
         return found
 
     def __contains__(self, key: object) -> bool:
