@@ -1143,8 +1143,8 @@ class Mount:
                 time.sleep(0.01)
             os.stat(self.mountpoint)  # answers: the daemon serves
             self.startup = time.monotonic() - started
-            cmdline = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes()
-            if b"sessionfs" not in cmdline:
+            cmdline = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+            if cmdline != [os.fsencode(arg) for arg in self.command()]:
                 raise RuntimeError(f"pid {self.proc.pid} is not the daemon: {cmdline!r}")
         except BaseException:
             self.close()
@@ -1201,6 +1201,24 @@ def read_all(root: Path) -> tuple[int, int]:
         total += read_file(os.path.join(base, name, "meta.json"))
         count += 1
     return count, total
+
+
+def median_round_trip(path: str, reps: int = 2000) -> float:
+    """Median seconds of one ``ioctl(TCGETS)`` on ``path`` (see ``request_floor``)."""
+    import fcntl
+    import termios
+
+    fd = os.open(path, os.O_RDONLY)
+    samples = []
+    try:
+        for _ in range(reps):
+            start = time.perf_counter_ns()
+            with contextlib.suppress(OSError):  # ENOTTY: not a terminal, as expected
+                fcntl.ioctl(fd, termios.TCGETS, bytes(64))
+            samples.append((time.perf_counter_ns() - start) / 1e9)
+    finally:
+        os.close(fd)
+    return statistics.median(samples)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -1430,6 +1448,8 @@ class MountBench:
             self.add(Row("grep -rl: mount / direct", sessions, "directory", "x",
                          [grep_row.stats["median"] / grep_direct_row.stats["median"]],
                          Target(5, "value", "<= 5x")))
+            self.request_floor(root, direct, sessions, count, base,
+                               grep_direct_row.stats["median"])
 
             if self.wanted("write"):
                 samples = self.write_through(root, self.sizes.mount_writes,
@@ -1439,6 +1459,37 @@ class MountBench:
                              "s", samples, Target(5e-3), self.daemon_rss(mount),
                              note="open(O_WRONLY|O_TRUNC) + write + close of the whole entry; "
                              "close commits (validate + store.put with fsync)"))
+
+    # -- the floor: what one request to the daemon costs, and how many no design avoids -----
+    def request_floor(self, root: Path, direct: Path, sessions: str, count: int,
+                      read_direct: float, grep_direct: float) -> None:
+        """The lowest ratio any FUSE filesystem with these semantics could reach here.
+
+        One round trip is timed with ``ioctl(TCGETS)`` on an open ``meta.json``: the kernel
+        forwards every ioctl and libfuse answers this one (ENOTTY) in C without calling Python,
+        so the time is the kernel's and libfuse's share of any request and nothing else. Each
+        ratio then assumes only the requests no design can skip (every name, attribute and page
+        already in the kernel's caches): for a warm read, the ioctl Python's ``open`` sends
+        (``isatty``) and the OPEN (each open gets its own snapshot or write buffer, and must
+        see a change within --timeout, so the kernel cannot answer it); for a first read also
+        the LOOKUP of ``meta.json`` (session folders come with the listing) and one READ; for
+        ``grep -r`` the OPENDIR of each session folder and the OPEN of its file.
+        """
+        name = next(iter(session_names(direct)))
+        through = median_round_trip(os.path.join(root, name, META))
+        locally = median_round_trip(str(direct / name / META))
+        self.add(Row("one request to the daemon (ioctl answered by libfuse in C)", sessions,
+                     "floor", "s", [through], note=f"the same ioctl on sessions.d: "
+                     f"{fmt_value(locally, 's')}; median of 2000"))
+        per_read, per_grep = read_direct / count, grep_direct / count
+        for label, requests, per_file, target in (
+                ("read every meta.json: warm / direct", 2, per_read, 3),
+                ("read every meta.json: first pass / direct", 4, per_read, 10),
+                ("grep -rl: mount / direct", 2, per_grep, 5)):
+            self.add(Row(f"{label}, lowest possible", sessions, "floor", "x",
+                         [(per_file + requests * through) / per_file],
+                         note=f"{fmt_value(per_file, 's')} per file directly + {requests} "
+                         f"round trips; target {target}x"))
 
     # -- the floor: a do-nothing mfusepy filesystem of the same shape ------------------------
     def floor(self, label: str) -> None:
@@ -1453,11 +1504,20 @@ class MountBench:
             with Mount(direct, mountpoint, RESULTS / f"daemon-floor-{threads}.log",
                        command=command):
                 first = timed(lambda root=mountpoint: read_all(root))[0]
-                warm, base = [], []
+                warm, base, grep, grep_base = [], [], [], []
                 for _ in range(3):
                     base.append(timed(lambda: read_all(direct))[0])
                     warm.append(timed(lambda root=mountpoint: read_all(root))[0])
+                for _ in range(3):
+                    for samples, where in ((grep_base, direct), (grep, mountpoint)):
+                        command = ["grep", "-rl", self.GREP_PATTERN, str(where)]
+                        samples.append(timed(lambda c=command: run_quiet(c, ok=(0, 1)))[0])
             ratio = statistics.median(warm) / statistics.median(base)
+            self.add(Row(f"grep -rl: do-nothing mfusepy FS ({threads})",
+                         self.work.size_text(label), "floor", "s", grep,
+                         note=f"{statistics.median(grep) / statistics.median(grep_base):.1f}x "
+                         f"direct (interleaved direct median "
+                         f"{fmt_value(statistics.median(grep_base), 's')})"))
             self.add(Row(f"read all: do-nothing mfusepy FS ({threads}), first pass",
                          self.work.size_text(label), "floor", "s", [first],
                          note=f"{first / statistics.median(base):.1f}x direct; same tree, "
@@ -1508,6 +1568,30 @@ class MountBench:
                 with self.mount(self.work.directory(small), f"dir-{small}") as small_mount:
                     self.cat_rows({small: small_mount, large: big_mount})
             self.ls_and_rss(big_mount, large)
+        if self.wanted("ls"):
+            self.ls_cold(large)
+
+    def ls_cold(self, label: str) -> None:
+        """The first ``ls -l`` of a fresh mount with every entry evicted from the page cache,
+        next to reading the same files directly from a cold cache."""
+        sessions = self.work.size_text(label)
+        direct = self.work.directory(label) / "sessions.d"
+        files = [direct / name / META for name in session_names(direct)]
+
+        def evict() -> None:
+            for path in files:
+                drop_page_cache(path)
+
+        evict()
+        seconds, _ = timed(lambda: read_all(direct))
+        self.add(Row("read every meta.json: direct sessions.d, cold", sessions, "directory",
+                     "s", [seconds], note="after posix_fadvise(DONTNEED) of every file"))
+        evict()
+        with self.mount(self.work.directory(label), f"dir-{label}-cold") as mount:
+            first = timed(lambda: run_quiet(["ls", "-l", str(mount.mountpoint)]))[0]
+        self.add(Row("ls -l MOUNT (first, files not in page cache)", sessions, "directory", "s",
+                     [first], note="fresh mount; the listing reads every entry for its "
+                     "updatedAt, here from disk (see the direct cold read above)"))
 
     def cat_rows(self, mounts: dict[str, Mount]) -> None:
         rng = random.Random(11)
@@ -1548,11 +1632,13 @@ class MountBench:
         count = self.work.spec_of(label)[0]
         root = str(mount.mountpoint)
         if self.wanted("ls"):
+            read_all(self.work.directory(label) / "sessions.d")  # page cache warm
             samples = [timed(lambda: run_quiet(["ls", "-l", root]))[0] for _ in range(4)]
-            self.add(Row("ls -l MOUNT (first)", sessions, "directory", "s", samples[:1],
-                         Target(3.0), self.daemon_rss(mount),
+            self.add(Row("ls -l MOUNT (first, files in page cache)", sessions, "directory", "s",
+                         samples[:1], Target(3.0), self.daemon_rss(mount),
                          note="ls -l > /dev/null, LC_ALL=C; the first listing of this mount "
-                         "(only the cats above came before)"))
+                         "(only the cats above came before), every entry's file read "
+                         "directly just before"))
             self.add(Row("ls -l MOUNT (repeat)", sessions, "directory", "s", samples[1:],
                          Target(3.0), self.daemon_rss(mount),
                          note="the next 3 listings, back to back"))
