@@ -283,7 +283,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     options = MountOptions(foreground=args.foreground, read_only=args.read_only,
                            migrate=args.migrate, allow_other=args.allow_other,
                            timeout=args.timeout, fuse_options=args.fuse_options,
-                           lock_timeout=args.lock_timeout)
+                           lock_timeout=args.lock_timeout, log_file=args.log_file)
     return mount(args.store, Path(rest[0]), options)
 
 
@@ -357,6 +357,8 @@ def _add_mount_commands(commands: Any) -> None:
                      help="how long the kernel may cache names and attributes (default 1)")
     sub.add_argument("-o", dest="fuse_options", default="", metavar="FUSE_OPTIONS",
                      help="extra FUSE mount options, comma-separated")
+    sub.add_argument("--log", dest="log_file", metavar="FILE",
+                     help="append the daemon's log (rejected writes, warnings) to FILE")
     sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="how long a commit waits for the store lock (default 10)")
     sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionfs import jsonfmt
+from sessionfs import jsonfmt, keys
 from sessionfs.fs.mount import is_mounted
 from tests import mountutil
 from tests.mountutil import ENTRIES, MAIN, ROOT, Mount, force_unmount, make_store_folder, wait_for
@@ -51,7 +51,7 @@ def test_daemon_mode_returns_once_the_mount_is_live(store_folder: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["missing", "not-empty", "mounted", "no-store", "bad-store",
-                                  "no-libfuse"])
+                                  "no-libfuse", "bad-log"])
 def test_mount_refuses_with_one_clear_line(base: Path, case: str) -> None:
     folder = make_store_folder(base, "legacy", ENTRIES)
     mountpoint = base / "mnt"
@@ -59,9 +59,11 @@ def test_mount_refuses_with_one_clear_line(base: Path, case: str) -> None:
     env = None
     expected = {"missing": "does not exist", "not-empty": "is not empty",
                 "mounted": "already mounted", "no-store": "no session store",
-                "bad-store": "not valid JSON", "no-libfuse": "apt install fuse3"}[case]
+                "bad-store": "not valid JSON", "no-libfuse": "apt install fuse3",
+                "bad-log": "cannot write the log"}[case]
     store_arg = str(folder)
     other = None
+    extra: list[str] = []
     if case == "missing":
         mountpoint.rmdir()
     elif case == "not-empty":
@@ -74,8 +76,10 @@ def test_mount_refuses_with_one_clear_line(base: Path, case: str) -> None:
         (folder / "sessions.json").write_text('{"agent:main:main": {broken')
     elif case == "no-libfuse":
         env = {"FUSE_LIBRARY_NAME": "no-such-fuse-library"}
+    elif case == "bad-log":
+        extra = ["--log", str(base / "no-such-folder" / "sessionfs.log")]
     try:
-        result = cli("mount", store_arg, str(mountpoint), env=env)
+        result = cli("mount", store_arg, str(mountpoint), *extra, env=env)
     finally:
         if other is not None:
             other.stop()
@@ -83,6 +87,29 @@ def test_mount_refuses_with_one_clear_line(base: Path, case: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("sessionfs: error: ") and expected in lines[0], lines[0]
+    assert not is_mounted(mountpoint) or case == "mounted"
+
+
+def test_daemon_logs_rejected_writes_to_the_log_file(store_folder: Path) -> None:
+    """In the background the daemon's stderr is gone; ``--log`` keeps what ``-f`` prints."""
+    mountpoint = store_folder.parent / "mnt"
+    mountpoint.mkdir()
+    log_file = store_folder.parent / "daemon.log"
+    try:
+        result = cli("mount", str(store_folder), str(mountpoint), "--log",
+                     os.path.relpath(log_file, ROOT))  # relative to the caller, not to "/"
+        assert result.returncode == 0, result.stderr
+        target = mountpoint / keys.encode(MAIN) / "meta.json"
+        before = target.read_bytes()
+        with pytest.raises(OSError) as excinfo:
+            target.write_bytes(b'{"sessionId": 5}')
+        assert excinfo.value.errno == errno.EINVAL
+        assert target.read_bytes() == before
+        assert wait_for(lambda: log_file.exists() and "rejected write" in log_file.read_text(), 5)
+        line = next(line for line in log_file.read_text().splitlines() if "rejected" in line)
+        assert f"/{keys.encode(MAIN)}/meta.json" in line and "EINVAL" in line, line
+    finally:
+        force_unmount(mountpoint)
 
 
 def test_no_dev_fuse_is_reported(base: Path) -> None:

@@ -62,6 +62,9 @@ class MountOptions:
     fuse_options: str = ""
     max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES
     lock_timeout: float = 10.0
+    #: Append the daemon's log (rejected writes, warnings) to this file; in the background
+    #: this is the only place it goes (``.sessionfs/errors`` keeps the latest rejections).
+    log_file: str | None = None
 
 
 # -- mount table -----------------------------------------------------------------------------
@@ -227,11 +230,26 @@ def _start_heap_trimmer(interval: float = HEAP_TRIM_SECONDS) -> None:
     threading.Thread(target=run, name="heap-trim", daemon=True).start()
 
 
-def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None) -> int:
+def _open_log(path: str | None) -> logging.Handler | None:
+    """A handler appending to ``path``, opened before mounting so a bad path fails early."""
+    if path is None:
+        return None
+    try:
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise MountError(f"cannot write the log {path}: {exc.strerror}") from None
+    handler.setFormatter(logging.Formatter("%(asctime)s sessionfs[%(process)d]: %(message)s"))
+    return handler
+
+
+def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None,
+           log_handler: logging.Handler | None = None) -> int:
     """Run the filesystem until it is unmounted (or a signal unmounts it)."""
     from sessionfs.fs.operations import SessionFUSE, SessionOperations
     from sessionfs.fs.view import SessionView
 
+    if log_handler is not None:
+        logging.getLogger("sessionfs").addHandler(log_handler)
     _return_big_buffers_to_the_os()
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
@@ -258,7 +276,8 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     return 0
 
 
-def _daemonize(store: Store, mountpoint: str, options: MountOptions) -> int:
+def _daemonize(store: Store, mountpoint: str, options: MountOptions,
+               log_handler: logging.Handler | None = None) -> int:
     """Fork the daemon; return once it reports the mount live, or raise with its last words."""
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
@@ -280,7 +299,7 @@ def _daemonize(store: Store, mountpoint: str, options: MountOptions) -> int:
                 os.dup2(devnull, 2)
                 os.close(write_fd)
 
-            code = _serve(store, mountpoint, options, ready)
+            code = _serve(store, mountpoint, options, ready, log_handler)
         except SessionfsError as exc:
             os.write(2, f"sessionfs: error: {exc}\n".encode())
         except BaseException as exc:
@@ -329,10 +348,11 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     target = _canonical(mountpoint)
     _check_mountpoint(target)
     _check_fuse()
+    log_handler = _open_log(options.log_file and os.path.abspath(options.log_file))
     opened = _open(store, options)
     if options.foreground:
-        return _serve(opened, target, options)
-    return _daemonize(opened, target, options)
+        return _serve(opened, target, options, log_handler=log_handler)
+    return _daemonize(opened, target, options, log_handler)
 
 
 def unmount(mountpoint: os.PathLike[str] | str) -> None:
