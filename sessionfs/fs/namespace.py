@@ -136,7 +136,7 @@ class NamespaceOps(_Base):
         self._require_writable()
         key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
         if key is None:  # a hashed name: only an existing session can have one
-            key = self.key_of(where.top)
+            key = self.index.key_of(where.top)
             if key is None:
                 fail(errno.EINVAL, "a hashed name is made by writing the session, not by mkdir")
         with self._commit_lock:
@@ -159,7 +159,7 @@ class NamespaceOps(_Base):
             fail(errno.ENOENT)
         self._require_writable()
         with self._commit_lock:
-            key = self.key_of(where.top)
+            key = self.index.key_of(where.top)
             state = self._dir_exists(where.top, key)
             if state is None:
                 with self._lock:
@@ -188,7 +188,7 @@ class NamespaceOps(_Base):
             if not is_libfuse_hidden(where.name):  # libfuse's last-close cleanup: always fine
                 self._require_dir(where.top)
         elif where.kind == TOP:
-            if self._dir_exists(where.top, self.key_of(where.top)):
+            if self._dir_exists(where.top, self.index.key_of(where.top)):
                 fail(errno.EISDIR)
         else:
             fail(errno.ENOENT)
@@ -211,7 +211,7 @@ class NamespaceOps(_Base):
 
     def _require_root_scratch_target(self, top: str) -> None:
         """A file may land at the root only as an editor scratch name, never over a session."""
-        if self._dir_exists(top, self.key_of(top)):
+        if self._dir_exists(top, self.index.key_of(top)):
             fail(errno.EISDIR)
         if not is_root_scratch_name(top):
             fail(errno.EPERM, "only session folders (and editor scratch files) live here")
@@ -220,7 +220,7 @@ class NamespaceOps(_Base):
         self._doomed.pop(key, None)
         self._overlay.pop(key, None)
         self._hidden.pop(key, None)
-        self._forget_name(key)
+        self.index.forget(key)
 
     def symlink(self, path: str, target: str) -> None:
         """Only Emacs-style lock links (``.#name``), kept as scratch; everything else EPERM."""
@@ -265,7 +265,7 @@ class NamespaceOps(_Base):
             return
         exempt = None
         if dst.kind == META:  # the second half of a rename over an open meta.json?
-            key = self.key_of(dst.top)
+            key = self.index.key_of(dst.top)
             doom = self._doomed.get(key) if key is not None else None
             if doom is not None and doom.thread == threading.get_ident():
                 exempt = key
@@ -288,7 +288,7 @@ class NamespaceOps(_Base):
         return True
 
     def _rename_top(self, src: Where, dst: Where) -> None:
-        src_key = self.key_of(src.top)
+        src_key = self.index.key_of(src.top)
         state = self._dir_exists(src.top, src_key)
         if state is None:  # a root scratch file
             with self._lock:
@@ -301,7 +301,7 @@ class NamespaceOps(_Base):
             fail(errno.EPERM, "sessions hold files only")
         dst_key = keys.decode(dst.top)  # InvalidName (EINVAL) when no key has that name
         if dst_key is None:
-            dst_key = self.key_of(dst.top)
+            dst_key = self.index.key_of(dst.top)
             if dst_key is None:
                 fail(errno.EINVAL, f"{dst.top!r} is not a session name")
         dst_state = self._dir_exists(dst.top, dst_key)
@@ -373,7 +373,7 @@ class NamespaceOps(_Base):
             self._scratch.put(dst.directory, dst.leaf,
                               ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
             self._hidden[src_key] = time.monotonic() + self.hide_grace
-            self._meta.pop(src_key, None)
+            self.index.changed(src_key)
 
     def _put_raw(self, key: str, top: str, raw: bytes) -> None:
         """Commit bytes that arrive by rename (already under the commit lock)."""

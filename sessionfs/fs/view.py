@@ -36,13 +36,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sessionfs import keys
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES, parse_entry, serialize_entry
 from sessionfs.errors import (
-    InvalidKey,
     ReadOnlyStore,
     SessionfsError,
     SessionNotFound,
@@ -55,6 +52,7 @@ from sessionfs.fs.handles import (
     MetaHandle,
     ScratchHandle,
 )
+from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.namespace import Doom, NamespaceOps
 from sessionfs.fs.paths import (
     CONTROL,
@@ -72,7 +70,6 @@ from sessionfs.fs.paths import (
     fail,
     parse_path,
 )
-from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
 from sessionfs.fs.scratch import (
     ScratchFile,
     ScratchTree,
@@ -85,16 +82,6 @@ from sessionfs.store.base import EntryRecord, Store
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
 
 log = logging.getLogger("sessionfs.fs")
-
-
-@dataclass(frozen=True, slots=True)
-class _Meta:
-    """Cached attributes of one session, valid while the store's token for it is ``token``."""
-
-    size: int
-    mtime_ns: int
-    updated_ns: int
-    token: object
 
 
 class DirHandle(Handle):
@@ -133,57 +120,13 @@ class SessionView(NamespaceOps):
         self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
         self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
         self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
-        self._meta: dict[str, _Meta] = {}
-        self._probe = StoreProbe(store)
-        self._listing: tuple[object, list[tuple[str, int]]] | None = None
+        self.index = SessionIndex(store, shown=self.served, shown_size=self._shown_size)
         self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
-        self._names: dict[str, str] = {}  # key -> name
-        self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
-        self._hashed: dict[str, str] = {}  # hashed name -> key
         self._started_ns = time.time_ns()
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
         self.invalidate: Callable[[str], None] | None = None
-
-    # -- names -----------------------------------------------------------------------------------
-    def name_of(self, key: str) -> str:
-        """The directory name of ``key`` (cached). :raises InvalidKey: key has no name."""
-        name = self._names.get(key)
-        if name is None:
-            name = keys.encode(key)
-            self._remember(key, name)
-        return name
-
-    def _remember(self, key: str, name: str) -> None:
-        if len(self._names) > 400_000:
-            self._names.clear()
-            self._keys.clear()
-        self._names[key] = name
-        self._keys[name] = key
-        if "~" in name:
-            self._hashed[name] = key
-
-    def _forget_name(self, key: str) -> None:
-        """Drop the cached names of a session that is gone: a mount that sees sessions come and
-        go (cron runs, subagents) must not keep every key it ever saw."""
-        self._meta.pop(key, None)
-        name = self._names.pop(key, None)
-        if name is not None:
-            self._keys.pop(name, None)
-            self._hashed.pop(name, None)
-
-    def key_of(self, name: str) -> str | None:
-        """The session key a directory name stands for, or None when no key has that name."""
-        known = self._keys.get(name)
-        if known is not None:
-            return known
-        key = self._hashed.get(name)
-        if key is None:
-            key = self.store.key_of(name)
-            if key is not None and keys.is_hashed(name):
-                self._hashed[name] = key
-        return key
 
     # -- store reads -----------------------------------------------------------------------------
     def served(self, key: str) -> tuple[bytes, EntryRecord]:
@@ -197,64 +140,11 @@ class SessionView(NamespaceOps):
                 del self._overlay[key]  # changed behind the mount: show the store's bytes
         return record.data, record
 
-    def _meta_of(self, key: str, *, listed: bool = False) -> _Meta | None:
-        """Size, mtime and updatedAt of a stored session (None: not in the store).
-
-        Cached per key and revalidated on every call with one cheap token (see
-        :mod:`sessionfs.fs.probe`), so repeated ``ls -l`` costs one ``lstat`` per session.
-        """
-        name = self._names.get(key)
-        if name is None:
-            try:
-                name = self.name_of(key)
-            except InvalidKey:
-                return None
-        cached = self._meta.get(key)
-        token = None
-        if cached is not None or not self._probe.quick:
-            token = self._probe.entry_token(name)
-            if token is MISSING:
-                self._forget_name(key)
-                return None
-            if cached is not None and token is not None and cached.token == token:
-                return cached
-        meta = self._quick_meta(key, name, listed)
-        if meta is MISSING:
-            self._forget_name(key)
-            return None
-        if meta is None:
-            try:
-                data, record = self.served(key)
-            except SessionNotFound:
-                self._forget_name(key)
-                return None
-            updated = record.updated_at
-            updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
-            meta = _Meta(len(data), record.mtime_ns, updated_ns, token)
-        assert isinstance(meta, _Meta)
-        if meta.token is not None and self._probe.settled(meta.token):
-            if len(self._meta) > 400_000:
-                self._meta.clear()
-            self._meta[key] = meta
-        else:
-            self._meta.pop(key, None)
-        return meta
-
-    def _quick_meta(self, key: str, name: str, listed: bool) -> _Meta | object | None:
-        """Attributes from one direct read of a directory store's file (``ls -l`` of 100k
-        sessions reads every entry once); MISSING, or None when only ``store.read`` can tell."""
-        found = self._probe.quick_read(name, listed=listed)
-        if found is None or found is MISSING:
-            return found
-        assert isinstance(found, tuple)
-        data, mtime_ns, token = found
-        updated = updated_at_of(data)
-        if updated is None:
-            return None
+    def _shown_size(self, key: str, data: bytes) -> int:
+        """The size ``meta.json`` shows when the store holds ``data`` for ``key``."""
         with self._lock:
             overlay = self._overlay.get(key)
-        size = len(overlay[0]) if overlay is not None and overlay[1] == data else len(data)
-        return _Meta(size, mtime_ns, int(updated * 1_000_000), token)
+        return len(overlay[0]) if overlay is not None and overlay[1] == data else len(data)
 
     def _hidden_now(self, key: str) -> bool:
         deadline = self._hidden.get(key)
@@ -267,7 +157,7 @@ class SessionView(NamespaceOps):
 
     def _dir_exists(self, top: str, key: str | None) -> str | None:
         """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
-        if key is not None and self._meta_of(key) is not None:
+        if key is not None and self.index.meta_of(key) is not None:
             return "session"
         with self._lock:
             if top in self._pending or self._scratch.has_any(top):
@@ -275,7 +165,7 @@ class SessionView(NamespaceOps):
         return None
 
     def _require_dir(self, top: str) -> tuple[str | None, str]:
-        key = self.key_of(top)
+        key = self.index.key_of(top)
         state = self._dir_exists(top, key)
         if state is None:
             fail(errno.ENOENT)
@@ -335,10 +225,10 @@ class SessionView(NamespaceOps):
         """``(mode, nlink, size, mtime_ns)`` of ``name`` in ``directory`` for READDIRPLUS, or
         None when it vanished. Same answers as :meth:`getattr`, minus the dict, because
         ``ls -l`` of the root asks this once per session."""
-        key = self._keys.get(name) if not directory else None
+        key = self.index.listed_key(name) if not directory else None
         if key is not None:
             try:
-                meta = self._meta_of(key, listed=True)
+                meta = self.index.meta_of(key, listed=True)
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
@@ -357,9 +247,9 @@ class SessionView(NamespaceOps):
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
 
     def _top_attrs(self, top: str) -> dict[str, Any]:
-        key = self.key_of(top)
+        key = self.index.key_of(top)
         if key is not None:
-            meta = self._meta_of(key)
+            meta = self.index.meta_of(key)
             if meta is not None:
                 return self._attrs(DIR_MODE, 0, meta.updated_ns, 2)
         with self._lock:
@@ -372,10 +262,10 @@ class SessionView(NamespaceOps):
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
-        key = self.key_of(top)
+        key = self.index.key_of(top)
         if key is None:
             fail(errno.ENOENT)
-        stored = self._meta_of(key)
+        stored = self.index.meta_of(key)
         if stored is None:
             self._require_dir(top)
         meta = None if self._hidden_now(key) else stored
@@ -427,33 +317,13 @@ class SessionView(NamespaceOps):
         fail(errno.ENOENT)
 
     def _session_entries(self) -> list[tuple[str, int]]:
-        """One ``(name, DIR_MODE)`` per stored session; reused while the store's listing token
-        is unchanged (the store's fingerprint, see :mod:`sessionfs.fs.probe`)."""
-        token = self._probe.listing_token()
-        cached = self._listing
-        if cached is not None and token is not None and cached[0] == token:
-            return cached[1]
-        sessions = []
-        names = self._names
-        for name, key in self.store.named_keys():
-            if names.get(key) != name:
-                self._remember(key, name)
-            sessions.append((name, DIR_MODE))
-        self._listing = (token, sessions) if token is not None else None
-        self._prune_names({name for name, _ in sessions})
-        return sessions
-
-    def _prune_names(self, listed: set[str]) -> None:
-        """Drop cached names and attributes of sessions a full listing no longer shows (deleted
-        or renamed behind the mount): otherwise these caches grow with every key ever seen."""
-        with self._lock:
-            keep = {*self._open_meta, *self._overlay, *self._hidden, *self._doomed}
-            for key, name in list(self._names.items()):
-                if name not in listed and key not in keep and name not in self._pending:
-                    self._forget_name(key)
-            for key in list(self._meta):
-                if key not in self._names:
-                    self._meta.pop(key, None)
+        """One ``(name, DIR_MODE)`` per stored session."""
+        names, fresh = self.index.session_names()
+        if fresh:
+            with self._lock:
+                keep_keys = {*self._open_meta, *self._overlay, *self._hidden, *self._doomed}
+                self.index.prune(set(names), keep_keys, set(self._pending))
+        return [(name, DIR_MODE) for name in names]
 
     def opendir(self, path: str) -> int:
         return self.handles.add(DirHandle(path, self.listdir(path)))
@@ -505,7 +375,8 @@ class SessionView(NamespaceOps):
             with self._lock:
                 file = self._scratch.get(where.directory, where.leaf)
                 if file is None:
-                    if where.kind == TOP and self._dir_exists(where.top, self.key_of(where.top)):
+                    key = self.index.key_of(where.top)
+                    if where.kind == TOP and self._dir_exists(where.top, key):
                         fail(errno.EISDIR)
                     fail(errno.ENOENT)
                 return self._open_scratch(file, flags)
@@ -524,7 +395,7 @@ class SessionView(NamespaceOps):
         return self.handles.add(handle)
 
     def _open_meta_file(self, top: str, flags: int, *, create: bool) -> int:
-        key = self.key_of(top)
+        key = self.index.key_of(top)
         if key is None:
             fail(errno.ENOENT)
         if create or (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
@@ -574,7 +445,7 @@ class SessionView(NamespaceOps):
         if where.kind == INNER:
             self._require_dir(where.top)
         elif where.kind == TOP:
-            if self._dir_exists(where.top, self.key_of(where.top)):
+            if self._dir_exists(where.top, self.index.key_of(where.top)):
                 fail(errno.EISDIR)
             if not is_root_scratch_name(where.top):
                 fail(errno.EPERM, "only session folders (and editor scratch files) live here")
@@ -667,7 +538,7 @@ class SessionView(NamespaceOps):
         where = parse_path(path)
         if where.kind != META:
             return None
-        key = self.key_of(where.top)
+        key = self.index.key_of(where.top)
         with self._lock:
             writers = [h for h in self._open_meta.get(key or "", ()) if h.writable]
         return writers[-1] if writers else None
@@ -716,7 +587,7 @@ class SessionView(NamespaceOps):
     def _stored(self, key: str, top: str) -> None:
         """Bookkeeping after ``key`` was written by this mount (under the lock)."""
         self._overlay.pop(key, None)
-        self._meta.pop(key, None)
+        self.index.changed(key)
         self._hidden.pop(key, None)
         self._doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
         self._pending.pop(top, None)

@@ -1,0 +1,191 @@
+"""Which sessions the mount shows, under which names, with which attributes.
+
+The view's memory of the store: key ⇄ directory name, the root listing, and per-session
+attributes (size, mtime, ``updatedAt``, which is a session folder's mtime). Everything cached
+here carries the store's change token it was derived under (see :mod:`sessionfs.fs.probe`) and
+is revalidated against it on use, so a repeated ``ls -l`` of 100k sessions costs one ``lstat``
+per session and a change behind the mount shows at the next call. Caches are bounded and
+forget sessions a full listing no longer shows (a mount that sees sessions come and go must
+not keep every key it ever saw).
+
+No FUSE import; thread-safe for the view's use (dict operations are atomic, and every cached
+answer is checked against its token before it is trusted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from sessionfs import keys
+from sessionfs.errors import InvalidKey, SessionNotFound
+from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
+from sessionfs.store.base import EntryRecord, Store
+
+__all__ = ["SessionIndex", "SessionMeta"]
+
+#: Beyond this many cached sessions the caches start over (far above any store seen).
+_CACHE_LIMIT = 400_000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """Attributes of one stored session, valid while the store's token for it is ``token``."""
+
+    size: int  # of meta.json as shown (the bytes last written through the mount, if any)
+    mtime_ns: int  # of the entry's file (legacy: of sessions.json)
+    updated_ns: int  # updatedAt, the session folder's mtime
+    token: object
+
+
+class SessionIndex:
+    """Names, listing and attributes of the sessions in ``store``.
+
+    ``shown`` gives the bytes ``meta.json`` shows for a key (the store's, or the raw bytes a
+    write through the mount stored); ``shown_size`` the size shown for a key whose stored
+    canonical bytes are ``data``. Both come from the view, which owns what was written.
+    """
+
+    def __init__(self, store: Store, *, shown: Callable[[str], tuple[bytes, EntryRecord]],
+                 shown_size: Callable[[str, bytes], int]) -> None:
+        self.store = store
+        self._shown = shown
+        self._shown_size = shown_size
+        self._probe = StoreProbe(store)
+        self._names: dict[str, str] = {}  # key -> name
+        self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
+        self._hashed: dict[str, str] = {}  # hashed name -> key
+        self._meta: dict[str, SessionMeta] = {}
+        self._listing: tuple[object, list[str]] | None = None
+
+    # -- names -----------------------------------------------------------------------------------
+    def name_of(self, key: str) -> str:
+        """The directory name of ``key`` (cached). :raises InvalidKey: key has no name."""
+        name = self._names.get(key)
+        if name is None:
+            name = keys.encode(key)
+            self._remember(key, name)
+        return name
+
+    def key_of(self, name: str) -> str | None:
+        """The session key a directory name stands for, or None when no key has that name."""
+        known = self._keys.get(name)
+        if known is not None:
+            return known
+        key = self._hashed.get(name)
+        if key is None:
+            key = self.store.key_of(name)
+            if key is not None and keys.is_hashed(name):
+                self._hashed[name] = key
+        return key
+
+    def listed_key(self, name: str) -> str | None:
+        """The key of a name the last listing showed (no store access)."""
+        return self._keys.get(name)
+
+    def _remember(self, key: str, name: str) -> None:
+        if len(self._names) > _CACHE_LIMIT:
+            self._names.clear()
+            self._keys.clear()
+        self._names[key] = name
+        self._keys[name] = key
+        if "~" in name:
+            self._hashed[name] = key
+
+    def forget(self, key: str) -> None:
+        """Drop everything known about a session that is gone."""
+        self._meta.pop(key, None)
+        name = self._names.pop(key, None)
+        if name is not None:
+            self._keys.pop(name, None)
+            self._hashed.pop(name, None)
+
+    def changed(self, key: str) -> None:
+        """This mount changed ``key``'s entry: its cached attributes are stale."""
+        self._meta.pop(key, None)
+
+    # -- the root listing ------------------------------------------------------------------------
+    def session_names(self) -> tuple[list[str], bool]:
+        """The directory name of every stored session, and whether that list was just read
+        from the store (True) or reused while the store's listing token is unchanged."""
+        token = self._probe.listing_token()
+        cached = self._listing
+        if cached is not None and token is not None and cached[0] == token:
+            return cached[1], False
+        listed = []
+        names = self._names
+        for name, key in self.store.named_keys():
+            if names.get(key) != name:
+                self._remember(key, name)
+            listed.append(name)
+        self._listing = (token, listed) if token is not None else None
+        return listed, True
+
+    def prune(self, listed: Collection[str], keep_keys: Collection[str],
+              keep_names: Collection[str]) -> None:
+        """Forget sessions a full listing no longer shows (deleted or renamed behind the mount),
+        except those the view still has a use for."""
+        for key, name in list(self._names.items()):
+            if name not in listed and key not in keep_keys and name not in keep_names:
+                self.forget(key)
+        for key in list(self._meta):
+            if key not in self._names:
+                self._meta.pop(key, None)
+
+    # -- attributes ------------------------------------------------------------------------------
+    def meta_of(self, key: str, *, listed: bool = False) -> SessionMeta | None:
+        """Size, mtime and updatedAt of a stored session (None: not in the store).
+
+        ``listed``: the key comes from the listing being served (see
+        :meth:`StoreProbe.quick_read`).
+        """
+        name = self._names.get(key)
+        if name is None:
+            try:
+                name = self.name_of(key)
+            except InvalidKey:
+                return None
+        cached = self._meta.get(key)
+        token = None
+        if cached is not None or not self._probe.quick:
+            token = self._probe.entry_token(name)
+            if token is MISSING:
+                self.forget(key)
+                return None
+            if cached is not None and token is not None and cached.token == token:
+                return cached
+        meta = self._quick_meta(key, name, listed)
+        if meta is MISSING:
+            self.forget(key)
+            return None
+        if meta is None:
+            try:
+                data, record = self._shown(key)
+            except SessionNotFound:
+                self.forget(key)
+                return None
+            updated = record.updated_at
+            updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
+            meta = SessionMeta(len(data), record.mtime_ns, updated_ns, token)
+        assert isinstance(meta, SessionMeta)
+        if meta.token is not None and self._probe.settled(meta.token):
+            if len(self._meta) > _CACHE_LIMIT:
+                self._meta.clear()
+            self._meta[key] = meta
+        else:
+            self._meta.pop(key, None)
+        return meta
+
+    def _quick_meta(self, key: str, name: str, listed: bool) -> SessionMeta | object | None:
+        """Attributes from one direct read of a directory store's file (``ls -l`` of 100k
+        sessions reads every entry once); MISSING, or None when only ``store.read`` can tell."""
+        found = self._probe.quick_read(name, listed=listed)
+        if found is None or found is MISSING:
+            return found
+        assert isinstance(found, tuple)
+        data, mtime_ns, token = found
+        updated = updated_at_of(data)
+        if updated is None:
+            return None
+        return SessionMeta(self._shown_size(key, data), mtime_ns, int(updated * 1_000_000),
+                           token)
