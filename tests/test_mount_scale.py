@@ -70,3 +70,32 @@ def test_reading_every_entry(big: tuple[Mount, dict[str, dict[str, object]]]) ->
     for key in list(entries)[::50]:
         assert (mount.mp / keys.encode(key) / "meta.json").read_bytes() == store.read(key).data
     assert Path(mount.mp / ".sessionfs" / "status").read_text().count(f"sessions: {COUNT}") == 1
+
+
+def _minor_faults(pid: int) -> int:
+    """Minor page faults of the whole process so far (/proc/PID/stat field 10)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
+def test_requests_do_not_map_memory(big: tuple[Mount, dict[str, dict[str, object]]]) -> None:
+    """Each libfuse worker keeps its Python thread state: without that, ctypes builds and
+    tears down a thread state (a fresh 16 KiB mapping, faulted in) around every request."""
+    mount, entries = big
+    assert mount.proc is not None
+    names = [keys.encode(key) for key in list(entries)[:1000]]
+
+    def read_all() -> None:
+        for name in names:
+            fd = os.open(mount.mp / name / "meta.json", os.O_RDONLY)
+            try:
+                while os.read(fd, 65536):
+                    pass
+            finally:
+                os.close(fd)
+
+    read_all()  # every worker thread has served requests; caches warm
+    before = _minor_faults(mount.proc.pid)
+    read_all()  # ~5 requests per file (LOOKUPs, OPEN, READs, RELEASE)
+    faults = _minor_faults(mount.proc.pid) - before
+    assert faults < len(names), f"{faults} page faults for {len(names)} files"
