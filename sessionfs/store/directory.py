@@ -57,8 +57,11 @@ def _read_at(dir_fd: int, name: str) -> tuple[bytes, int]:
     fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
-        chunks = []
-        while chunk := os.read(fd, max(st.st_size + 1, 65536)):
+        data = os.read(fd, st.st_size + 1)
+        if len(data) == st.st_size:  # the size fstat gave, and no extra byte: all of it
+            return data, st.st_mtime_ns
+        chunks = [data]  # a short read or a file that changed size: read on to the end
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks), st.st_mtime_ns
     finally:
@@ -73,6 +76,7 @@ class DirectoryStore(Store):
     def __init__(self, root: Path, *, lock_path: Path, read_only_reason: str | None = None,
                  lock_timeout: float = 10.0) -> None:
         self.path = Path(root)
+        self._root = os.fspath(self.path)
         self.lock_path = lock_path
         self.read_only_reason = read_only_reason
         self.lock_timeout = lock_timeout
@@ -102,7 +106,7 @@ class DirectoryStore(Store):
         return key if keys.matches(name, key) else None
 
     def _read_file(self, name: str, filename: str) -> tuple[bytes, int]:
-        dir_fd = os.open(self.path / name, _OPEN_DIR)
+        dir_fd = os.open(f"{self._root}/{name}", _OPEN_DIR)  # no pathlib: every read
         try:
             return _read_at(dir_fd, filename)
         finally:
