@@ -473,3 +473,31 @@ def test_libfuse_hide_for_unlink_deletes_at_the_next_sign(view: SessionView,
     time.sleep(0.2)
     assert JAMES not in store.keys()
     view.release(reader)
+
+
+def test_a_folder_swapped_for_a_symlink_stops_being_a_session(make_store: Callable[..., Store],
+                                                              tmp_path: Any) -> None:
+    """A session folder replaced by a symlink (to a folder holding a meta.json) after it was
+    listed and its attributes cached is not served through the symlink: not by the listing's
+    attributes, not by a lookup, not by a read."""
+    store = make_store("directory", ENTRIES)
+    view = SessionView(store, timeout=0)
+    name = keys.encode(JAMES)
+    listed = view.opendir("/")
+    assert view.entry_stat("", name) is not None  # attributes cached from the real folder
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "meta.json").write_bytes(jsonfmt.dumps({"sessionId": "evil",
+                                                       "updatedAt": 99999000}))
+    folder = store.path / name
+    os.rename(folder, tmp_path / "moved-away")
+    os.symlink(outside, folder)
+    assert view.entry_stat("", name) is None  # the listing taken before the swap
+    with pytest.raises(OSError) as excinfo:
+        view.getattr(f"/{name}")
+    assert errno_of(excinfo) == errno.ENOENT
+    with pytest.raises((OSError, SessionfsError)) as excinfo:
+        read_all(view, f"/{name}/meta.json")
+    assert errno_of(excinfo) in (errno.ENOENT, errno.EIO)
+    view.releasedir(listed)
+    assert name not in {entry for entry, _ in view.listdir("/")}

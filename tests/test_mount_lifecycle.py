@@ -108,6 +108,11 @@ def test_daemon_logs_rejected_writes_to_the_log_file(store_folder: Path) -> None
         assert wait_for(lambda: log_file.exists() and "rejected write" in log_file.read_text(), 5)
         line = next(line for line in log_file.read_text().splitlines() if "rejected" in line)
         assert f"/{keys.encode(MAIN)}/meta.json" in line and "EINVAL" in line, line
+        assert log_file.stat().st_mode & 0o777 == 0o600  # it names sessions
+        log_file.rename(log_file.with_suffix(".1"))  # logrotate: the next line starts a new file
+        with pytest.raises(OSError):
+            target.write_bytes(b"[]")
+        assert wait_for(lambda: log_file.exists() and "rejected write" in log_file.read_text(), 5)
     finally:
         force_unmount(mountpoint)
 
@@ -215,3 +220,16 @@ def test_migrate_then_serve_as_directory_store(base: Path) -> None:
         mount.meta(MAIN).write_bytes(jsonfmt.dumps(dict(ENTRIES[MAIN], thinkingLevel="x")))
         assert mount.store().layout == "directory"
         assert mount.store().get(MAIN)["thinkingLevel"] == "x"
+
+
+def test_worker_thread_options_sessionfs_manages_are_refused(store_folder: Path) -> None:
+    """Idle libfuse workers must not exit (each keeps a Python thread state): a usage error,
+    before anything is mounted."""
+    mountpoint = store_folder.parent / "mnt"
+    mountpoint.mkdir()
+    result = cli("mount", str(store_folder), str(mountpoint), "-o", "ro,max_idle_threads=0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sessionfs: error: -o max_idle_threads: sessionfs keeps libfuse's worker threads "
+        "for the life of the mount"]
+    assert not is_mounted(mountpoint)

@@ -133,12 +133,8 @@ class SessionIndex:
                 self._meta.pop(key, None)
 
     # -- attributes ------------------------------------------------------------------------------
-    def meta_of(self, key: str, *, listed: bool = False) -> SessionMeta | None:
-        """Size, mtime and updatedAt of a stored session (None: not in the store).
-
-        ``listed``: the key comes from the listing being served (see
-        :meth:`StoreProbe.quick_read`).
-        """
+    def meta_of(self, key: str) -> SessionMeta | None:
+        """Size, mtime and updatedAt of a stored session (None: not in the store)."""
         name = self._names.get(key)
         if name is None:
             try:
@@ -154,7 +150,7 @@ class SessionIndex:
                 return None
             if cached is not None and token is not None and cached.token == token:
                 return cached
-        meta = self._quick_meta(key, name, listed)
+        meta = self._quick_meta(key, name)
         if meta is MISSING:
             self.forget(key)
             return None
@@ -176,10 +172,10 @@ class SessionIndex:
             self._meta.pop(key, None)
         return meta
 
-    def _quick_meta(self, key: str, name: str, listed: bool) -> SessionMeta | object | None:
+    def _quick_meta(self, key: str, name: str) -> SessionMeta | object | None:
         """Attributes from one direct read of a directory store's file (``ls -l`` of 100k
         sessions reads every entry once); MISSING, or None when only ``store.read`` can tell."""
-        found = self._probe.quick_read(name, listed=listed)
+        found = self._probe.quick_read(name)
         if found is None or found is MISSING:
             return found
         assert isinstance(found, tuple)

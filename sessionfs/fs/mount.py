@@ -10,6 +10,7 @@ serves in the foreground, logs every rejected write, and SIGINT/SIGTERM unmount 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import re
 import select
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
-from sessionfs.errors import SessionfsError
+from sessionfs.errors import SessionfsError, UsageError
 from sessionfs.store import Store, locate_store, open_store
 
 __all__ = [
@@ -166,15 +167,35 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
         # hard_remove stays off: a file unlinked while open is renamed to .fuse_hidden* (the
         # view deletes the session then) and fstat() of it keeps working; with hard_remove
         # libfuse answers ESTALE for it.
+        # Worker threads live as long as the mount: each keeps its Python thread state (see
+        # operations._pin_thread_state), which a thread that exits would leak. libfuse >= 3.12
+        # never ends idle workers by default, older ones ended all but 10.
+        "max_idle_threads": MAX_IDLE_THREADS,
     }
     if options.allow_other:
         kwargs["allow_other"] = True
     if read_only:
         kwargs["ro"] = True
-    for item in filter(None, (part.strip() for part in options.fuse_options.split(","))):
-        name, sep, value = item.partition("=")
-        kwargs[name] = value if sep else True
+    kwargs.update(_parse_fuse_options(options.fuse_options))
     return kwargs
+
+
+def _parse_fuse_options(text: str) -> dict[str, object]:
+    """``-o a,b=c`` as keyword arguments for mfusepy. :raises UsageError: a managed option."""
+    parsed: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if name in _MANAGED_FUSE_OPTIONS:
+            raise UsageError(f"-o {name}: {_MANAGED_FUSE_OPTIONS[name]}")
+        parsed[name] = value if sep else True
+    return parsed
+
+
+#: Idle worker threads libfuse may keep: far above any number it starts (10 by default).
+MAX_IDLE_THREADS = 10_000
+_MANAGED_FUSE_OPTIONS = {
+    "max_idle_threads": "sessionfs keeps libfuse's worker threads for the life of the mount",
+}
 
 
 # -- serving ---------------------------------------------------------------------------------
@@ -230,12 +251,30 @@ def _start_heap_trimmer(interval: float = HEAP_TRIM_SECONDS) -> None:
     threading.Thread(target=run, name="heap-trim", daemon=True).start()
 
 
+def _check_log_path(path: str | None) -> None:
+    """Refuse a log that could not be written before anything else happens (``--migrate``
+    writes the store), without creating it yet."""
+    if path is None:
+        return
+    if not path:
+        raise UsageError("--log: expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise MountError(f"cannot write the log {path}: Is a directory")
+    if not os.path.isdir(folder):
+        raise MountError(f"cannot write the log {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK) and not os.access(path, os.W_OK):
+        raise MountError(f"cannot write the log {path}: Permission denied")
+
+
 def _open_log(path: str | None) -> logging.Handler | None:
-    """A handler appending to ``path``, opened before mounting so a bad path fails early."""
+    """A handler appending to ``path`` (created 0600: it names sessions), opened before
+    mounting so a bad path fails early; it reopens the file when logrotate moves it away."""
     if path is None:
         return None
     try:
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     except OSError as exc:
         raise MountError(f"cannot write the log {path}: {exc.strerror}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s sessionfs[%(process)d]: %(message)s"))
@@ -345,11 +384,13 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     :raises MountError, SessionfsError: cannot mount; the message is one line.
     """
     options = options or MountOptions()
+    _parse_fuse_options(options.fuse_options)
     target = _canonical(mountpoint)
     _check_mountpoint(target)
     _check_fuse()
-    log_handler = _open_log(options.log_file and os.path.abspath(options.log_file))
+    _check_log_path(options.log_file)
     opened = _open(store, options)
+    log_handler = _open_log(options.log_file)
     if options.foreground:
         return _serve(opened, target, options, log_handler=log_handler)
     return _daemonize(opened, target, options, log_handler)

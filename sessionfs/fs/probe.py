@@ -59,30 +59,29 @@ class StoreProbe:
         """Whether :meth:`quick_read` can answer (directory store)."""
         return self._root is not None
 
-    def quick_read(self, name: str, *, listed: bool = False
-                   ) -> tuple[bytes, int, object] | object | None:
-        """``(bytes, mtime_ns, token)`` of a directory store's ``meta.json``; :data:`MISSING`;
-        or None (other layouts, or anything unusual: use ``store.read``).
+    def quick_read(self, name: str) -> tuple[bytes, int, object] | object | None:
+        """``(bytes, mtime_ns, token)`` of a directory store's ``meta.json``, read with one
+        open; :data:`MISSING`; or None (other layouts, or anything unusual: use
+        ``store.read``).
 
         Only for attributes: what a reader gets at ``open`` always comes from ``store.read``.
-        ``listed``: the name comes from a scan of the store that found a real directory, so
-        the file is opened by its path (as :meth:`entry_token` stats it) instead of through
-        the folder opened with O_NOFOLLOW; this saves a fifth of the first ``ls -l``.
         """
         if self._root is None or "~" in name:  # hashed names: the store checks their key file
             return None
-        if listed:
-            try:
-                fd = os.open(f"{self._root}/{name}/{META_FILE}", _OPEN_FILE)
-            except (FileNotFoundError, NotADirectoryError):
-                return MISSING
-            except OSError:
-                return None
-        else:
-            fd = self._open_in_folder(name)
-            if fd is None or fd is MISSING:
-                return fd
-        assert isinstance(fd, int)
+        try:  # like the store: a symlink or a file where a session folder should be is none
+            folder = os.open(f"{self._root}/{name}", _OPEN_DIR)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING
+        except OSError as exc:
+            return MISSING if exc.errno == errno.ELOOP else None
+        try:
+            fd = os.open(META_FILE, _OPEN_FILE, dir_fd=folder)
+        except FileNotFoundError:
+            return MISSING
+        except OSError:
+            return None  # e.g. a symlinked meta.json: the store's read reports the damage
+        finally:
+            os.close(folder)
         try:
             st = os.fstat(fd)
             data = os.read(fd, st.st_size + 1)
@@ -93,23 +92,6 @@ class StoreProbe:
         finally:
             os.close(fd)
         return data, st.st_mtime_ns, (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def _open_in_folder(self, name: str) -> int | object | None:
-        """``meta.json`` opened through its folder, neither followed if a symlink."""
-        try:  # like the store: a symlink or a file where a session folder should be is none
-            folder = os.open(f"{self._root}/{name}", _OPEN_DIR)
-        except (FileNotFoundError, NotADirectoryError):
-            return MISSING
-        except OSError as exc:
-            return MISSING if exc.errno == errno.ELOOP else None
-        try:
-            return os.open(META_FILE, _OPEN_FILE, dir_fd=folder)
-        except FileNotFoundError:
-            return MISSING
-        except OSError:
-            return None  # e.g. a symlinked meta.json: the store's read reports the damage
-        finally:
-            os.close(folder)
 
     def settled(self, token: object) -> bool:
         """Whether a token is old enough to be trusted for caching (see :data:`_SETTLE_NS`)."""

@@ -228,7 +228,7 @@ class SessionView(NamespaceOps):
         key = self.index.listed_key(name) if not directory else None
         if key is not None:
             try:
-                meta = self.index.meta_of(key, listed=True)
+                meta = self.index.meta_of(key)
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
