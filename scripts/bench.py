@@ -1543,6 +1543,7 @@ class MountBench:
 
     def write_through(self, root: Path, reps: int, verify: Callable[[str, bytes], bool]
                       ) -> list[float]:
+        from sessionfs.atomic import write_all
         from sessionfs.entry import serialize_entry
 
         rng = random.Random(7)
@@ -1557,9 +1558,7 @@ class MountBench:
             start = time.perf_counter_ns()
             fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
             finally:
                 os.close(fd)
             samples.append((time.perf_counter_ns() - start) / 1e9)

@@ -44,6 +44,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sessionfs.atomic import write_all
+
 UPDATED_BASE = 1_767_225_600_000
 
 
@@ -61,9 +63,7 @@ def _write_file(path: str, data: bytes) -> None:
     """open(O_WRONLY|O_TRUNC) + write + close; the close's error is the commit's error."""
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     except BaseException:
         os.close(fd)
         raise
@@ -243,9 +243,7 @@ def _openclaw_write(target: Path, data: bytes) -> None:
     tmp = target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
     try:
