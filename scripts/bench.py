@@ -986,14 +986,7 @@ def floorfs_main(count: int, mountpoint: str, single: bool) -> int:
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             return data[offset:offset + size]
 
-    from sessionfs.fs.operations import _pin_thread_state
-
-    class PinnedFUSE(mfusepy.FUSE):  # type: ignore[misc]
-        """With sessionfs's fix of ctypes' per-callback thread states: the best mfusepy does."""
-
-        def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-            _pin_thread_state()
-            return super()._wrapper(func, *args, **kwargs)
+    from sessionfs.fs.operations import PinnedFUSE  # ctypes' thread states fixed, as sessionfs
 
     PinnedFUSE(Floor(), mountpoint, foreground=True, nothreads=single, entry_timeout=1.0,
                attr_timeout=1.0, negative_timeout=0, default_permissions=True)

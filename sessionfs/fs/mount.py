@@ -168,7 +168,7 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
         # view deletes the session then) and fstat() of it keeps working; with hard_remove
         # libfuse answers ESTALE for it.
         # Worker threads live as long as the mount: each keeps its Python thread state (see
-        # operations._pin_thread_state), which a thread that exits would leak. libfuse >= 3.12
+        # operations.PinnedFUSE), which a thread that exits would leak. libfuse >= 3.12
         # never ends idle workers by default, older ones ended all but 10.
         "max_idle_threads": MAX_IDLE_THREADS,
     }

@@ -37,7 +37,7 @@ import mfusepy
 from sessionfs.errors import SessionfsError
 from sessionfs.fs.view import DirHandle, SessionView
 
-__all__ = ["SessionFUSE", "SessionOperations", "errno_boundary"]
+__all__ = ["PinnedFUSE", "SessionFUSE", "SessionOperations", "errno_boundary"]
 
 log = logging.getLogger("sessionfs.fs")
 
@@ -317,35 +317,36 @@ def _decode(fuse: mfusepy.FUSE, path: bytes | None) -> str | None:
     return None if path is None else path.decode(fuse.encoding, fuse.errors)
 
 
-_thread_pinned = threading.local()
 _PyGILState_Ensure = ctypes.pythonapi.PyGILState_Ensure
 _PyGILState_Ensure.restype = ctypes.c_int
 _PyGILState_Ensure.argtypes = []
 
 
-def _pin_thread_state() -> None:
-    """Keep this libfuse worker thread's Python thread state for the life of the thread.
+class PinnedFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE whose libfuse worker threads keep their Python thread state.
 
     ctypes enters a callback from a foreign thread with ``PyGILState_Ensure`` and leaves with
     ``PyGILState_Release``; with nothing else holding the thread state, every callback creates
     one and destroys it again (a 16 KiB frame stack mapped and unmapped each time, so every
     FUSE request cost an ``mmap``, a ``munmap`` and a TLB shootdown on the other CPU: 17 % of
     the daemon's CPU under ``cat`` of many files). One extra, never released ``Ensure`` per
-    thread keeps the state alive; the GIL is still released after every callback.
+    thread keeps the state alive; the GIL is still released after every callback. Worker
+    threads must then live as long as the mount (see ``mount.MAX_IDLE_THREADS``).
     """
-    if not getattr(_thread_pinned, "done", False):
-        _PyGILState_Ensure()
-        _thread_pinned.done = True
+
+    _pinned = threading.local()
+
+    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self._pinned, "done", False):
+            _PyGILState_Ensure()
+            self._pinned.done = True
+        return super()._wrapper(func, *args, **kwargs)
 
 
-class SessionFUSE(mfusepy.FUSE):
+class SessionFUSE(PinnedFUSE):
     """mfusepy's FUSE with the libfuse3 glue fixed where it drops information."""
 
     operations: SessionOperations
-
-    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        _pin_thread_state()
-        return super()._wrapper(func, *args, **kwargs)
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return self.operations.rename_with_flags(_decode(self, old), _decode(self, new), flags)
