@@ -94,15 +94,19 @@ class Store(abc.ABC):
     def key_of(self, name: str) -> str | None:
         """The key a directory name stands for, or None when it names no session.
 
-        A hashed long name (``prefix~hash``) cannot be decoded; a layout that stores such
-        names looks the key up, others find it among their keys.
+        A hashed long name (``prefix~hash``) cannot be decoded: see :meth:`_key_of_hashed`.
         """
+        if name.startswith("."):
+            return None  # no encoded name starts with '.' (the directory store's own files)
         try:
             key = keys.decode(name)
         except InvalidName:
             return None
-        if key is not None:
-            return key
+        return key if key is not None else self._key_of_hashed(name)
+
+    def _key_of_hashed(self, name: str) -> str | None:
+        """The key of a well-formed hashed name: found among the keys here; a layout that
+        stores such names keeps the key beside them."""
         return next((candidate for candidate in self.keys()
                      if keys.matches(name, candidate)), None)
 

@@ -88,19 +88,10 @@ class DirectoryStore(Store):
         return self._store_lock
 
     # -- names -----------------------------------------------------------------------------------
-    def key_of(self, name: str) -> str | None:
-        """The key a directory entry stands for, or None when it is not a session directory."""
-        if name.startswith("."):
-            return None  # our metadata and temp files; no encoded name starts with '.'
+    def _key_of_hashed(self, name: str) -> str | None:
+        """The exact key kept in the session's ``key`` file, if it has that name."""
         try:
-            key = keys.decode(name)
-        except InvalidName:
-            return None
-        if key is not None:
-            return key
-        try:  # hashed long name: the exact key is kept inside
-            data, _ = self._read_file(name, keys.KEY_FILE)
-            key = data.decode("utf-8")
+            key = self._read_file(name, keys.KEY_FILE)[0].decode("utf-8")
         except (OSError, UnicodeDecodeError):
             return None
         return key if keys.matches(name, key) else None
