@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sessionfs import keys
 from sessionfs.errors import InvalidKey, SessionNotFound
+from sessionfs.fs.paths import DIR_MODE
 from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
 from sessionfs.store.base import EntryRecord, Store
 
@@ -56,7 +57,7 @@ class SessionIndex:
         self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._meta: dict[str, SessionMeta] = {}
-        self._listing: tuple[object, list[str]] | None = None
+        self._listing: tuple[object, list[tuple[str, int]]] | None = None
 
     # -- names -----------------------------------------------------------------------------------
     def name_of(self, key: str) -> str:
@@ -105,9 +106,10 @@ class SessionIndex:
         self._meta.pop(key, None)
 
     # -- the root listing ------------------------------------------------------------------------
-    def session_names(self) -> tuple[list[str], bool]:
-        """The directory name of every stored session, and whether that list was just read
-        from the store (True) or reused while the store's listing token is unchanged."""
+    def session_entries(self) -> tuple[list[tuple[str, int]], bool]:
+        """``(name, mode)`` of every stored session, and whether that list was just read from
+        the store (True) or is the same list object as last time, reused while the store's
+        listing token is unchanged."""
         token = self._probe.listing_token()
         cached = self._listing
         if cached is not None and token is not None and cached[0] == token:
@@ -117,7 +119,7 @@ class SessionIndex:
         for name, key in self.store.named_keys():
             if names.get(key) != name:
                 self._remember(key, name)
-            listed.append(name)
+            listed.append((name, DIR_MODE))
         self._listing = (token, listed) if token is not None else None
         return listed, True
 

@@ -318,12 +318,12 @@ class SessionView(NamespaceOps):
 
     def _session_entries(self) -> list[tuple[str, int]]:
         """One ``(name, DIR_MODE)`` per stored session."""
-        names, fresh = self.index.session_names()
+        sessions, fresh = self.index.session_entries()
         if fresh:
             with self._lock:
                 keep_keys = {*self._open_meta, *self._overlay, *self._hidden, *self._doomed}
-                self.index.prune(set(names), keep_keys, set(self._pending))
-        return [(name, DIR_MODE) for name in names]
+                self.index.prune({name for name, _ in sessions}, keep_keys, set(self._pending))
+        return sessions
 
     def opendir(self, path: str) -> int:
         return self.handles.add(DirHandle(path, self.listdir(path)))
