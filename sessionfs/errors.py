@@ -20,8 +20,11 @@ __all__ = [
     "SessionExists",
     "SessionNotFound",
     "SessionfsError",
+    "StoreBusy",
     "StoreCorrupt",
     "StoreNotFound",
+    "TranscriptChanged",
+    "UnsupportedSchema",
     "UsageError",
 ]
 
@@ -132,3 +135,27 @@ class LockTimeout(SessionfsError, TimeoutError):
         self.lock_path = lock_path
         self.holder_pid = holder_pid
         self.waited = waited
+
+
+class UnsupportedSchema(SessionfsError):
+    """An openclaw database whose schema sessionfs does not read (too old, or unknown tables).
+
+    ENOTSUP: the file is a database, just not one of the generations served here.
+    """
+
+    errno = _errno.ENOTSUP
+
+
+class StoreBusy(SessionfsError):
+    """The database stayed locked (a checkpoint or exclusive writer) past every retry."""
+
+    errno = _errno.EBUSY
+
+
+class TranscriptChanged(SessionfsError):
+    """A transcript was rewritten between measuring it and reading it: reopen it.
+
+    ESTALE: the open handle refers to bytes that no longer exist in the store.
+    """
+
+    errno = _errno.ESTALE

@@ -1,22 +1,40 @@
 """Finding and opening a session store, whichever generation it is.
 
-A store lives in a sessions folder (openclaw: ``<state>/agents/<id>/sessions/``) that holds
-``sessions.json`` (legacy), or ``sessions.d/`` (directory), and ``sessions.json.lock``. When
-``sessions.d/`` exists it is the store, as in the seed's auto-detection. A store that openclaw
-has already imported into SQLite opens read-only: rewriting its ``sessions.json`` makes the
-gateway refuse to start (openclaw#154679).
+A file-era store lives in a sessions folder (openclaw: ``<state>/agents/<id>/sessions/``) that
+holds ``sessions.json`` (legacy), or ``sessions.d/`` (directory), and ``sessions.json.lock``.
+When ``sessions.d/`` exists it is the store, as in the seed's auto-detection. Since openclaw
+2026.8.1 the store is ``<state>/agents/<id>/agent/openclaw-agent.sqlite`` (read-only here).
+
+STORE may be: a ``sessions.json``, its folder, a ``sessions.d``, an SQLite database file, an
+agent folder ``agents/<id>`` (or its ``agent/``), and by default ``agents/main`` of
+``$OPENCLAW_STATE_DIR`` (or ``~/.openclaw``). For an agent folder, as openclaw does: the
+database when it holds sessions (its schema says so, not its name), else the files; file-era
+files still beside such a database are stale (``StoreLocation.stale_files``). Naming the
+file-era files themselves (``sessions.json``, or a sessions folder that still holds them) opens
+them read-only: rewriting a retained ``sessions.json`` makes the gateway refuse to start
+(openclaw#154679).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from sessionfs.errors import StoreNotFound
-from sessionfs.store.base import Entry, EntryRecord, Layout, Store, UpdateSummary
+from sessionfs.store.base import (
+    Entry,
+    EntryRecord,
+    Layout,
+    RefusedRow,
+    Store,
+    TranscriptSource,
+    UpdateSummary,
+)
 from sessionfs.store.directory import DirectoryStore, Problem
 from sessionfs.store.legacy import LegacyStore
+from sessionfs.store.sqlite import SqliteStore, is_sqlite_file
 
 __all__ = [
     "DirectoryStore",
@@ -24,9 +42,13 @@ __all__ = [
     "EntryRecord",
     "LegacyStore",
     "Problem",
+    "RefusedRow",
+    "SqliteStore",
     "Store",
     "StoreLocation",
+    "TranscriptSource",
     "UpdateSummary",
+    "default_agent_dir",
     "default_store_path",
     "locate_store",
     "open_store",
@@ -35,13 +57,19 @@ __all__ = [
 
 LEGACY_NAME = "sessions.json"
 DIRECTORY_NAME = "sessions.d"
+SQLITE_NAME = "openclaw-agent.sqlite"
+
+
+def default_agent_dir(agent: str = "main") -> Path:
+    """openclaw's agent folder: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``, ``agents/<agent>``."""
+    state = os.environ.get("OPENCLAW_STATE_DIR") or os.path.join(os.path.expanduser("~"),
+                                                                 ".openclaw")
+    return Path(state) / "agents" / agent
 
 
 def default_store_path() -> Path:
-    """openclaw's default: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``, agent ``main``."""
-    state = os.environ.get("OPENCLAW_STATE_DIR") or os.path.join(os.path.expanduser("~"),
-                                                                 ".openclaw")
-    return Path(state) / "agents" / "main" / "sessions" / LEGACY_NAME
+    """The file-era default: agent ``main``'s ``sessions/sessions.json``."""
+    return default_agent_dir() / "sessions" / LEGACY_NAME
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,10 @@ class StoreLocation:
     legacy_path: Path
     directory_path: Path
     layout: Layout | None  # None: neither file exists yet
+    #: The SQLite database, when ``layout == "sqlite"``.
+    sqlite_path: Path | None = None
+    #: File-era files beside a SQLite store that openclaw no longer reads.
+    stale_files: tuple[Path, ...] = ()
 
     @property
     def lock_path(self) -> Path:
@@ -60,13 +92,81 @@ class StoreLocation:
 
     @property
     def path(self) -> Path:
+        if self.layout == "sqlite" and self.sqlite_path is not None:
+            return self.sqlite_path
         return self.directory_path if self.layout == "directory" else self.legacy_path
 
 
+def _holds_sessions(db: Path) -> bool | None:
+    """Whether an agent database is of the SQLite generation (its schema has session tables or
+    says schema 4+), False for an older agent database (openclaw ≤ 2026.7 kept only auth and
+    cache data there), None when it cannot be read."""
+    if not is_sqlite_file(db):
+        return None
+    from sessionfs.store.sqlite import _connect
+
+    try:
+        conn = _connect(db, 1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('session_nodes', 'session_entries')")}
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return bool(tables) or version >= 4
+
+
+def _stale_files(folder: Path) -> tuple[Path, ...]:
+    return tuple(p for p in (folder / LEGACY_NAME, folder / DIRECTORY_NAME) if p.exists())
+
+
+def _sqlite_location(db: Path, folder: Path) -> StoreLocation:
+    return StoreLocation(folder, folder / LEGACY_NAME, folder / DIRECTORY_NAME, "sqlite",
+                         sqlite_path=db, stale_files=_stale_files(folder))
+
+
+def _agent_location(agent_dir: Path) -> StoreLocation | None:
+    """An agent folder's store as openclaw picks it: the database if it is of the SQLite
+    generation, else the sessions folder; None when ``agent_dir`` is no agent folder."""
+    db, folder = agent_dir / "agent" / SQLITE_NAME, agent_dir / "sessions"
+    if not (db.exists() or folder.is_dir()):
+        return None
+    holds = _holds_sessions(db) if db.exists() else False
+    files = locate_store(folder) if folder.is_dir() else None
+    if holds or (holds is None and (files is None or files.layout is None)):
+        return _sqlite_location(db, folder)  # an unreadable db with no files: open says why
+    return files if files is not None else StoreLocation(
+        folder, folder / LEGACY_NAME, folder / DIRECTORY_NAME, None)
+
+
 def locate_store(path: str | os.PathLike[str] | None = None) -> StoreLocation:
-    """Resolve a CLI STORE argument: a ``sessions.json``, its folder, or a ``sessions.d``."""
-    given = Path(path).expanduser() if path is not None else default_store_path()
-    given = Path(os.path.abspath(given))
+    """Resolve a CLI STORE argument (see the module docstring for what it may be)."""
+    if path is None:
+        agent_dir = Path(os.path.abspath(default_agent_dir()))
+        found = _agent_location(agent_dir)
+        if found is not None:
+            return found
+        given = agent_dir / "sessions" / LEGACY_NAME
+    else:
+        given = Path(os.path.abspath(Path(path).expanduser()))
+    if given.is_file() and is_sqlite_file(given):
+        folder = given.parent.parent / "sessions" if given.parent.name == "agent" else given.parent
+        return _sqlite_location(given, folder)
+    if given.is_dir() and given.name != DIRECTORY_NAME:
+        if given.name == "agent" and (given / SQLITE_NAME).exists():
+            return _sqlite_location(given / SQLITE_NAME, given.parent / "sessions")
+        if not ((given / LEGACY_NAME).exists() or (given / DIRECTORY_NAME).is_dir()):
+            found = _agent_location(given)
+            if found is not None:
+                return found
+            db = given.parent / "agent" / SQLITE_NAME  # a sessions folder the import emptied
+            if db.exists() and _holds_sessions(db) is not False:
+                return _sqlite_location(db, given)
     if given.name == DIRECTORY_NAME:
         folder, legacy_name = given.parent, LEGACY_NAME
     elif given.is_dir():
@@ -85,7 +185,7 @@ def locate_store(path: str | os.PathLike[str] | None = None) -> StoreLocation:
 
 def sqlite_generation_db(folder: Path) -> Path | None:
     """openclaw's SQLite store beside ``agents/<id>/sessions/``, when it exists."""
-    candidate = folder.parent / "agent" / "openclaw-agent.sqlite"
+    candidate = folder.parent / "agent" / SQLITE_NAME
     return candidate if candidate.exists() else None
 
 
@@ -93,9 +193,14 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
                lock_timeout: float = 10.0) -> Store:
     """Open the store at ``path`` (default: openclaw's default store) in its live layout.
 
-    :raises StoreNotFound: neither ``sessions.json`` nor ``sessions.d`` is there.
+    A SQLite store is always read-only (``read_only`` changes nothing there).
+
+    :raises StoreNotFound: no store of any generation is there.
+    :raises UnsupportedSchema: a database of a generation sessionfs does not read.
     """
     location = locate_store(path)
+    if location.layout == "sqlite" and location.sqlite_path is not None:
+        return SqliteStore(location.sqlite_path, stale_files=location.stale_files)
     if location.layout is None:
         raise StoreNotFound(
             f"{path if path is not None else location.legacy_path}: no session store here "

@@ -16,10 +16,11 @@ from typing import Any, Literal
 from sessionfs import keys
 from sessionfs.errors import InvalidKey, InvalidName, ReadOnlyStore
 
-__all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "Store", "UpdateSummary"]
+__all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store", "TranscriptSource",
+           "UpdateSummary"]
 
 Entry = dict[str, Any]
-Layout = Literal["legacy", "directory"]
+Layout = Literal["legacy", "directory", "sqlite"]
 Mutator = Callable[[dict[str, Entry]], "dict[str, Entry] | None"]
 
 
@@ -52,6 +53,61 @@ class UpdateSummary:
         return bool(self.written or self.deleted)
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """A session openclaw's own reader would refuse; sessionfs still serves it (this is where
+    people look when something is broken) and ``status``/``check`` report it with the remedy."""
+
+    key: str
+    reason: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"session {self.key!r}: {self.reason}; {self.remedy}"
+
+
+class TranscriptSource(abc.ABC):
+    """One session's transcript (JSONL), as it was when opened: a fixed ``size`` and pread-like
+    :meth:`read`. Reading never holds the whole transcript in memory.
+
+    ``size`` is exact and known without reading the content; ``token`` changes whenever the
+    transcript does (grows, is rewritten, is replaced): a caller that sees a new token opens a
+    new source to see the new bytes. Reads past ``size`` return ``b""`` even if the store has
+    grown since (so a reader never sees more than ``stat`` said).
+    """
+
+    size: int
+    mtime_ns: int
+    token: object
+
+    @abc.abstractmethod
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (short only at the end).
+
+        :raises TranscriptChanged: the transcript was rewritten since this source was opened.
+        """
+
+    def close(self) -> None:
+        """Release what the source holds (a file descriptor); idempotent."""
+        return None
+
+    def chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The whole transcript in order, ``chunk_size`` bytes at a time (streaming)."""
+        offset = 0
+        while offset < self.size:
+            data = self.read(offset, min(chunk_size, self.size - offset))
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+    def __enter__(self) -> TranscriptSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Store(abc.ABC):
     """A session store. Every write validates, takes the gateway's store lock and is atomic."""
 
@@ -62,6 +118,34 @@ class Store(abc.ABC):
     lock_path: Path
     #: Why writes are refused, or None when the store is writable.
     read_only_reason: str | None = None
+    #: Files of an older generation that still lie beside this store and are no longer read
+    #: (a file-era ``sessions.json`` beside the SQLite database): ``status``/``check`` say so.
+    stale_files: tuple[Path, ...] = ()
+
+    @property
+    def generation(self) -> str:
+        """What this store is, for ``status``: the layout, plus the schema where there is one."""
+        return self.layout
+
+    def refused_rows(self) -> list[RefusedRow]:
+        """Sessions openclaw itself would refuse to read (served anyway). File era: none."""
+        return []
+
+    def close(self) -> None:
+        """Release connections or descriptors the store keeps (a no-op for file stores)."""
+        return None
+
+    # -- transcripts -----------------------------------------------------------------------------
+    def transcript(self, key: str) -> TranscriptSource | None:
+        """The session's transcript, or None when it has none.
+
+        File era (this default): ``<sessionId>.jsonl`` or the file the entry's ``sessionFile``
+        names, looked up by base name in the store's folder, never through a symlink or out of
+        that folder. :raises SessionNotFound: no such key.
+        """
+        from sessionfs.store.transcripts import open_file_transcript
+
+        return open_file_transcript(self.path.parent, key, self.get(key))
 
     @property
     def read_only(self) -> bool:
