@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,20 +18,31 @@ from typing import Any
 
 from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry
-from sessionfs.errors import SessionfsError, UsageError
+from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound, UsageError
 from sessionfs.lock import install_signal_handlers
 from sessionfs.maintenance import check, parse_duration, prune
 from sessionfs.migrate import MigrationReport, merge, migrate, rollback
-from sessionfs.store import Store, locate_store, open_store
+from sessionfs.store import Store, default_agent_dir, locate_store, open_store
 
 __all__ = ["main"]
 
 log = logging.getLogger("sessionfs")
 
 
+def _looks_like_sqlite_store(path: Path) -> bool:
+    """An SQLite-era STORE: the database file or an agent folder (``agents/<id>``, ``agent/``)."""
+    if path.name.endswith(".sqlite") and path.is_file():
+        return True
+    return path.is_dir() and ((path / "agent" / "openclaw-agent.sqlite").exists()
+                              or (path / "openclaw-agent.sqlite").exists()
+                              or (path / "sessions").is_dir())
+
+
 def _looks_like_store(arg: str) -> bool:
     """Whether a leading positional is a STORE (a path that holds a store) rather than a key."""
     path = Path(arg).expanduser()
+    if _looks_like_sqlite_store(path):
+        return True
     if path.name in {"sessions.json", "sessions.d"} or arg.endswith((".json", "/")):
         return True
     if path.is_dir():
@@ -101,6 +113,9 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_put(args: argparse.Namespace) -> int:
     rest = _split_store(args, args.positionals, 1, 2)
     key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
+    store = _open(args)
+    if store.layout == "sqlite":
+        store.put(key, {})  # refused with the reason, before reading any input
     if source == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -109,7 +124,7 @@ def cmd_put(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
     entry = parse_entry(data, key=key)
-    changed = _open(args).put(key, entry)
+    changed = store.put(key, entry)
     print(f"{'wrote' if changed else 'unchanged'} {key}", file=sys.stderr)
     return 0
 
@@ -160,6 +175,7 @@ def _report(args: argparse.Namespace, report: MigrationReport) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
+    _refuse_sqlite(args, "migrate")
     return _report(args, migrate(args.store, dry_run=args.dry_run,
                                  progress=_progress_bar("migrating"),
                                  lock_timeout=args.lock_timeout))
@@ -167,6 +183,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
+    _refuse_sqlite(args, "rollback")
     return _report(args, rollback(args.store, dry_run=args.dry_run,
                                   progress=_progress_bar("rolling back"),
                                   lock_timeout=args.lock_timeout))
@@ -174,6 +191,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
+    _refuse_sqlite(args, "merge")
     report = merge(args.store, dry_run=args.dry_run, lock_timeout=args.lock_timeout)
     if args.json:
         _emit_json(report.as_dict())
@@ -214,9 +232,68 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         for problem in problems:
             print(problem)
+        for stale in location.stale_files:
+            print(f"note: {stale}: stale file-era store beside the SQLite database (openclaw "
+                  "reads only the database)", file=sys.stderr)
         print(f"{location.path}: {len(problems)} problem(s)" if problems
               else f"{location.path}: ok ({location.layout} store)", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _refuse_sqlite(args: argparse.Namespace, what: str) -> None:
+    """migrate/rollback/merge: openclaw owns moving a store between generations."""
+    location = locate_store(args.store)
+    if location.layout == "sqlite":
+        raise ReadOnlyStore(
+            f"{location.path}: '{what}' does not apply to a SQLite-era store: openclaw owns its "
+            "migrations (openclaw doctor --fix; back to files: openclaw doctor --session-sqlite "
+            "restore)")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Where the store is, what generation, how many sessions, and what is wrong or stale."""
+    _split_store(args, args.positionals, 0, 0)
+    store = _open(args, read_only=True)
+    try:
+        count = len(store.keys())
+        refused = store.refused_rows()
+        info = {"store": str(store.path), "generation": store.generation,
+                "sessions": count, "readOnly": store.read_only_reason,
+                "staleFiles": [str(p) for p in store.stale_files],
+                "refusedRows": [{"key": r.key, "reason": r.reason, "remedy": r.remedy}
+                                for r in refused]}
+    finally:
+        store.close()
+    if args.json:
+        _emit_json(info)
+        return 0
+    reason = store.read_only_reason
+    lines = [f"store: {info['store']}", f"generation: {info['generation']}",
+             f"sessions: {count}", f"read-only: {f'yes ({reason})' if reason else 'no'}"]
+    lines += [f"stale: {p} (file era: openclaw no longer reads it; the database wins)"
+              for p in store.stale_files]
+    lines.append(f"refused rows: {len(refused)}")
+    lines += [f"  {row}" for row in refused]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    return 0
+
+
+def cmd_transcript(args: argparse.Namespace) -> int:
+    """Stream one session's transcript (JSONL) to stdout: ``Store.transcript(key)``."""
+    (key,) = _split_store(args, args.positionals, 1, 1)
+    store = _open(args, read_only=True)
+    try:
+        source = store.transcript(key)
+        if source is None:
+            raise SessionNotFound(f"session {key!r} has no transcript in {store.path}")
+        with source:
+            out = sys.stdout.buffer
+            for chunk in source.chunks():
+                out.write(chunk)
+            out.flush()
+    finally:
+        store.close()
+    return 0
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -242,6 +319,11 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str, str]] 
               "sessionfs prune --older-than 30d --max-entries 500 --dry-run"),
     "check": (cmd_check, "[STORE]", "report damage, stale locks and orphan files (exit 1 if any)",
               "sessionfs check ~/.openclaw/agents/main/sessions"),
+    "status": (cmd_status, "[STORE]",
+               "store path, generation, session count, read-only reason, stale files, "
+               "rows openclaw refuses", "sessionfs status ~/.openclaw/agents/main"),
+    "transcript": (cmd_transcript, "[STORE] KEY", "print one session's transcript (JSONL)",
+                   "sessionfs transcript agent:main:main | jq -c .type"),
 }
 
 
@@ -259,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
         sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                          help="how long to wait for the store lock (default 10)")
+        sub.add_argument("--agent", metavar="ID",
+                         help="the store of agent ID under $OPENCLAW_STATE_DIR (or ~/.openclaw)")
         sub.set_defaults(handler=handler, usage_hint=usage)
-        if name in {"ls", "migrate", "rollback", "merge", "prune", "check"}:
+        if name in {"ls", "migrate", "rollback", "merge", "prune", "check", "status"}:
             sub.add_argument("--json", action="store_true", help="machine-readable output")
         if name in {"migrate", "rollback", "merge", "prune"}:
             sub.add_argument("--dry-run", action="store_true", help="report, change nothing")
@@ -368,6 +452,21 @@ def _add_mount_commands(commands: Any) -> None:
     sub.set_defaults(handler=cmd_umount, usage_hint="MOUNTPOINT", store=None, lock_timeout=10.0)
 
 
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _apply_agent(args: argparse.Namespace) -> None:
+    """``--agent ID``: the agent folder ``agents/ID`` (its store, whichever generation)."""
+    agent = getattr(args, "agent", None)
+    if agent is None:
+        return
+    if not _AGENT_ID.fullmatch(agent):
+        raise UsageError(f"--agent {agent!r}: not an openclaw agent id")
+    if args.store is not None:
+        raise UsageError("give either --agent or a STORE, not both")
+    args.store = str(default_agent_dir(agent))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -375,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="sessionfs: %(message)s")
     install_signal_handlers()
     try:
+        _apply_agent(args)
         return args.handler(args)
     except SessionfsError as exc:
         print(f"sessionfs: error: {exc}", file=sys.stderr)

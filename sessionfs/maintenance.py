@@ -128,6 +128,8 @@ def _entry_problems(store: Store, path_of: dict[str, Path] | None = None) -> Ite
 
 def check(location: StoreLocation) -> list[Problem]:
     """Every problem ``sessionfs check`` reports; empty when the store is healthy."""
+    if location.layout == "sqlite":
+        return _sqlite_problems(location)
     problems: list[Problem] = list(_folder_problems(location))
     if location.layout == "legacy":
         store = LegacyStore(location.legacy_path, lock_path=location.lock_path)
@@ -143,6 +145,29 @@ def check(location: StoreLocation) -> list[Problem]:
             directory, {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}))
         problems.extend(_reappeared_legacy(location, directory))
     return problems
+
+
+def _sqlite_problems(location: StoreLocation) -> list[Problem]:
+    """A SQLite store: rows openclaw refuses (with its remedy) and entries that do not parse.
+    Stale file-era files are not problems; the CLI notes them."""
+    from sessionfs.store import SqliteStore
+
+    path = location.path
+    try:
+        store = SqliteStore(path, stale_files=location.stale_files)
+    except SessionfsError as exc:
+        return [Problem("unreadable store", path, str(exc))]
+    try:
+        problems = [Problem("refused by openclaw", path, str(row))
+                    for row in store.refused_rows()]
+        for key in store.keys():
+            try:
+                store.read(key)
+            except SessionfsError as exc:
+                problems.append(Problem("unreadable entry", path, str(exc)))
+        return problems
+    finally:
+        store.close()
 
 
 def reappeared_legacy(location: StoreLocation) -> Problem | None:

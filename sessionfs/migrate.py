@@ -94,6 +94,10 @@ class MigrationReport:
 
 
 def _guard_writable(location: StoreLocation) -> None:
+    if location.layout == "sqlite":
+        raise ReadOnlyStore(
+            f"{location.path}: a SQLite-era store: openclaw owns its migrations (openclaw doctor "
+            "--fix; back to files: openclaw doctor --session-sqlite restore)")
     sqlite_db = sqlite_generation_db(location.folder)
     if sqlite_db is not None:
         raise ReadOnlyStore(
