@@ -393,7 +393,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     folder = Path(args.positionals[0] if args.positionals else "demo")
     store_folder, mountpoint = folder / "sessions", folder / "mnt"
-    if not (store_folder / "sessions.json").exists() and not (store_folder / "sessions.d").exists():
+    if getattr(args, "sqlite", False):  # the SQLite generation (openclaw >= 2026.8.1)
+        from sessionfs.demo_sqlite import generate_sqlite_store
+
+        store_folder = folder / "state" / "agents" / "main"
+        if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
+            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30)
+            print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
+    elif (not (store_folder / "sessions.json").exists()
+          and not (store_folder / "sessions.d").exists()):
         write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
         print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
               f"{store_folder / 'sessions.json'}")
@@ -424,6 +432,8 @@ def _add_mount_commands(commands: Any) -> None:
         "demo", help="generate a demo store, mount it and show it",
         epilog="example: sessionfs demo ./demo")
     sub.add_argument("positionals", nargs="*", metavar="[DIR]")
+    sub.add_argument("--sqlite", action="store_true",
+                     help="a SQLite-era store (openclaw >= 2026.8.1, read-only) instead")
     sub.set_defaults(handler=cmd_demo, usage_hint="[DIR]", store=None, lock_timeout=10.0)
     sub = commands.add_parser(
         "mount", help="show the store as a directory tree (one folder per session)",

@@ -1,0 +1,64 @@
+"""File-era transcripts: found by sessionFile's base name, topic name or sessionId, inside the
+store's folder only (no symlink, no sessionFile path followed out of it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sessionfs.demo import write_legacy_store
+from sessionfs.migrate import migrate
+from sessionfs.store import open_store
+
+LINES = b'{"type":"session","version":3,"id":"s1"}\n{"type":"message","id":"a"}\n'
+
+
+@pytest.fixture(params=["legacy", "directory"])
+def folder(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    folder = tmp_path / "sessions"
+    write_legacy_store(folder, {
+        "agent:main:main": {"sessionId": "s1", "updatedAt": 1,
+                            "sessionFile": "/old/place/agents/main/sessions/s1.jsonl"},
+        "agent:main:telegram:group:-100:topic:42": {"sessionId": "s2", "updatedAt": 2},
+        "agent:main:plain": {"sessionId": "s3", "updatedAt": 3},
+        "agent:main:escape": {"sessionId": "s4", "updatedAt": 4,
+                              "sessionFile": "../../outside.jsonl"},
+        "agent:main:link": {"sessionId": "s5", "updatedAt": 5},
+        "agent:main:none": {"sessionId": "s6", "updatedAt": 6},
+    })
+    (folder / "s1.jsonl").write_bytes(LINES)
+    (folder / "s2-topic-42.jsonl").write_bytes(b"topic\n")
+    (folder / "s3.jsonl").write_bytes(b"plain\n")
+    (tmp_path / "outside.jsonl").write_bytes(b"secret\n")
+    os.symlink(tmp_path / "outside.jsonl", folder / "s5.jsonl")
+    if request.param == "directory":
+        migrate(folder)
+    return folder
+
+
+def test_file_era_transcripts(folder: Path) -> None:
+    store = open_store(folder)
+    source = store.transcript("agent:main:main")
+    assert source is not None and source.size == len(LINES)
+    assert b"".join(source.chunks(5)) == LINES and source.read(3, 4) == LINES[3:7]
+    source.close()
+    topic = store.transcript("agent:main:telegram:group:-100:topic:42")
+    assert topic is not None and topic.read(0, 100) == b"topic\n"
+    assert store.transcript("agent:main:plain").read(0, 100) == b"plain\n"  # type: ignore[union-attr]
+    assert store.transcript("agent:main:escape") is None  # basename only: not in the folder
+    assert store.transcript("agent:main:link") is None  # a symlink out of the folder
+    assert store.transcript("agent:main:none") is None
+
+
+def test_size_is_fixed_at_open_and_a_new_open_sees_growth(folder: Path) -> None:
+    store = open_store(folder)
+    source = store.transcript("agent:main:plain")
+    assert source is not None
+    with open(folder / "s3.jsonl", "ab") as stream:
+        stream.write(b"more\n")
+    assert source.read(0, 100) == b"plain\n"
+    grown = store.transcript("agent:main:plain")
+    assert grown is not None and grown.read(0, 100) == b"plain\nmore\n"
+    assert grown.token != source.token
