@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sessionfs import jsonfmt
 from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
-from sessionfs.fs.scratch import ScratchFile
+from sessionfs.fs.scratch import ScratchBudget, ScratchFile
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
@@ -90,15 +90,24 @@ class ConstHandle(Handle):
 
 
 class ScratchHandle(Handle):
-    """An open scratch file: reads and writes go straight to the shared in-memory file."""
+    """An open scratch file: reads and writes go straight to the shared in-memory file.
+
+    Growth is charged to the mount's :class:`ScratchBudget` before it happens (ENOSPC beyond
+    it); one file is also capped at ``limit`` bytes (EFBIG).
+    """
 
     noflush = True  # nothing happens at close: spare the kernel the FLUSH round trip
 
-    def __init__(self, file: ScratchFile, *, writable: bool, append: bool, limit: int) -> None:
+    def __init__(self, file: ScratchFile, *, writable: bool, append: bool, limit: int,
+                 budget: ScratchBudget | None = None, path: str = "") -> None:
         self.file = file
         self.writable = writable
         self._append = append
         self._limit = limit
+        self._budget = budget
+        self.path = path  # at open time, for messages
+        if budget is not None:
+            budget.opened(file)
 
     def size(self) -> int:
         return self.file.size
@@ -109,6 +118,12 @@ class ScratchHandle(Handle):
     def read(self, size: int, offset: int) -> bytes:
         return bytes(self.file.data[offset:offset + size])
 
+    def _resize(self, size: int) -> None:
+        if size > self._limit:
+            raise _fail(errno.EFBIG)
+        if self._budget is not None and size != len(self.file.data):
+            self._budget.resize(self.file, size, self.path)
+
     def write(self, data: bytes, offset: int) -> int:
         if not self.writable:
             raise _fail(errno.EBADF)
@@ -116,8 +131,7 @@ class ScratchHandle(Handle):
         if self._append:
             offset = len(buffer)
         end = offset + len(data)
-        if end > self._limit:
-            raise _fail(errno.EFBIG)
+        self._resize(max(end, len(buffer)))
         if offset > len(buffer):
             buffer.extend(bytes(offset - len(buffer)))
         buffer[offset:end] = data
@@ -125,14 +139,18 @@ class ScratchHandle(Handle):
         return len(data)
 
     def truncate(self, length: int) -> None:
-        if length > self._limit:
-            raise _fail(errno.EFBIG)
+        self._resize(length)
         buffer = self.file.data
         if length < len(buffer):
             del buffer[length:]
         else:
             buffer.extend(bytes(length - len(buffer)))
         self.file.touch()
+
+    def release(self) -> None:
+        if self._budget is not None:
+            self._budget.closed(self.file)
+            self._budget = None
 
 
 class MetaHandle(Handle):

@@ -25,6 +25,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import SessionfsError, UsageError
+from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
 
 __all__ = [
@@ -66,6 +67,10 @@ class MountOptions:
     #: Append the daemon's log (rejected writes, warnings) to this file; in the background
     #: this is the only place it goes (``.sessionfs/errors`` keeps the latest rejections).
     log_file: str | None = None
+    #: Files other than meta.json (editor swap/backup files, notes) live in the daemon's
+    #: memory until unmount: at most this many bytes and files per mount (ENOSPC beyond).
+    scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES
+    scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES
 
 
 # -- mount table -----------------------------------------------------------------------------
@@ -292,7 +297,9 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     _return_big_buffers_to_the_os()
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
-                       read_only=options.read_only)
+                       read_only=options.read_only,
+                       scratch_max_bytes=options.scratch_max_bytes,
+                       scratch_max_files=options.scratch_max_files)
     def on_init() -> None:
         _start_heap_trimmer()
         if callable(ready):

@@ -44,7 +44,13 @@ from sessionfs.errors import (
     SessionfsError,
     SessionNotFound,
 )
-from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog, render_status
+from sessionfs.fs.control import (
+    CONTROL_DIR,
+    CONTROL_FILES,
+    ControlFiles,
+    ErrorLog,
+    render_status,
+)
 from sessionfs.fs.handles import (
     ConstHandle,
     Handle,
@@ -71,12 +77,15 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import (
+    DEFAULT_SCRATCH_MAX_BYTES,
+    DEFAULT_SCRATCH_MAX_FILES,
+    ScratchBudget,
     ScratchFile,
     ScratchTree,
     is_root_scratch_name,
 )
 from sessionfs.maintenance import reappeared_legacy
-from sessionfs.store import locate_store
+from sessionfs.store import StoreLocation, locate_store
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
@@ -99,7 +108,9 @@ class SessionView(NamespaceOps):
     def __init__(self, store: Store, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None,
-                 hide_grace: float = 10.0) -> None:
+                 hide_grace: float = 10.0,
+                 scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
+                 scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -116,7 +127,8 @@ class SessionView(NamespaceOps):
         self.errors = ErrorLog()
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
-        self._scratch = ScratchTree()
+        self._scratch = ScratchTree(ScratchBudget(scratch_max_bytes, scratch_max_files,
+                                                  on_refuse=self.reject))
         self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
         self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
         self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
@@ -124,6 +136,8 @@ class SessionView(NamespaceOps):
         self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
+        self._control = ControlFiles(self._started_ns)
+        self._location: StoreLocation | None = None  # found at the first status
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
         self.invalidate: Callable[[str], None] | None = None
@@ -206,8 +220,8 @@ class SessionView(NamespaceOps):
         if kind == CONTROL_FILE:
             if where.name not in CONTROL_FILES:
                 fail(errno.ENOENT)
-            return self._attrs(CONTROL_FILE_MODE, len(self._control_bytes(where.name)),
-                               time.time_ns())
+            data, mtime_ns = self._control_snapshot(where.name)
+            return self._attrs(CONTROL_FILE_MODE, len(data), mtime_ns)
         if kind == TOP:
             return self._top_attrs(where.top)
         if kind == META:
@@ -338,18 +352,46 @@ class SessionView(NamespaceOps):
         self.handles.pop(fh)
 
     # -- control files ---------------------------------------------------------------------------
-    def _control_bytes(self, name: str) -> bytes:
+    #: While a ``sessions.json`` lies beside ``sessions.d``, how often ``status`` compares the
+    #: two again (the comparison reads both stores whole).
+    STRAY_RECHECK_SECONDS = 10.0
+
+    def _control_snapshot(self, name: str) -> tuple[bytes, int]:
+        """``(content, mtime_ns)`` of a control file, rendered once per change of what it
+        shows: a ``stat`` costs a fingerprint and a ``stat`` of ``sessions.json``, no store
+        read."""
         if name == "errors":
-            return self.errors.render()
+            return self._control.get(name, self.errors.version, self.errors.render)
+        if self._location is None:
+            self._location = locate_store(self.store.path)
+        stray: object = None
+        if self._location.layout == "directory":
+            try:
+                st = os.stat(self._location.legacy_path)
+            except OSError:
+                pass
+            else:
+                stray = (st.st_ino, st.st_mtime_ns, st.st_size,
+                         int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
+        budget = self._scratch.budget
+        token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
+                 self.read_only_reason)
+        return self._control.get(name, token, self._render_status)
+
+    def _render_status(self) -> bytes:
         try:
             count: int | str = len(self.store.keys())
         except SessionfsError as exc:
             count = f"unknown ({exc})"
-        stray = reappeared_legacy(locate_store(self.store.path))  # a legacy gateway still writing
+        assert self._location is not None
+        stray = reappeared_legacy(self._location)  # a legacy gateway still writing
+        budget = self._scratch.budget
         return render_status(store_path=self.store.path, layout=self.store.layout,
                              sessions=count, read_only_reason=self.read_only_reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size,
-                             warnings=(f"{stray.path}: {stray.detail}",) if stray else ())
+                             warnings=(f"{stray.path}: {stray.detail}",) if stray else (),
+                             scratch=(budget.files, budget.max_files, budget.bytes,
+                                      budget.max_bytes))
 
     def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
@@ -364,7 +406,7 @@ class SessionView(NamespaceOps):
                 fail(errno.ENOENT)
             if writing:
                 fail(errno.EACCES, "the control folder is read-only")
-            return self.handles.add(ConstHandle(self._control_bytes(where.name), time.time_ns()))
+            return self.handles.add(ConstHandle(*self._control_snapshot(where.name)))
         if writing:
             self._require_writable()
         if where.kind == META:
@@ -379,17 +421,18 @@ class SessionView(NamespaceOps):
                     if where.kind == TOP and self._dir_exists(where.top, key):
                         fail(errno.EISDIR)
                     fail(errno.ENOENT)
-                return self._open_scratch(file, flags)
+                return self._open_scratch(file, flags, path)
         if where.kind in (ROOT, CONTROL):
             fail(errno.EISDIR)
         fail(errno.ENOENT)
 
-    def _open_scratch(self, file: ScratchFile, flags: int) -> int:
+    def _open_scratch(self, file: ScratchFile, flags: int, path: str = "") -> int:
         if file.is_link:
             fail(errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
-                               limit=2 * self.max_entry_size + (1 << 20))
+                               limit=2 * self.max_entry_size + (1 << 20),
+                               budget=self._scratch.budget, path=path)
         if flags & os.O_TRUNC:
             handle.truncate(0)
         return self.handles.add(handle)
@@ -460,7 +503,7 @@ class SessionView(NamespaceOps):
             if file is None:
                 file = ScratchFile()
                 self._scratch.put(where.directory, where.leaf, file)
-            return self._open_scratch(file, flags)
+            return self._open_scratch(file, flags, path)
 
     # -- handle operations -----------------------------------------------------------------------
     def read(self, fh: int, size: int, offset: int) -> bytes:
