@@ -103,8 +103,10 @@ def test_control_files(view: SessionView, store: Store) -> None:
     assert f"layout: {store.layout}" in status
     assert "sessions: 3" in status and "read-only: no" in status
     assert read_all(view, "/.sessionfs/errors") == b""
+    write_file(view, "/.sessionfs/errors", b"forged")  # a restore's write: discarded
+    assert read_all(view, "/.sessionfs/errors") == b""
     with pytest.raises(PermissionError):
-        view.open("/.sessionfs/errors", os.O_WRONLY)
+        view.rename("/.sessionfs/status", "/.sessionfs/moved")
     assert stat.S_IMODE(view.getattr("/.sessionfs/status")["st_mode"]) == 0o600
 
 

@@ -17,16 +17,18 @@ import errno
 import itertools
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from sessionfs import jsonfmt
 from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
+from sessionfs.fs.control import RestoreSinks, SinkFile
 from sessionfs.fs.scratch import ScratchBudget, ScratchFile
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
 
-__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle"]
+__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle", "SinkHandle"]
 
 
 def _fail(code: int) -> OSError:
@@ -87,6 +89,47 @@ class ConstHandle(Handle):
 
     def read(self, size: int, offset: int) -> bytes:
         return self._data[offset:offset + size]
+
+
+class SinkHandle(Handle):
+    """A file written into ``/.sessionfs`` (a restore): writes are counted, their bytes dropped.
+
+    ``sinks`` is None for a write-open of a control file itself, which changes nothing.
+    """
+
+    def __init__(self, name: str, sink: SinkFile, sinks: RestoreSinks | None, *,
+                 writable: bool) -> None:
+        self.name = name
+        self.sink = sink
+        self._sinks = sinks
+        self.writable = writable
+        if sinks is not None:
+            sinks.opened(sink)
+
+    def size(self) -> int:
+        return self.sink.size
+
+    def mtime_ns(self) -> int:
+        return self.sink.mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return b""
+
+    def write(self, data: bytes, offset: int) -> int:
+        if not self.writable:
+            raise _fail(errno.EBADF)
+        self.sink.size = max(self.sink.size, offset + len(data))
+        self.sink.mtime_ns = time.time_ns()
+        return len(data)
+
+    def truncate(self, length: int) -> None:
+        self.sink.size = length
+        self.sink.mtime_ns = time.time_ns()
+
+    def release(self) -> None:
+        if self._sinks is not None:
+            self._sinks.closed(self.name, self.sink)
+            self._sinks = None
 
 
 class ScratchHandle(Handle):

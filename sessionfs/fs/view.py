@@ -49,6 +49,8 @@ from sessionfs.fs.control import (
     CONTROL_FILES,
     ControlFiles,
     ErrorLog,
+    RestoreSinks,
+    SinkFile,
     render_status,
 )
 from sessionfs.fs.handles import (
@@ -57,6 +59,7 @@ from sessionfs.fs.handles import (
     HandleTable,
     MetaHandle,
     ScratchHandle,
+    SinkHandle,
 )
 from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.namespace import Doom, NamespaceOps
@@ -70,6 +73,7 @@ from sessionfs.fs.paths import (
     INNER,
     META,
     META_NAME,
+    RENAME_NOREPLACE,
     ROOT,
     TOP,
     Where,
@@ -137,6 +141,7 @@ class SessionView(NamespaceOps):
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
         self._control = ControlFiles(self._started_ns)
+        self._sinks = RestoreSinks()
         self._location: StoreLocation | None = None  # found at the first status
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
@@ -218,7 +223,10 @@ class SessionView(NamespaceOps):
         if kind == CONTROL:
             return self._attrs(CONTROL_DIR_MODE, 0, self._started_ns, 2)
         if kind == CONTROL_FILE:
-            if where.name not in CONTROL_FILES:
+            sink = self._sinks.get(where.name)
+            if sink is not None:
+                return self._attrs(CONTROL_FILE_MODE, sink.size, sink.mtime_ns)
+            if where.name not in CONTROL_FILES or self._sinks.hidden(where.name):
                 fail(errno.ENOENT)
             data, mtime_ns = self._control_snapshot(where.name)
             return self._attrs(CONTROL_FILE_MODE, len(data), mtime_ns)
@@ -314,7 +322,8 @@ class SessionView(NamespaceOps):
                 entries.extend((name, file.mode) for name, file in self._scratch.items(""))
             return entries
         if where.kind == CONTROL:
-            return entries + [(name, CONTROL_FILE_MODE) for name in CONTROL_FILES]
+            return entries + [(name, CONTROL_FILE_MODE)
+                              for name in (*CONTROL_FILES, *self._sinks.names())]
         if where.kind == TOP:
             key, state = self._require_dir(where.top)
             if key is not None and state == "session" and not self._hidden_now(key):
@@ -402,10 +411,12 @@ class SessionView(NamespaceOps):
         where = parse_path(path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         if where.kind == CONTROL_FILE:
-            if where.name not in CONTROL_FILES:
+            sink = self._sinks.get(where.name)
+            if sink is None and (where.name not in CONTROL_FILES
+                                 or self._sinks.hidden(where.name)):
                 fail(errno.ENOENT)
-            if writing:
-                fail(errno.EACCES, "the control folder is read-only")
+            if writing or sink is not None:
+                return self._open_sink(where.name, sink, flags)
             return self.handles.add(ConstHandle(*self._control_snapshot(where.name)))
         if writing:
             self._require_writable()
@@ -425,6 +436,44 @@ class SessionView(NamespaceOps):
         if where.kind in (ROOT, CONTROL):
             fail(errno.EISDIR)
         fail(errno.ENOENT)
+
+    def _open_sink(self, name: str, sink: SinkFile | None, flags: int) -> int:
+        """A restore writing into ``/.sessionfs`` (see :class:`RestoreSinks`): accepted, and
+        nothing of it kept. ``sink`` None: a control file itself, opened for writing."""
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable or flags & os.O_TRUNC:
+            self._require_writable()
+            log.info("discarding what is written to /%s/%s (the control files show this "
+                     "mount's state)", CONTROL_DIR, name)
+        if sink is None:
+            handle = SinkHandle(name, SinkFile(), None, writable=writable)
+        else:
+            handle = SinkHandle(name, sink, self._sinks, writable=writable)
+            if flags & os.O_TRUNC:
+                handle.truncate(0)
+        return self.handles.add(handle)
+
+    def control_unlink(self, name: str) -> None:
+        """``unlink`` in ``/.sessionfs``: a sink goes; a control file is hidden until a restore
+        creates it again (``tar -x``), then shows its own content again."""
+        self._require_writable()
+        if self._sinks.get(name) is not None and self._sinks.unlink(name):
+            return
+        if name not in CONTROL_FILES or self._sinks.hidden(name):
+            fail(errno.ENOENT)
+        self._sinks.hide(name)
+
+    def control_rename(self, old: str, new: str, flags: int) -> None:
+        """``rename`` within ``/.sessionfs``: only a sink moves (``rsync``'s temp file onto
+        ``status``); the control files themselves stay where they are."""
+        self._require_writable()
+        if self._sinks.get(old) is None:
+            if old in CONTROL_FILES:
+                fail(errno.EACCES, "the control files cannot be moved")
+            fail(errno.ENOENT)
+        if flags & RENAME_NOREPLACE and (new in CONTROL_FILES or self._sinks.get(new)):
+            fail(errno.EEXIST)
+        self._sinks.rename(old, new)
 
     def _open_scratch(self, file: ScratchFile, flags: int, path: str = "") -> int:
         if file.is_link:
@@ -480,7 +529,15 @@ class SessionView(NamespaceOps):
     def create(self, path: str, flags: int) -> int:
         """``open(O_CREAT)`` of a name the kernel did not find."""
         where = parse_path(path)
-        if where.kind in (CONTROL, CONTROL_FILE):
+        if where.kind == CONTROL_FILE:
+            self._require_writable()
+            if where.name in CONTROL_FILES and self._sinks.get(where.name) is None \
+                    and not self._sinks.hidden(where.name):
+                if flags & os.O_EXCL:
+                    fail(errno.EEXIST)
+                return self._open_sink(where.name, None, flags)
+            return self._open_sink(where.name, self._sinks.create(where.name), flags)
+        if where.kind == CONTROL:
             fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
         if where.kind == META:
@@ -557,6 +614,13 @@ class SessionView(NamespaceOps):
         if path is None:
             fail(errno.EBADF)
         where = parse_path(path)
+        if where.kind == CONTROL_FILE and self._sinks.get(where.name) is not None:
+            fh = self.open(path, os.O_WRONLY)
+            try:
+                self.handles.get(fh).truncate(length)
+            finally:
+                self.release(fh)
+            return
         if where.kind in (CONTROL, CONTROL_FILE):
             fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
