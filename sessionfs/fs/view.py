@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -114,7 +115,8 @@ class SessionView(NamespaceOps):
                  uid: int | None = None, gid: int | None = None,
                  hide_grace: float = 10.0,
                  scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
-                 scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES) -> None:
+                 scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES,
+                 permissions: tuple[int, int] | None = None) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -126,6 +128,9 @@ class SessionView(NamespaceOps):
             self.read_only_reason = None
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
+        #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
+        #: store's own modes (``--allow-other``, see ``mount.shared_access``).
+        self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
         self.hide_grace = hide_grace
         self.handles = HandleTable()
         self.errors = ErrorLog()
@@ -195,7 +200,16 @@ class SessionView(NamespaceOps):
             raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
 
     # -- attributes ------------------------------------------------------------------------------
+    def _shown_mode(self, mode: int) -> int:
+        """``mode`` with this mount's permission bits (links keep their 0777)."""
+        if stat.S_ISDIR(mode):
+            return stat.S_IFDIR | self._dir_bits
+        if stat.S_ISREG(mode):
+            return stat.S_IFREG | self._file_bits
+        return mode
+
     def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
+        mode = self._shown_mode(mode)
         return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
                 "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
@@ -254,7 +268,7 @@ class SessionView(NamespaceOps):
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
-                return DIR_MODE, 2, 0, meta.updated_ns
+                return stat.S_IFDIR | self._dir_bits, 2, 0, meta.updated_ns
         try:
             attrs = self.getattr(f"{directory}/{name}")
         except (OSError, SessionfsError):
