@@ -5,7 +5,7 @@
     /                           one directory per session, named by the key encoding
     /<name>/meta.json           the entry (EntryRecord.data, or the exact bytes last written here)
     /<name>/<anything else>     scratch files (swap, backup, temp): memory only
-    /.sessionfs/errors|status   read-only control files
+    /.sessionfs/errors|status   control files (what a restore writes there is discarded)
 
 The view answers path-level questions (attributes, listings, namespace changes) and owns the
 open-file table; :mod:`sessionfs.fs.operations` only translates kernel callbacks into these
