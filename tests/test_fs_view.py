@@ -545,3 +545,23 @@ def test_status_is_rendered_once_per_store_version(make_store: Callable[..., Sto
     assert "sessions: 4\n" in data.decode() and changed["st_size"] == len(data)
     assert changed["st_mtime"] > first["st_mtime"]
     assert calls == {"keys": 2, "legacy": 2}
+
+
+def test_scratch_budget_counts_open_unlinked_files_until_their_close(store: Store) -> None:
+    view = SessionView(store, timeout=0, scratch_max_bytes=100, scratch_max_files=2)
+    path = f"/{keys.encode(MAIN)}/notes.txt"
+    fh = view.create(path, os.O_WRONLY)
+    assert view.write(fh, b"x" * 60, 0) == 60
+    view.unlink(path)  # gone from the folder, but its bytes live on while it is open
+    view.create(f"/{keys.encode(MAIN)}/b.tmp", os.O_WRONLY)
+    with pytest.raises(OSError) as excinfo:
+        view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)
+    assert errno_of(excinfo) == errno.ENOSPC
+    with pytest.raises(OSError) as excinfo:
+        view.write(fh, b"y" * 41, 60)
+    assert errno_of(excinfo) == errno.ENOSPC
+    assert "ENOSPC" in view.errors.render().decode()
+    view.release(fh)
+    budget = view._scratch.budget
+    assert (budget.files, budget.bytes) == (1, 0)
+    view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)
