@@ -367,7 +367,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     options = MountOptions(foreground=args.foreground, read_only=args.read_only,
                            migrate=args.migrate, allow_other=args.allow_other,
                            timeout=args.timeout, fuse_options=args.fuse_options,
-                           lock_timeout=args.lock_timeout, log_file=args.log_file)
+                           lock_timeout=args.lock_timeout, log_file=args.log_file,
+                           scratch_max_bytes=args.scratch_max_bytes,
+                           scratch_max_files=args.scratch_max_files)
     return mount(args.store, Path(rest[0]), options)
 
 
@@ -427,6 +429,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (binary units) for argparse."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.strip().upper().rstrip("IB") or "", ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a size such as 64M, got {text!r}")
+    return int(number) * units[unit]
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def _add_mount_commands(commands: Any) -> None:
     sub = commands.add_parser(
         "demo", help="generate a demo store, mount it and show it",
@@ -455,6 +474,11 @@ def _add_mount_commands(commands: Any) -> None:
                      help="append the daemon's log (rejected writes, warnings) to FILE")
     sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="how long a commit waits for the store lock (default 10)")
+    sub.add_argument("--scratch-max-bytes", type=_byte_size, default=64 << 20, metavar="SIZE",
+                     help="memory for files other than meta.json, which are kept until "
+                          "unmount only (default 64M; suffixes K, M, G)")
+    sub.add_argument("--scratch-max-files", type=_count, default=1000, metavar="N",
+                     help="how many such files the mount holds at most (default 1000)")
     sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT")
     sub = commands.add_parser("umount", help="unmount (also a mount whose daemon died)",
                               epilog="example: sessionfs umount /mnt/sessions")

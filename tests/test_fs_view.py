@@ -103,8 +103,10 @@ def test_control_files(view: SessionView, store: Store) -> None:
     assert f"layout: {store.layout}" in status
     assert "sessions: 3" in status and "read-only: no" in status
     assert read_all(view, "/.sessionfs/errors") == b""
+    write_file(view, "/.sessionfs/errors", b"forged")  # a restore's write: discarded
+    assert read_all(view, "/.sessionfs/errors") == b""
     with pytest.raises(PermissionError):
-        view.open("/.sessionfs/errors", os.O_WRONLY)
+        view.rename("/.sessionfs/status", "/.sessionfs/moved")
     assert stat.S_IMODE(view.getattr("/.sessionfs/status")["st_mode"]) == 0o600
 
 
@@ -501,3 +503,65 @@ def test_a_folder_swapped_for_a_symlink_stops_being_a_session(make_store: Callab
     assert errno_of(excinfo) in (errno.ENOENT, errno.EIO)
     view.releasedir(listed)
     assert name not in {entry for entry, _ in view.listdir("/")}
+
+
+def test_status_is_rendered_once_per_store_version(make_store: Callable[..., Store],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stat`` of status reads no store: with a sessions.json beside sessions.d a render reads
+    both stores whole, so it happens once per change, not per getattr (nor per open)."""
+    import sessionfs.fs.view as view_module
+
+    store = make_store("directory", ENTRIES)
+    stray = dict(ENTRIES, **{MAIN: {"sessionId": "old", "updatedAt": 1}})
+    (store.path.parent / "sessions.json").write_bytes(jsonfmt.dumps(stray))
+    view = SessionView(store, timeout=0)
+    calls = {"keys": 0, "legacy": 0}
+    real_keys, real_reappeared = store.keys, view_module.reappeared_legacy
+
+    def counting_keys() -> list[str]:
+        calls["keys"] += 1
+        return real_keys()
+
+    def counting_reappeared(location: Any) -> Any:
+        calls["legacy"] += 1
+        return real_reappeared(location)
+
+    monkeypatch.setattr(store, "keys", counting_keys)
+    monkeypatch.setattr(view_module, "reappeared_legacy", counting_reappeared)
+    first = view.getattr("/.sessionfs/status")
+    for _ in range(200):
+        attrs = view.getattr("/.sessionfs/status")
+        assert (attrs["st_size"], attrs["st_mtime"]) == (first["st_size"], first["st_mtime"])
+    data = read_all(view, "/.sessionfs/status")
+    assert len(data) == first["st_size"]
+    assert "1 sessions differ" in data.decode() and "sessions: 3\n" in data.decode()
+    assert calls == {"keys": 1, "legacy": 1}
+    time.sleep(0.01)  # a new root mtime
+    store.put("agent:main:fresh", {"sessionId": "f", "updatedAt": 1})
+    for _ in range(50):
+        changed = view.getattr("/.sessionfs/status")
+    assert calls == {"keys": 2, "legacy": 2}
+    data = read_all(view, "/.sessionfs/status")
+    assert "sessions: 4\n" in data.decode() and changed["st_size"] == len(data)
+    assert changed["st_mtime"] > first["st_mtime"]
+    assert calls == {"keys": 2, "legacy": 2}
+
+
+def test_scratch_budget_counts_open_unlinked_files_until_their_close(store: Store) -> None:
+    view = SessionView(store, timeout=0, scratch_max_bytes=100, scratch_max_files=2)
+    path = f"/{keys.encode(MAIN)}/notes.txt"
+    fh = view.create(path, os.O_WRONLY)
+    assert view.write(fh, b"x" * 60, 0) == 60
+    view.unlink(path)  # gone from the folder, but its bytes live on while it is open
+    view.create(f"/{keys.encode(MAIN)}/b.tmp", os.O_WRONLY)
+    with pytest.raises(OSError) as excinfo:
+        view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)
+    assert errno_of(excinfo) == errno.ENOSPC
+    with pytest.raises(OSError) as excinfo:
+        view.write(fh, b"y" * 41, 60)
+    assert errno_of(excinfo) == errno.ENOSPC
+    assert "ENOSPC" in view.errors.render().decode()
+    view.release(fh)
+    budget = view._scratch.budget
+    assert (budget.files, budget.bytes) == (1, 0)
+    view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)

@@ -1,8 +1,10 @@
 """Other users, and the filesystem around the store: permissions, symlinks, umask.
 
-* A mount is invisible to other users unless mounted with ``--allow-other``; with it, access
-  follows the modes the mount reports (every directory 0700 and every file 0600, owned by the
-  mounting user), so other users still cannot list or read anything. A root mount needs no
+* A mount is invisible to other users unless mounted with ``--allow-other``. Without it every
+  directory is 0700 and every file 0600, owned by the mounting user; with it, the mount shows
+  the store's own owner, group and permission bits (of ``sessions.d``, or of ``sessions.json``),
+  so it lets in exactly whom the store lets in: nobody else for a 0700 store, readers for a
+  0755 one, the store's owner through a root mount. A root mount needs no
   ``user_allow_other`` in /etc/fuse.conf (only fusermount3, i.e. non-root mounts, checks it).
 * Symlinks planted in ``sessions.d`` (a session folder, a meta.json, a hashed name's ``key``
   file) and a symlinked lock or temp path never redirect a read or a write outside the store,
@@ -147,6 +149,85 @@ def test_allow_other_shows_the_mount_but_modes_keep_others_out(base: Path) -> No
         assert stat.S_IMODE(os.stat(mount.meta(MAIN)).st_mode) == 0o600
         assert len(os.listdir(mount.mp)) == len(ENTRIES) + 1
     assert tree(folder) == before
+
+
+@pytest.mark.parametrize("layout", ["legacy", "directory"])
+def test_allow_other_shares_what_the_store_grants(base: Path, layout: str) -> None:
+    """A store others may read (sessions.d 0755, sessions.json 0644) is readable through an
+    ``--allow-other`` mount, not writable; without ``--allow-other`` nothing is."""
+    _open_to_nobody(base)
+    folder = make_store_folder(base, layout, ENTRIES)
+    shared = folder / ("sessions.d" if layout == "directory" else "sessions.json")
+    os.chmod(shared, 0o755 if layout == "directory" else 0o644)
+    before = tree(folder)
+    with Mount(folder, base / "mnt", "--allow-other") as mount:
+        result = as_nobody("stat", "-c", "%a %u", str(mount.mp), str(mount.dir(MAIN)),
+                           str(mount.meta(MAIN)), str(mount.mp / ".sessionfs/status"))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["755", "0", "755", "0", "644", "0", "644", "0"]
+        result = as_nobody("ls", str(mount.mp))
+        assert result.returncode == 0, result.stderr
+        assert sorted(result.stdout.split()) == sorted(keys.encode(k) for k in ENTRIES)
+        result = as_nobody("cat", str(mount.meta(MAIN)))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.encode() == jsonfmt.dumps(ENTRIES[MAIN])
+        assert as_nobody("cat", str(mount.mp / ".sessionfs/status")).returncode == 0
+        for argv in (["sh", "-c", f"echo '{{}}' > {mount.meta(JAMES)}"],
+                     ["mkdir", str(mount.dir("agent:main:intruder"))],
+                     ["rm", "-f", str(mount.meta(CRON))]):
+            result = as_nobody(*argv)
+            assert result.returncode != 0, argv
+            assert "Permission denied" in result.stderr, (argv, result.stderr)
+    with Mount(folder, base / "mnt") as mount:  # the same store without --allow-other
+        for argv in (["ls", str(mount.mp)], ["cat", str(mount.meta(MAIN))]):
+            result = as_nobody(*argv)
+            assert "Permission denied" in result.stderr, (argv, result.stderr)
+    assert tree(folder) == before
+
+
+def test_allow_other_lets_the_store_owner_in_through_a_root_mount(base: Path) -> None:
+    """Root mounts a store uid 65534 owns (0700): its owner can read and write through the
+    mount, a third user cannot even list it."""
+    _open_to_nobody(base)
+    folder = make_store_folder(base, "directory", ENTRIES)
+    subprocess.run(["chown", "-R", "65534:65534", str(folder)], check=True)
+    changed = dict(ENTRIES[MAIN], label="by the owner")
+    with Mount(folder, base / "mnt", "--allow-other") as mount:
+        result = as_nobody("stat", "-c", "%a %u %g", str(mount.dir(MAIN)))
+        assert result.stdout.split() == ["700", "65534", "65534"], result.stderr
+        result = as_nobody("cat", str(mount.meta(MAIN)))
+        assert result.stdout.encode() == jsonfmt.dumps(ENTRIES[MAIN]), result.stderr
+        path = mount.meta(MAIN)
+        result = subprocess.run([*NOBODY, "sh", "-c", f"cat > {path}"], input=jsonfmt.dumps(
+            changed), capture_output=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        assert open_store(folder).read(MAIN).entry == changed
+        other = subprocess.run(["setpriv", "--reuid", "65533", "--regid", "65533",
+                                "--clear-groups", "ls", str(mount.mp)],
+                               capture_output=True, text=True, timeout=30, check=False)
+        assert "Permission denied" in other.stderr, other.stderr
+
+
+def test_allow_other_as_a_user_says_what_fuse_conf_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fusermount3 refuses allow_other to non-root users without ``user_allow_other``: the
+    mount says so first (root mounts need nothing)."""
+    import importlib
+
+    mount_module = importlib.import_module("sessionfs.fs.mount")  # the package exports mount()
+    conf = tmp_path / "fuse.conf"
+    conf.write_text("# user_allow_other\nmount_max = 1000\n")
+    monkeypatch.setattr(mount_module, "FUSE_CONF", str(conf))
+    monkeypatch.setattr(mount_module.os, "geteuid", lambda: 1000)
+    options = mount_module.MountOptions(allow_other=True)
+    with pytest.raises(mount_module.MountError) as excinfo:
+        mount_module._check_allow_other(options)
+    assert "user_allow_other" in str(excinfo.value) and str(conf) in str(excinfo.value)
+    conf.write_text("user_allow_other\n")
+    mount_module._check_allow_other(options)
+    monkeypatch.setattr(mount_module.os, "geteuid", lambda: 0)
+    conf.write_text("")
+    mount_module._check_allow_other(options)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,16 +17,18 @@ import errno
 import itertools
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from sessionfs import jsonfmt
 from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
-from sessionfs.fs.scratch import ScratchFile
+from sessionfs.fs.control import RestoreSinks, SinkFile
+from sessionfs.fs.scratch import ScratchBudget, ScratchFile
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
 
-__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle"]
+__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle", "SinkHandle"]
 
 
 def _fail(code: int) -> OSError:
@@ -89,16 +91,66 @@ class ConstHandle(Handle):
         return self._data[offset:offset + size]
 
 
+class SinkHandle(Handle):
+    """A file written into ``/.sessionfs`` (a restore): writes are counted, their bytes dropped.
+
+    ``sinks`` is None for a write-open of a control file itself, which changes nothing.
+    """
+
+    def __init__(self, name: str, sink: SinkFile, sinks: RestoreSinks | None, *,
+                 writable: bool) -> None:
+        self.name = name
+        self.sink = sink
+        self._sinks = sinks
+        self.writable = writable
+        if sinks is not None:
+            sinks.opened(sink)
+
+    def size(self) -> int:
+        return self.sink.size
+
+    def mtime_ns(self) -> int:
+        return self.sink.mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return b""
+
+    def write(self, data: bytes, offset: int) -> int:
+        if not self.writable:
+            raise _fail(errno.EBADF)
+        self.sink.size = max(self.sink.size, offset + len(data))
+        self.sink.mtime_ns = time.time_ns()
+        return len(data)
+
+    def truncate(self, length: int) -> None:
+        self.sink.size = length
+        self.sink.mtime_ns = time.time_ns()
+
+    def release(self) -> None:
+        if self._sinks is not None:
+            self._sinks.closed(self.name, self.sink)
+            self._sinks = None
+
+
 class ScratchHandle(Handle):
-    """An open scratch file: reads and writes go straight to the shared in-memory file."""
+    """An open scratch file: reads and writes go straight to the shared in-memory file.
+
+    Growth is charged to the mount's :class:`ScratchBudget` before it happens (ENOSPC beyond
+    it); one file is also capped at ``limit`` bytes (EFBIG).
+    """
 
     noflush = True  # nothing happens at close: spare the kernel the FLUSH round trip
 
-    def __init__(self, file: ScratchFile, *, writable: bool, append: bool, limit: int) -> None:
+    def __init__(self, file: ScratchFile, *, writable: bool, append: bool, limit: int,
+                 budget: ScratchBudget | None = None, path: str = "") -> None:
         self.file = file
         self.writable = writable
         self._append = append
         self._limit = limit
+        self._budget = budget
+        self.path = path  # at open time, for messages
+        if budget is not None:
+            budget.opened(file)
 
     def size(self) -> int:
         return self.file.size
@@ -109,6 +161,12 @@ class ScratchHandle(Handle):
     def read(self, size: int, offset: int) -> bytes:
         return bytes(self.file.data[offset:offset + size])
 
+    def _resize(self, size: int) -> None:
+        if size > self._limit:
+            raise _fail(errno.EFBIG)
+        if self._budget is not None and size != len(self.file.data):
+            self._budget.resize(self.file, size, self.path)
+
     def write(self, data: bytes, offset: int) -> int:
         if not self.writable:
             raise _fail(errno.EBADF)
@@ -116,8 +174,7 @@ class ScratchHandle(Handle):
         if self._append:
             offset = len(buffer)
         end = offset + len(data)
-        if end > self._limit:
-            raise _fail(errno.EFBIG)
+        self._resize(max(end, len(buffer)))
         if offset > len(buffer):
             buffer.extend(bytes(offset - len(buffer)))
         buffer[offset:end] = data
@@ -125,14 +182,18 @@ class ScratchHandle(Handle):
         return len(data)
 
     def truncate(self, length: int) -> None:
-        if length > self._limit:
-            raise _fail(errno.EFBIG)
+        self._resize(length)
         buffer = self.file.data
         if length < len(buffer):
             del buffer[length:]
         else:
             buffer.extend(bytes(length - len(buffer)))
         self.file.touch()
+
+    def release(self) -> None:
+        if self._budget is not None:
+            self._budget.closed(self.file)
+            self._budget = None
 
 
 class MetaHandle(Handle):

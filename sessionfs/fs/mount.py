@@ -16,6 +16,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import SessionfsError, UsageError
+from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
 
 __all__ = [
@@ -66,6 +68,10 @@ class MountOptions:
     #: Append the daemon's log (rejected writes, warnings) to this file; in the background
     #: this is the only place it goes (``.sessionfs/errors`` keeps the latest rejections).
     log_file: str | None = None
+    #: Files other than meta.json (editor swap/backup files, notes) live in the daemon's
+    #: memory until unmount: at most this many bytes and files per mount (ENOSPC beyond).
+    scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES
+    scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES
 
 
 # -- mount table -----------------------------------------------------------------------------
@@ -180,6 +186,39 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
     return kwargs
 
 
+def shared_access(store: Store) -> dict[str, Any]:
+    """With ``--allow-other`` the mount grants what the store itself grants: its owner, group
+    and permission bits (of ``sessions.d``, or of ``sessions.json`` in the legacy layout) for
+    every folder and file, read/write bits only for files. A mount never opens the store wider
+    than its own modes (which matters when root mounts it); ``chmod`` the store to share it."""
+    try:
+        st = os.stat(store.path)
+    except OSError:  # nothing to share: the mounting user's 0700/0600
+        return {}
+    bits = stat.S_IMODE(st.st_mode) & 0o777
+    # of a file: a folder gets x wherever the file is readable
+    folder_bits = bits if stat.S_ISDIR(st.st_mode) else bits | ((bits & 0o444) >> 2)
+    return {"uid": st.st_uid, "gid": st.st_gid, "permissions": (folder_bits, bits & 0o666)}
+
+
+FUSE_CONF = "/etc/fuse.conf"
+
+
+def _check_allow_other(options: MountOptions) -> None:
+    """fusermount3 lets a non-root user pass ``allow_other`` only with ``user_allow_other`` in
+    /etc/fuse.conf (root needs nothing): say so before anything happens."""
+    if not options.allow_other or os.geteuid() == 0:
+        return
+    try:
+        with open(FUSE_CONF, encoding="utf-8", errors="replace") as conf:
+            allowed = any(line.split("#", 1)[0].strip() == "user_allow_other" for line in conf)
+    except OSError:
+        allowed = False
+    if not allowed:
+        raise MountError(f"--allow-other needs the line 'user_allow_other' in {FUSE_CONF} "
+                         "when not mounting as root (root can add it), or mount as root")
+
+
 def _parse_fuse_options(text: str) -> dict[str, object]:
     """``-o a,b=c`` as keyword arguments for mfusepy. :raises UsageError: a managed option."""
     parsed: dict[str, object] = {}
@@ -292,7 +331,10 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     _return_big_buffers_to_the_os()
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
-                       read_only=options.read_only)
+                       read_only=options.read_only,
+                       scratch_max_bytes=options.scratch_max_bytes,
+                       scratch_max_files=options.scratch_max_files,
+                       **(shared_access(store) if options.allow_other else {}))
     def on_init() -> None:
         _start_heap_trimmer()
         if callable(ready):
@@ -388,6 +430,7 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     target = _canonical(mountpoint)
     _check_mountpoint(target)
     _check_fuse()
+    _check_allow_other(options)
     _check_log_path(options.log_file)
     opened = _open(store, options)
     log_handler = _open_log(options.log_file)

@@ -176,6 +176,9 @@ class NamespaceOps(_Base):
 
     def unlink(self, path: str) -> None:
         where = parse_path(path)
+        if where.kind == CONTROL_FILE:  # a restore replacing a control file (tar -x)
+            self.control_unlink(where.name)
+            return
         if where.kind in (CONTROL, CONTROL_FILE):
             fail(errno.EACCES, "the control folder is read-only")
         if where.kind == ROOT:
@@ -254,6 +257,9 @@ class NamespaceOps(_Base):
         if flags & ~RENAME_NOREPLACE:
             fail(errno.EINVAL, "only RENAME_NOREPLACE is supported")
         src, dst = parse_path(old), parse_path(new)
+        if src.kind == CONTROL_FILE and dst.kind == CONTROL_FILE:  # rsync's temp file
+            self.control_rename(src.name, dst.name, flags)
+            return
         for where in (src, dst):
             if where.kind in (ROOT, CONTROL, CONTROL_FILE):
                 fail(errno.EACCES if where.kind != ROOT else errno.EBUSY)

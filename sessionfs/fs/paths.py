@@ -30,8 +30,9 @@ RENAME_NOREPLACE = 1
 
 DIR_MODE = stat.S_IFDIR | 0o700
 FILE_MODE = stat.S_IFREG | 0o600
-# The control folder shows the same modes as everything else (the issue: files 0600, folders
-# 0700); it is read-only by refusing writes with EACCES, not by its mode bits.
+# The control folder shows the same modes as everything else (files 0600, folders 0700, or the
+# store's own bits with --allow-other); its files keep their content by discarding what is
+# written to them (a restore of a backup), not by their mode bits.
 CONTROL_DIR_MODE = DIR_MODE
 CONTROL_FILE_MODE = FILE_MODE
 

@@ -5,7 +5,7 @@
     /                           one directory per session, named by the key encoding
     /<name>/meta.json           the entry (EntryRecord.data, or the exact bytes last written here)
     /<name>/<anything else>     scratch files (swap, backup, temp): memory only
-    /.sessionfs/errors|status   read-only control files
+    /.sessionfs/errors|status   control files (what a restore writes there is discarded)
 
 The view answers path-level questions (attributes, listings, namespace changes) and owns the
 open-file table; :mod:`sessionfs.fs.operations` only translates kernel callbacks into these
@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -44,13 +45,22 @@ from sessionfs.errors import (
     SessionfsError,
     SessionNotFound,
 )
-from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog, render_status
+from sessionfs.fs.control import (
+    CONTROL_DIR,
+    CONTROL_FILES,
+    ControlFiles,
+    ErrorLog,
+    RestoreSinks,
+    SinkFile,
+    render_status,
+)
 from sessionfs.fs.handles import (
     ConstHandle,
     Handle,
     HandleTable,
     MetaHandle,
     ScratchHandle,
+    SinkHandle,
 )
 from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.namespace import Doom, NamespaceOps
@@ -64,6 +74,7 @@ from sessionfs.fs.paths import (
     INNER,
     META,
     META_NAME,
+    RENAME_NOREPLACE,
     ROOT,
     TOP,
     Where,
@@ -71,12 +82,15 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import (
+    DEFAULT_SCRATCH_MAX_BYTES,
+    DEFAULT_SCRATCH_MAX_FILES,
+    ScratchBudget,
     ScratchFile,
     ScratchTree,
     is_root_scratch_name,
 )
 from sessionfs.maintenance import reappeared_legacy
-from sessionfs.store import locate_store
+from sessionfs.store import StoreLocation, locate_store
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
@@ -99,7 +113,10 @@ class SessionView(NamespaceOps):
     def __init__(self, store: Store, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None,
-                 hide_grace: float = 10.0) -> None:
+                 hide_grace: float = 10.0,
+                 scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
+                 scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES,
+                 permissions: tuple[int, int] | None = None) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -111,12 +128,16 @@ class SessionView(NamespaceOps):
             self.read_only_reason = None
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
+        #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
+        #: store's own modes (``--allow-other``, see ``mount.shared_access``).
+        self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
         self.hide_grace = hide_grace
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
-        self._scratch = ScratchTree()
+        self._scratch = ScratchTree(ScratchBudget(scratch_max_bytes, scratch_max_files,
+                                                  on_refuse=self.reject))
         self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
         self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
         self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
@@ -124,6 +145,9 @@ class SessionView(NamespaceOps):
         self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
+        self._control = ControlFiles(self._started_ns)
+        self._sinks = RestoreSinks()
+        self._location: StoreLocation | None = None  # found at the first status
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
         self.invalidate: Callable[[str], None] | None = None
@@ -176,7 +200,16 @@ class SessionView(NamespaceOps):
             raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
 
     # -- attributes ------------------------------------------------------------------------------
+    def _shown_mode(self, mode: int) -> int:
+        """``mode`` with this mount's permission bits (links keep their 0777)."""
+        if stat.S_ISDIR(mode):
+            return stat.S_IFDIR | self._dir_bits
+        if stat.S_ISREG(mode):
+            return stat.S_IFREG | self._file_bits
+        return mode
+
     def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
+        mode = self._shown_mode(mode)
         return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
                 "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
@@ -204,10 +237,13 @@ class SessionView(NamespaceOps):
         if kind == CONTROL:
             return self._attrs(CONTROL_DIR_MODE, 0, self._started_ns, 2)
         if kind == CONTROL_FILE:
-            if where.name not in CONTROL_FILES:
+            sink = self._sinks.get(where.name)
+            if sink is not None:
+                return self._attrs(CONTROL_FILE_MODE, sink.size, sink.mtime_ns)
+            if where.name not in CONTROL_FILES or self._sinks.hidden(where.name):
                 fail(errno.ENOENT)
-            return self._attrs(CONTROL_FILE_MODE, len(self._control_bytes(where.name)),
-                               time.time_ns())
+            data, mtime_ns = self._control_snapshot(where.name)
+            return self._attrs(CONTROL_FILE_MODE, len(data), mtime_ns)
         if kind == TOP:
             return self._top_attrs(where.top)
         if kind == META:
@@ -232,7 +268,7 @@ class SessionView(NamespaceOps):
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
-                return DIR_MODE, 2, 0, meta.updated_ns
+                return stat.S_IFDIR | self._dir_bits, 2, 0, meta.updated_ns
         try:
             attrs = self.getattr(f"{directory}/{name}")
         except (OSError, SessionfsError):
@@ -300,7 +336,8 @@ class SessionView(NamespaceOps):
                 entries.extend((name, file.mode) for name, file in self._scratch.items(""))
             return entries
         if where.kind == CONTROL:
-            return entries + [(name, CONTROL_FILE_MODE) for name in CONTROL_FILES]
+            return entries + [(name, CONTROL_FILE_MODE)
+                              for name in (*CONTROL_FILES, *self._sinks.names())]
         if where.kind == TOP:
             key, state = self._require_dir(where.top)
             if key is not None and state == "session" and not self._hidden_now(key):
@@ -338,18 +375,46 @@ class SessionView(NamespaceOps):
         self.handles.pop(fh)
 
     # -- control files ---------------------------------------------------------------------------
-    def _control_bytes(self, name: str) -> bytes:
+    #: While a ``sessions.json`` lies beside ``sessions.d``, how often ``status`` compares the
+    #: two again (the comparison reads both stores whole).
+    STRAY_RECHECK_SECONDS = 10.0
+
+    def _control_snapshot(self, name: str) -> tuple[bytes, int]:
+        """``(content, mtime_ns)`` of a control file, rendered once per change of what it
+        shows: a ``stat`` costs a fingerprint and a ``stat`` of ``sessions.json``, no store
+        read."""
         if name == "errors":
-            return self.errors.render()
+            return self._control.get(name, self.errors.version, self.errors.render)
+        if self._location is None:
+            self._location = locate_store(self.store.path)
+        stray: object = None
+        if self._location.layout == "directory":
+            try:
+                st = os.stat(self._location.legacy_path)
+            except OSError:
+                pass
+            else:
+                stray = (st.st_ino, st.st_mtime_ns, st.st_size,
+                         int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
+        budget = self._scratch.budget
+        token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
+                 self.read_only_reason)
+        return self._control.get(name, token, self._render_status)
+
+    def _render_status(self) -> bytes:
         try:
             count: int | str = len(self.store.keys())
         except SessionfsError as exc:
             count = f"unknown ({exc})"
-        stray = reappeared_legacy(locate_store(self.store.path))  # a legacy gateway still writing
+        assert self._location is not None
+        stray = reappeared_legacy(self._location)  # a legacy gateway still writing
+        budget = self._scratch.budget
         return render_status(store_path=self.store.path, layout=self.store.layout,
                              sessions=count, read_only_reason=self.read_only_reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size,
-                             warnings=(f"{stray.path}: {stray.detail}",) if stray else ())
+                             warnings=(f"{stray.path}: {stray.detail}",) if stray else (),
+                             scratch=(budget.files, budget.max_files, budget.bytes,
+                                      budget.max_bytes))
 
     def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
@@ -360,11 +425,13 @@ class SessionView(NamespaceOps):
         where = parse_path(path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         if where.kind == CONTROL_FILE:
-            if where.name not in CONTROL_FILES:
+            sink = self._sinks.get(where.name)
+            if sink is None and (where.name not in CONTROL_FILES
+                                 or self._sinks.hidden(where.name)):
                 fail(errno.ENOENT)
-            if writing:
-                fail(errno.EACCES, "the control folder is read-only")
-            return self.handles.add(ConstHandle(self._control_bytes(where.name), time.time_ns()))
+            if writing or sink is not None:
+                return self._open_sink(where.name, sink, flags)
+            return self.handles.add(ConstHandle(*self._control_snapshot(where.name)))
         if writing:
             self._require_writable()
         if where.kind == META:
@@ -379,17 +446,56 @@ class SessionView(NamespaceOps):
                     if where.kind == TOP and self._dir_exists(where.top, key):
                         fail(errno.EISDIR)
                     fail(errno.ENOENT)
-                return self._open_scratch(file, flags)
+                return self._open_scratch(file, flags, path)
         if where.kind in (ROOT, CONTROL):
             fail(errno.EISDIR)
         fail(errno.ENOENT)
 
-    def _open_scratch(self, file: ScratchFile, flags: int) -> int:
+    def _open_sink(self, name: str, sink: SinkFile | None, flags: int) -> int:
+        """A restore writing into ``/.sessionfs`` (see :class:`RestoreSinks`): accepted, and
+        nothing of it kept. ``sink`` None: a control file itself, opened for writing."""
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable or flags & os.O_TRUNC:
+            self._require_writable()
+            log.info("discarding what is written to /%s/%s (the control files show this "
+                     "mount's state)", CONTROL_DIR, name)
+        if sink is None:
+            handle = SinkHandle(name, SinkFile(), None, writable=writable)
+        else:
+            handle = SinkHandle(name, sink, self._sinks, writable=writable)
+            if flags & os.O_TRUNC:
+                handle.truncate(0)
+        return self.handles.add(handle)
+
+    def control_unlink(self, name: str) -> None:
+        """``unlink`` in ``/.sessionfs``: a sink goes; a control file is hidden until a restore
+        creates it again (``tar -x``), then shows its own content again."""
+        self._require_writable()
+        if self._sinks.get(name) is not None and self._sinks.unlink(name):
+            return
+        if name not in CONTROL_FILES or self._sinks.hidden(name):
+            fail(errno.ENOENT)
+        self._sinks.hide(name)
+
+    def control_rename(self, old: str, new: str, flags: int) -> None:
+        """``rename`` within ``/.sessionfs``: only a sink moves (``rsync``'s temp file onto
+        ``status``); the control files themselves stay where they are."""
+        self._require_writable()
+        if self._sinks.get(old) is None:
+            if old in CONTROL_FILES:
+                fail(errno.EACCES, "the control files cannot be moved")
+            fail(errno.ENOENT)
+        if flags & RENAME_NOREPLACE and (new in CONTROL_FILES or self._sinks.get(new)):
+            fail(errno.EEXIST)
+        self._sinks.rename(old, new)
+
+    def _open_scratch(self, file: ScratchFile, flags: int, path: str = "") -> int:
         if file.is_link:
             fail(errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
-                               limit=2 * self.max_entry_size + (1 << 20))
+                               limit=2 * self.max_entry_size + (1 << 20),
+                               budget=self._scratch.budget, path=path)
         if flags & os.O_TRUNC:
             handle.truncate(0)
         return self.handles.add(handle)
@@ -437,7 +543,15 @@ class SessionView(NamespaceOps):
     def create(self, path: str, flags: int) -> int:
         """``open(O_CREAT)`` of a name the kernel did not find."""
         where = parse_path(path)
-        if where.kind in (CONTROL, CONTROL_FILE):
+        if where.kind == CONTROL_FILE:
+            self._require_writable()
+            if where.name in CONTROL_FILES and self._sinks.get(where.name) is None \
+                    and not self._sinks.hidden(where.name):
+                if flags & os.O_EXCL:
+                    fail(errno.EEXIST)
+                return self._open_sink(where.name, None, flags)
+            return self._open_sink(where.name, self._sinks.create(where.name), flags)
+        if where.kind == CONTROL:
             fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
         if where.kind == META:
@@ -460,7 +574,7 @@ class SessionView(NamespaceOps):
             if file is None:
                 file = ScratchFile()
                 self._scratch.put(where.directory, where.leaf, file)
-            return self._open_scratch(file, flags)
+            return self._open_scratch(file, flags, path)
 
     # -- handle operations -----------------------------------------------------------------------
     def read(self, fh: int, size: int, offset: int) -> bytes:
@@ -514,6 +628,13 @@ class SessionView(NamespaceOps):
         if path is None:
             fail(errno.EBADF)
         where = parse_path(path)
+        if where.kind == CONTROL_FILE and self._sinks.get(where.name) is not None:
+            fh = self.open(path, os.O_WRONLY)
+            try:
+                self.handles.get(fh).truncate(length)
+            finally:
+                self.release(fh)
+            return
         if where.kind in (CONTROL, CONTROL_FILE):
             fail(errno.EACCES, "the control folder is read-only")
         self._require_writable()
