@@ -18,6 +18,7 @@ Rendering reads every entry, so it is memoised per store version (:class:`Projec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -266,10 +267,8 @@ def render(store: Store, transcripts_dir: str, version: object = None) -> Projec
             elif (name := transcript_name(key, entry)) is not None:
                 entry = with_session_file(entry, f"{transcripts_dir}/{name}")
             members.append((key, indent_member(jsonfmt.dumps(entry))))
-        try:
+        with contextlib.suppress(OSError):
             mtime_ns = max(mtime_ns, os.stat(store.path).st_mtime_ns)
-        except OSError:
-            pass
     data = assemble(members)
     return Projection(version, data, mtime_ns or time.time_ns(), names, _digest(data))
 
