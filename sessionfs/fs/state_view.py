@@ -625,9 +625,8 @@ class StateRoot:
 
     def serve(self, mountpoint: str, options: Any, ready: object = None) -> int:
         """Run the state mount until it is unmounted (mount.py's ``_serve`` for a state)."""
-        import signal
-
         import importlib
+        import signal
 
         mounting = importlib.import_module("sessionfs.fs.mount")
         from sessionfs.fs.operations import SessionFUSE, SessionOperations
