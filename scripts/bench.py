@@ -1757,6 +1757,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["state"]:  # the state mount (scripts/bench_state.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_state
+
+        return bench_state.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "_worker":
         return worker_main(args.spec)

@@ -161,6 +161,22 @@ def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
     return opened
 
 
+def _is_state(store: os.PathLike[str] | str | None) -> bool:
+    from sessionfs.state import is_state_dir
+
+    return store is not None and is_state_dir(os.path.expanduser(os.fspath(store)))
+
+
+def _open_state(state: os.PathLike[str] | str, options: MountOptions) -> Any:
+    """A state directory (``STATE/agents/<id>/``): every agent's store, file-era layout."""
+    from sessionfs.fs.state_view import StateRoot
+
+    if options.migrate:
+        raise UsageError("--migrate converts one store; run 'sessionfs migrate "
+                         "STATE/agents/<id>' for each agent instead")
+    return StateRoot(os.path.expanduser(os.fspath(state)))
+
+
 def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dict[str, object]:
     timeout = max(0.0, options.timeout)
     kwargs: dict[str, object] = {
@@ -329,6 +345,8 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     if log_handler is not None:
         logging.getLogger("sessionfs").addHandler(log_handler)
     _return_big_buffers_to_the_os()
+    if getattr(store, "layout", None) == "state":  # a whole state directory (state_view)
+        return store.serve(mountpoint, options, ready)  # type: ignore[attr-defined]
 
     view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
                        read_only=options.read_only,
@@ -432,7 +450,7 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     _check_fuse()
     _check_allow_other(options)
     _check_log_path(options.log_file)
-    opened = _open(store, options)
+    opened = _open_state(store, options) if _is_state(store) else _open(store, options)
     log_handler = _open_log(options.log_file)
     if options.foreground:
         return _serve(opened, target, options, log_handler=log_handler)

@@ -1,0 +1,155 @@
+"""``bench.py state``: the state mount against the same files on disk (table + JSON).
+
+* a tool-like walk (parse every sessions.json, read and parse every transcript), warm pass;
+* ``find MOUNT | wc -l``;
+* first ``stat`` + read of a rendered sessions.json of 650 sessions / 80 MB, and a repeat;
+* rendering cost of sessions.json at 100k small sessions (no mount: the projection itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sessionfs.demo import generate_entries, write_legacy_store  # noqa: E402
+from sessionfs.demo_sqlite import generate_sqlite_store  # noqa: E402
+from sessionfs.migrate import migrate  # noqa: E402
+from sessionfs.projection import render  # noqa: E402
+from sessionfs.store import open_store  # noqa: E402
+
+
+def tool_walk(root: Path) -> int:
+    """What a token tracker does; returns the bytes it read."""
+    total = 0
+    for store_file in glob.glob(f"{root}/agents/*/sessions/sessions.json"):
+        with open(store_file, "rb") as stream:
+            data = stream.read()
+        total += len(data)
+        json.loads(data)
+    for path in glob.glob(f"{root}/agents/*/sessions/*.jsonl"):
+        with open(path, "rb") as stream:
+            data = stream.read()
+        total += len(data)
+        for line in data.splitlines():
+            json.loads(line)
+    return total
+
+
+def timed(action, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def mount(state: Path, mp: Path) -> None:
+    mp.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "sessionfs", "mount", str(state), str(mp)],
+                   check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def unmount(mp: Path) -> None:
+    subprocess.run(["fusermount3", "-u", str(mp)], check=False)
+
+
+def build_state(base: Path, sessions: int) -> Path:
+    state = base / "state"
+    folder = state / "agents" / "files" / "sessions"
+    entries = generate_entries(sessions, seed=5)
+    write_legacy_store(folder, entries)
+    import random
+
+    from sessionfs.demo_sqlite import demo_transcript
+
+    rng = random.Random(5)
+    for entry in entries.values():
+        lines = demo_transcript(rng, entry["sessionId"], entry["sessionStartedAt"], events=16)
+        (folder / f"{entry['sessionId']}.jsonl").write_text("".join(x + "\n" for x in lines))
+    migrate(folder)
+    generate_sqlite_store(state / "agents" / "sqlite", sessions, events=16)
+    (state / "agents" / "sqlite" / "sessions").mkdir(exist_ok=True)
+    return state
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench.py state")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=str(ROOT / "bench-results" / "state.json"))
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--render-sessions", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sessions, args.render_sessions = 300, 5000
+    results: dict[str, float | int | str] = {"sessions_per_agent": args.sessions}
+    base = Path(tempfile.mkdtemp(prefix="sessionfs-bench-state-", dir="/var/tmp"))
+    try:
+        state = build_state(base, args.sessions)
+        mp = base / "mnt"
+        mount(state, mp)
+        try:
+            disk = base / "disk"  # the same files, on disk (copied out of the mount)
+            shutil.copytree(mp / "agents", disk / "agents",
+                            ignore=shutil.ignore_patterns("sessions.d"))
+            tool_walk(mp)  # cold pass
+            results["walk_mount_warm_s"] = timed(lambda: tool_walk(mp), 3)
+            results["walk_disk_warm_s"] = timed(lambda: tool_walk(disk), 3)
+            results["walk_ratio"] = results["walk_mount_warm_s"] / results["walk_disk_warm_s"]
+            count = subprocess.run(f"find {mp} | wc -l", shell=True, capture_output=True,
+                                   text=True).stdout.strip()
+            results["find_entries"] = int(count)
+            results["find_mount_s"] = timed(lambda: subprocess.run(
+                f"find {mp} | wc -l", shell=True, capture_output=True), 1)
+            results["find_disk_s"] = timed(lambda: subprocess.run(
+                f"find {disk} | wc -l", shell=True, capture_output=True), 1)
+        finally:
+            unmount(mp)
+        # 650 sessions / 80 MB, rendered (sessions.d)
+        big_state = base / "big"
+        folder = big_state / "agents" / "big" / "sessions"
+        write_legacy_store(folder, generate_entries(650, seed=9, entry_bytes=125_000))
+        migrate(folder)
+        big_mp = base / "bigmnt"
+        mount(big_state, big_mp)
+        try:
+            target = big_mp / "agents" / "big" / "sessions" / "sessions.json"
+
+            def stat_read() -> None:
+                size = os.stat(target).st_size
+                with open(target, "rb") as stream:
+                    assert len(stream.read()) == size
+
+            results["big_first_stat_read_s"] = timed(stat_read)
+            results["big_repeat_stat_read_s"] = timed(stat_read, 3)
+            results["big_bytes"] = os.stat(target).st_size
+        finally:
+            unmount(big_mp)
+        # rendering at 100k small sessions (SQLite store, no mount)
+        generate_sqlite_store(base / "render" / "agents" / "r", args.render_sessions, events=1)
+        store = open_store(base / "render" / "agents" / "r")
+        results["render_sessions"] = args.render_sessions
+        results["render_s"] = timed(lambda: render(store, "/mnt/agents/r/sessions"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"{'measurement':32} value")
+    for name, value in results.items():
+        print(f"{name:32} {value:.4f}" if isinstance(value, float) else f"{name:32} {value}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,663 @@
+"""The state mount: a whole openclaw state directory laid out the way the file era did.
+
+::
+
+    /agents/<id>/sessions/sessions.json            rendered (sessionfs.projection), read-only
+    /agents/<id>/sessions/<sessionId>.jsonl        the transcript (-topic-<n>), read-only
+    /agents/<id>/sessions/sessions.d/<name>/meta.json  a per-agent SessionView (writable
+                                                   wherever the store is)
+    /.sessionfs/status, errors                     one section per agent
+
+Tools that read openclaw's file layout (token and cost trackers, search indexes) keep working
+on every generation. Nothing else of the state directory is shown; agents that appear or
+vanish show within ``timeout``.
+
+Page cache: ``sessions.json`` and the transcripts are served through the kernel's page cache
+(no direct I/O) and opened with ``keep_cache`` while their bytes are unchanged since the last
+open, so a warm re-read never reaches this process. When the bytes changed, the open drops the
+cached pages and attributes of that path (``fuse_invalidate_path``), so a reader that stats and
+then reads ``st_size`` bytes gets the whole of one version. Each open file keeps the version it
+opened (a rendered ``sessions.json`` or a transcript source of fixed size): a store changing
+during a walk shows the old or the new version of a file, never a mix.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
+from sessionfs.errors import ReadOnlyStore, SessionfsError
+from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
+from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
+from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
+from sessionfs.fs.view import DirHandle, SessionView
+from sessionfs.projection import Projector
+from sessionfs.state import find_agents
+from sessionfs.store import StoreLocation, open_store
+from sessionfs.store.base import Store, TranscriptSource
+
+__all__ = ["StateRoot", "StateView"]
+
+log = logging.getLogger("sessionfs.fs")
+
+SESSIONS_JSON = "sessions.json"
+SESSIONS_D = "sessions.d"
+INNER_TRANSCRIPT = "transcript.jsonl"
+READ_ONLY_FILE = 0o100400
+READ_ONLY_DIR = 0o040500
+EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only in the state "
+                "mount; edit sessions.d/<name>/meta.json instead")
+
+
+class _CachedBytes(Handle):
+    """An open rendering of ``sessions.json``: fixed bytes, through the page cache."""
+
+    direct_io = False
+    noflush = True
+
+    def __init__(self, data: bytes, mtime_ns: int, keep_cache: bool) -> None:
+        self._data = data
+        self._mtime_ns = mtime_ns
+        self.keep_cache = keep_cache
+
+    def size(self) -> int:
+        return len(self._data)
+
+    def mtime_ns(self) -> int:
+        return self._mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return self._data[offset:offset + size]
+
+
+class _TranscriptHandle(Handle):
+    """An open transcript: the source as it was at open (fixed size), read on demand."""
+
+    direct_io = False
+    noflush = True
+
+    def __init__(self, source: TranscriptSource, keep_cache: bool) -> None:
+        self.source = source
+        self.keep_cache = keep_cache
+
+    def size(self) -> int:
+        return self.source.size
+
+    def mtime_ns(self) -> int:
+        return self.source.mtime_ns
+
+    def read(self, size: int, offset: int) -> bytes:
+        return self.source.read(offset, size)
+
+    def release(self) -> None:
+        self.source.close()
+
+
+class _Delegated(Handle):
+    """A file opened inside ``sessions.d``: the agent view's own handle number."""
+
+    def __init__(self, agent: _Agent, inner_fh: int, inner: Handle | None) -> None:
+        self.agent = agent
+        self.inner_fh = inner_fh
+        self.direct_io = getattr(inner, "direct_io", True)
+        self.noflush = getattr(inner, "noflush", False)
+        self.writable = getattr(inner, "writable", False)
+        self.keep_cache = False
+
+
+@dataclass
+class _Agent:
+    """One agent: its store, the SessionView serving its sessions.d, its sessions.json."""
+
+    agent_id: str
+    location: StoreLocation
+    store: Store
+    view: SessionView
+    projector: Projector
+
+    @property
+    def prefix(self) -> str:
+        return f"/agents/{self.agent_id}/sessions"
+
+
+def _view_accepts_transcripts_flag() -> bool:
+    return "transcripts" in inspect.signature(SessionView.__init__).parameters
+
+
+class StateView:
+    """The mounted tree over a state directory; the same interface as :class:`SessionView`
+    (the adapter in :mod:`sessionfs.fs.operations` drives either)."""
+
+    def __init__(self, state: os.PathLike[str] | str, mountpoint: str, *, timeout: float = 1.0,
+                 max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
+                 uid: int | None = None, gid: int | None = None) -> None:
+        self.state = Path(os.path.abspath(state))
+        self.path = self.state  # what mount options and logs name
+        self.mountpoint = mountpoint.rstrip("/") or "/"
+        self.timeout = timeout
+        self.max_entry_size = max_entry_size
+        self.read_only = read_only
+        self.read_only_reason: str | None = None  # per agent; the mount itself is read-write
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.handles = HandleTable()
+        self.errors = ErrorLog()
+        self._lock = threading.RLock()
+        self._agents: dict[str, _Agent] = {}
+        self._problems: dict[str, str] = {}  # agent id -> why its store cannot be served
+        self._scanned_at: float | None = None
+        self._started_ns = time.time_ns()
+        self._hide_inner_transcripts = not _view_accepts_transcripts_flag()
+        #: path -> token of the bytes whose pages the kernel may hold (set at open)
+        self._paged: dict[str, object] = {}
+        #: path -> token whose size the kernel was last told (getattr or open)
+        self._sized: dict[str, object] = {}
+        #: Set by the adapter: drop the kernel's cached attributes and pages of a path.
+        self.invalidate: Callable[[str], None] | None = None
+
+    # -- agents ----------------------------------------------------------------------------------
+    def agents(self) -> dict[str, _Agent]:
+        """The agents now (rescanned when the last scan is older than ``timeout``)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._scanned_at is not None and now - self._scanned_at < self.timeout:
+                return self._agents
+            found = find_agents(self.state)
+            agents: dict[str, _Agent] = {}
+            problems: dict[str, str] = {}
+            for agent_id, location in found.items():
+                known = self._agents.get(agent_id)
+                if known is not None and known.location == location:
+                    agents[agent_id] = known
+                    continue
+                try:
+                    agents[agent_id] = self._open_agent(agent_id, location)
+                except (SessionfsError, OSError) as exc:
+                    problems[agent_id] = str(exc)
+                    log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
+            self._agents, self._problems = agents, problems
+            self._scanned_at = time.monotonic()
+            return agents
+
+    def _open_agent(self, agent_id: str, location: StoreLocation) -> _Agent:
+        store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
+        store.keys()  # unreadable stores fail here, not on the first ls
+        extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
+        view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
+                           read_only=self.read_only, uid=self.uid, gid=self.gid, **extra)
+        prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
+        view.invalidate = lambda inner: self._invalidate(prefix + inner)
+        transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
+        projector = Projector(store, transcripts_dir, recheck=self.timeout)
+        return _Agent(agent_id, location, store, view, projector)
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self.agents().get(agent_id)
+        if agent is None:
+            fail(errno.ENOENT)
+        return agent
+
+    def _invalidate(self, path: str) -> None:
+        if self.invalidate is None:
+            return
+        try:
+            self.invalidate(path)
+        except Exception:  # the kernel never saw the path, or the mount is going away
+            log.debug("invalidating %s failed", path, exc_info=True)
+
+    # -- paths -----------------------------------------------------------------------------------
+    def _route(self, path: str) -> tuple[str, list[str], _Agent | None, str]:
+        """``(kind, parts, agent, inner path)``: kinds root, control, control-file, agents,
+        agent, sessions, sessions-json, transcript, inner (inside sessions.d)."""
+        parts = [part for part in path.split("/") if part]
+        count = len(parts)
+        if count == 0:
+            return "root", parts, None, ""
+        if parts[0] == CONTROL_DIR:
+            if count == 1:
+                return "control", parts, None, ""
+            if count == 2 and parts[1] in CONTROL_FILES:
+                return "control-file", parts, None, ""
+            fail(errno.ENOENT)
+        if parts[0] != "agents":
+            fail(errno.ENOENT)
+        if count == 1:
+            return "agents", parts, None, ""
+        agent = self._agent(parts[1])
+        if count == 2:
+            return "agent", parts, agent, ""
+        if parts[2] != "sessions":
+            fail(errno.ENOENT)
+        if count == 3:
+            return "sessions", parts, agent, ""
+        if parts[3] == SESSIONS_D:
+            inner = parts[4:]
+            if inner and inner[0] == CONTROL_DIR:
+                fail(errno.ENOENT)  # the agent view's own control folder: ours is at the root
+            if (self._hide_inner_transcripts and len(inner) == 2
+                    and inner[1] == INNER_TRANSCRIPT):
+                fail(errno.ENOENT)
+            return "inner", parts, agent, "/" + "/".join(inner)
+        if count == 4 and parts[3] == SESSIONS_JSON:
+            return "sessions-json", parts, agent, ""
+        if count == 4 and parts[3].endswith(".jsonl"):
+            return "transcript", parts, agent, ""
+        fail(errno.ENOENT)
+
+    # -- attributes ------------------------------------------------------------------------------
+    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
+        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
+                "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
+                "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
+
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
+        handle = self.handles.find(fh)
+        if isinstance(handle, _Delegated):
+            return handle.agent.view.getattr(None, handle.inner_fh)
+        if handle is not None and not isinstance(handle, DirHandle):
+            mode = FILE_MODE if isinstance(handle, ConstHandle) else READ_ONLY_FILE
+            return self._attrs(mode, handle.size(), handle.mtime_ns())
+        if path is None:
+            fail(errno.EBADF)
+        kind, parts, agent, inner = self._route(path)
+        if kind == "root":
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+        if kind == "control":
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+        if kind == "control-file":
+            return self._attrs(FILE_MODE, len(self._control_bytes(parts[1])), time.time_ns())
+        if kind == "agents":
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2)
+        assert agent is not None
+        if kind == "agent":
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
+                               2)
+        if kind == "sessions":
+            projection = agent.projector.get()
+            return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2)
+        if kind == "sessions-json":
+            projection = agent.projector.get()
+            with self._lock:
+                self._sized[path] = projection.token
+            return self._attrs(READ_ONLY_FILE, len(projection.data), projection.mtime_ns)
+        if kind == "transcript":
+            source = self._transcript(agent, parts[3])
+            try:
+                with self._lock:
+                    self._sized[path] = source.token
+                return self._attrs(READ_ONLY_FILE, source.size, source.mtime_ns)
+            finally:
+                source.close()
+        attrs = agent.view.getattr(inner)
+        return attrs
+
+    def _mtime_of(self, path: Path) -> int:
+        try:
+            return os.stat(path).st_mtime_ns
+        except OSError:
+            return self._started_ns
+
+    def _transcript(self, agent: _Agent, name: str) -> TranscriptSource:
+        key = agent.projector.get().names.get(name)
+        if key is None:
+            fail(errno.ENOENT)
+        source = agent.store.transcript(key)
+        if source is None:
+            fail(errno.ENOENT)
+        return source
+
+    def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
+        """``(mode, nlink, size, mtime_ns)`` for READDIRPLUS, or None when it vanished."""
+        try:
+            attrs = self.getattr(f"{directory}/{name}")
+        except (OSError, SessionfsError):
+            return None
+        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+
+    def accept_metadata_change(self, path: str | None) -> None:
+        if path is None:
+            return
+        kind, _parts, agent, inner = self._route(path)
+        if kind == "inner" and agent is not None:
+            agent.view.accept_metadata_change(inner)
+        else:
+            self.getattr(path)
+
+    def statfs(self) -> dict[str, int]:
+        try:
+            st = os.statvfs(self.state)
+        except OSError:
+            return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+        return {"f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks,
+                "f_bfree": st.f_bfree, "f_bavail": st.f_bavail, "f_files": st.f_files,
+                "f_ffree": st.f_ffree, "f_favail": st.f_favail, "f_namemax": 255}
+
+    # -- listings --------------------------------------------------------------------------------
+    def listdir(self, path: str) -> list[tuple[str, int]]:
+        kind, _parts, agent, inner = self._route(path)
+        entries = [(".", DIR_MODE), ("..", DIR_MODE)]
+        if kind == "root":
+            return [*entries, (CONTROL_DIR, DIR_MODE), ("agents", READ_ONLY_DIR)]
+        if kind == "control":
+            return entries + [(name, FILE_MODE) for name in CONTROL_FILES]
+        if kind == "agents":
+            return entries + [(agent_id, READ_ONLY_DIR) for agent_id in self.agents()]
+        if kind == "agent":
+            return [*entries, ("sessions", DIR_MODE)]
+        assert agent is not None
+        if kind == "sessions":
+            projection = agent.projector.get()
+            entries.append((SESSIONS_JSON, READ_ONLY_FILE))
+            entries.extend((name, READ_ONLY_FILE) for name in projection.names)
+            entries.append((SESSIONS_D, DIR_MODE))
+            return entries
+        if kind == "inner":
+            listed = agent.view.listdir(inner)
+            if inner == "/":
+                return [item for item in listed if item[0] != CONTROL_DIR]
+            if self._hide_inner_transcripts and inner.count("/") == 1:
+                return [item for item in listed if item[0] != INNER_TRANSCRIPT]
+            return listed
+        fail(errno.ENOTDIR)
+
+    def opendir(self, path: str) -> int:
+        return self.handles.add(DirHandle(path, self.listdir(path)))
+
+    def dir_entries(self, fh: int) -> DirHandle:
+        handle = self.handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            fail(errno.EBADF)
+        return handle
+
+    def releasedir(self, fh: int) -> None:
+        self.handles.pop(fh)
+
+    # -- control files ---------------------------------------------------------------------------
+    def _control_bytes(self, name: str) -> bytes:
+        agents = self.agents()
+        if name == "errors":
+            parts = [self.errors.render()]
+            for agent_id, agent in agents.items():
+                inner = agent.view.errors.render()
+                if inner:
+                    parts.append(f"# agent {agent_id} (paths inside sessions.d)\n".encode()
+                                 + inner)
+            return b"".join(parts)
+        lines = [f"state: {self.state}", f"mountpoint: {self.mountpoint}",
+                 f"agents: {len(agents)}", f"timeout: {self.timeout:g}", f"pid: {os.getpid()}"]
+        for agent_id, agent in agents.items():
+            try:
+                count: int | str = len(agent.store.keys())
+            except SessionfsError as exc:
+                count = f"unknown ({exc})"
+            writable = agent.view.read_only_reason
+            lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
+                      f"generation: {agent.store.generation}", f"sessions: {count}",
+                      "sessions.d writable: " + ("yes" if writable is None
+                                                 else f"no ({writable})")]
+        for agent_id, problem in self._problems.items():
+            lines += ["", f"[agent {agent_id}]", f"error: {' '.join(problem.split())}"]
+        return ("\n".join(lines) + "\n").encode("utf-8", "replace")
+
+    # -- opening files ---------------------------------------------------------------------------
+    def _refuse(self, path: str, detail: str = EDIT_INSTEAD) -> None:
+        exc = ReadOnlyStore(f"{path}: {detail}")
+        self.errors.add(path, exc.errno, str(exc))
+        raise exc
+
+    def open(self, path: str, flags: int) -> int:
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        kind, parts, agent, inner = self._route(path)
+        if kind == "control-file":
+            if writing:
+                fail(errno.EACCES, "the control folder is read-only")
+            return self.handles.add(ConstHandle(self._control_bytes(parts[1]), time.time_ns()))
+        if kind == "inner":
+            assert agent is not None
+            inner_fh = agent.view.open(inner, flags)
+            return self.handles.add(_Delegated(agent, inner_fh,
+                                               agent.view.handles.find(inner_fh)))
+        if kind in ("sessions-json", "transcript"):
+            assert agent is not None
+            if writing:
+                self._refuse(path, EDIT_INSTEAD if kind == "sessions-json" else
+                             "transcripts are read-only in the state mount")
+            if kind == "sessions-json":
+                projection = agent.projector.get()
+                keep = self._opened(path, projection.token)
+                return self.handles.add(_CachedBytes(projection.data, projection.mtime_ns, keep))
+            source = self._transcript(agent, parts[3])
+            keep = self._opened(path, source.token)
+            return self.handles.add(_TranscriptHandle(source, keep))
+        fail(errno.EISDIR)
+
+    def _opened(self, path: str, token: object) -> bool:
+        """Whether the kernel may keep its cached pages of ``path`` (same bytes as the last
+        open); when the size it was told differs, drop its attributes and pages now."""
+        with self._lock:
+            was_paged = path in self._paged
+            keep = was_paged and self._paged[path] == token
+            stale_size = path in self._sized and self._sized[path] != token
+            self._paged[path] = token
+            self._sized[path] = token
+        if stale_size or (was_paged and not keep):
+            self._invalidate(path)
+        return keep
+
+    def create(self, path: str, flags: int) -> int:
+        kind, _parts, agent, inner = self._route_for_new(path)
+        if kind == "inner" and agent is not None:
+            inner_fh = agent.view.create(inner, flags)
+            return self.handles.add(_Delegated(agent, inner_fh,
+                                               agent.view.handles.find(inner_fh)))
+        if kind in ("control", "control-file"):
+            fail(errno.EACCES, "the control folder is read-only")
+        self._refuse(path, "only sessions.d/<name>/meta.json is writable in the state mount")
+        raise AssertionError  # unreachable
+
+    def _route_for_new(self, path: str) -> tuple[str, list[str], _Agent | None, str]:
+        """Route a name that may not exist yet (create, mkdir, rename target)."""
+        try:
+            return self._route(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        parts = [part for part in path.split("/") if part]
+        if parts and parts[0] == CONTROL_DIR:
+            return "control", parts, None, ""
+        return "outside", parts, None, ""
+
+    # -- handle operations -----------------------------------------------------------------------
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        handle = self.handles.get(fh)
+        if isinstance(handle, _Delegated):
+            return handle.agent.view.read(handle.inner_fh, size, offset)
+        return handle.read(size, offset)
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        handle = self.handles.get(fh)
+        if isinstance(handle, _Delegated):
+            return handle.agent.view.write(handle.inner_fh, data, offset)
+        fail(errno.EBADF)
+
+    def flush(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        if isinstance(handle, _Delegated):
+            try:
+                handle.agent.view.flush(handle.inner_fh)
+            finally:
+                if handle.writable:
+                    handle.agent.projector.forget()
+
+    def fsync(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        if isinstance(handle, _Delegated):
+            try:
+                handle.agent.view.fsync(handle.inner_fh)
+            finally:
+                handle.agent.projector.forget()
+
+    def release(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        try:
+            if isinstance(handle, _Delegated):
+                handle.agent.view.release(handle.inner_fh)
+                if handle.writable:
+                    handle.agent.projector.forget()
+            else:
+                handle.release()
+        finally:
+            self.handles.pop(fh)
+
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
+        handle = self.handles.find(fh)
+        if isinstance(handle, _Delegated):
+            handle.agent.view.truncate(None, length, handle.inner_fh)
+            return
+        if handle is not None:
+            fail(errno.EBADF if not isinstance(handle, ConstHandle) else errno.EACCES)
+        if path is None:
+            fail(errno.EBADF)
+        kind, _parts, agent, inner = self._route(path)
+        if kind == "inner" and agent is not None:
+            agent.view.truncate(inner, length, None)
+            agent.projector.forget()
+            return
+        if kind == "control-file":
+            fail(errno.EACCES, "the control folder is read-only")
+        if kind in ("sessions-json", "transcript"):
+            self._refuse(path)
+        fail(errno.EISDIR)
+
+    # -- names -----------------------------------------------------------------------------------
+    def _mutate(self, path: str, action: Callable[[_Agent, str], None]) -> None:
+        kind, _parts, agent, inner = self._route_for_new(path)
+        if kind == "inner" and agent is not None:
+            try:
+                action(agent, inner)
+            finally:
+                agent.projector.forget()
+            return
+        if kind in ("control", "control-file"):
+            fail(errno.EACCES, "the control folder is read-only")
+        self._refuse(path, EDIT_INSTEAD if path.endswith("/" + SESSIONS_JSON) else
+                     "only sessions.d/<name>/meta.json is writable in the state mount")
+
+    def mkdir(self, path: str) -> None:
+        self._mutate(path, lambda agent, inner: agent.view.mkdir(inner))
+
+    def rmdir(self, path: str) -> None:
+        self._mutate(path, lambda agent, inner: agent.view.rmdir(inner))
+
+    def unlink(self, path: str) -> None:
+        self._mutate(path, lambda agent, inner: agent.view.unlink(inner))
+
+    def symlink(self, path: str, target: str) -> None:
+        self._mutate(path, lambda agent, inner: agent.view.symlink(inner, target))
+
+    def readlink(self, path: str) -> str:
+        kind, _parts, agent, inner = self._route(path)
+        if kind == "inner" and agent is not None:
+            return agent.view.readlink(inner)
+        fail(errno.EINVAL)
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        kind_old, _p, agent_old, inner_old = self._route_for_new(old)
+        kind_new, _q, agent_new, inner_new = self._route_for_new(new)
+        if kind_old == "inner" and kind_new == "inner" and agent_old is not None:
+            if agent_old is not agent_new:
+                fail(errno.EXDEV, "sessions move between agents only through openclaw")
+            try:
+                agent_old.view.rename(inner_old, inner_new, flags)
+            finally:
+                agent_old.projector.forget()
+            return
+        if "control" in (kind_old, kind_new) or "control-file" in (kind_old, kind_new):
+            fail(errno.EACCES, "the control folder is read-only")
+        if kind_old == "inner" or kind_new == "inner":
+            fail(errno.EXDEV)
+        self._refuse(new if kind_new == "sessions-json" else old)
+
+    # -- settling deletes of open files (SessionView.settle), per agent ----------------------
+    @property
+    def has_dooms(self) -> bool:
+        with self._lock:
+            agents = list(self._agents.values())
+        return any(agent.view.has_dooms for agent in agents)
+
+    def settle(self, path: str | None = None, fh: int | None = None) -> None:
+        with self._lock:
+            agents = list(self._agents.values())
+        handle = self.handles.find(fh)
+        for agent in agents:
+            if not agent.view.has_dooms:
+                continue
+            prefix = f"{agent.prefix}/{SESSIONS_D}"
+            inner = None
+            if path is not None and (path == prefix or path.startswith(prefix + "/")):
+                inner = path[len(prefix):] or "/"
+            inner_fh = (handle.inner_fh if isinstance(handle, _Delegated)
+                        and handle.agent is agent else None)
+            agent.view.settle(inner, inner_fh)
+
+
+# -- serving ---------------------------------------------------------------------------------
+class StateRoot:
+    """A state directory to mount (what :func:`sessionfs.fs.mount.mount` opens for STATE)."""
+
+    layout = "state"
+
+    def __init__(self, state: os.PathLike[str] | str) -> None:
+        self.path = Path(os.path.abspath(state))
+        if not (self.path / "agents").is_dir():
+            from sessionfs.errors import StoreNotFound
+
+            raise StoreNotFound(f"{self.path}: not an openclaw state directory (no agents/)")
+
+    def serve(self, mountpoint: str, options: Any, ready: object = None) -> int:
+        """Run the state mount until it is unmounted (mount.py's ``_serve`` for a state)."""
+        import importlib
+        import signal
+
+        mounting = importlib.import_module("sessionfs.fs.mount")
+        from sessionfs.fs.operations import SessionFUSE, SessionOperations
+
+        class StateFUSE(SessionFUSE):
+            """SessionFUSE that also sets ``keep_cache`` from the handle."""
+
+            def _file_flags(self, fip: Any) -> None:
+                super()._file_flags(fip)
+                handle = self.operations.view.handles.find(fip.contents.fh)
+                fip.contents.keep_cache = int(bool(getattr(handle, "keep_cache", False)))
+
+        view = StateView(self.path, mountpoint, timeout=options.timeout,
+                         max_entry_size=options.max_entry_size, read_only=options.read_only)
+        view.agents()
+
+        def on_init() -> None:
+            mounting._start_heap_trimmer()
+            if callable(ready):
+                ready()
+
+        operations = SessionOperations(view, on_init=on_init)  # type: ignore[arg-type]
+        kwargs = mounting._fuse_kwargs(options, self, read_only=False)  # type: ignore[arg-type]
+        for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(signo, signal.SIG_DFL)
+        log.info("serving state %s at %s", self.path, mountpoint)
+        try:
+            StateFUSE(operations, mountpoint, foreground=True, nothreads=False, **kwargs)
+        except RuntimeError as exc:
+            if exc.args and exc.args[0] == 8:  # libfuse3: the loop ended on a signal
+                return 0
+            raise mounting.MountError(f"could not mount {mountpoint} (libfuse error "
+                                      f"{exc.args[0]})") from None
+        return 0

@@ -1,0 +1,333 @@
+"""openclaw's file-era ``sessions.json`` and transcript names, rendered from a store of any
+generation (the state mount shows these; nothing here knows about FUSE).
+
+What the file era wrote, and what a reader of it expects:
+
+* ``sessions.json`` is ``JSON.stringify(store, null, 2)`` with no trailing newline, keys in
+  store order. Tools sum floating-point costs in file order, so the order is kept exactly:
+  legacy — the file itself, byte for byte; ``sessions.d`` — the order ``migrate`` recorded
+  (the one ``rollback`` restores), newer sessions after it; SQLite — openclaw's reader order.
+* Every entry's ``sessionFile`` names its transcript, ``<sessionId>.jsonl`` or, for a key
+  ending in ``:topic:<n>``, ``<sessionId>-topic-<n>.jsonl``. Rendered entries point it at the
+  transcript *inside the mount* (``transcripts_dir``), so tools that follow it read the mount.
+* openclaw's SQLite import folded the routing fields into ``delivery`` (and dropped them); see
+  :func:`restore_routing` for what comes back and what is lost for good.
+
+Rendering reads every entry, so it is memoised per store version (:class:`Projector`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sessionfs import jsonfmt
+from sessionfs.errors import SessionfsError
+from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
+from sessionfs.store.base import Entry
+from sessionfs.store.legacy import assemble, indent_member
+from sessionfs.store.transcripts import candidate_names
+
+__all__ = ["Projection", "Projector", "render", "restore_routing", "store_version",
+           "transcript_name"]
+
+_TOPIC = re.compile(r":topic:([^:/\x00]+)$")
+_DIRECT_KEY = re.compile(r"^agent:[^:]+:[^:]+:direct:")
+#: Keys openclaw's import put into ``delivery.origin`` from the route alone; an origin with
+#: nothing more was synthesised by the import, not carried over from the file era.
+_SYNTHETIC_ORIGIN = frozenset({"provider", "to", "accountId", "threadId"})
+#: Where the file era kept ``sessionFile``: before these heavy trailing fields, if present.
+_TRAILING = ("skillsSnapshot", "systemPromptReport", "sessionDiffBaseline", "delivery")
+
+
+def transcript_name(key: str, entry: Entry) -> str | None:
+    """The file-era transcript name: ``<sessionId>.jsonl``, or ``<sessionId>-topic-<n>.jsonl``
+    for a key ending in ``:topic:<n>``; None without a usable sessionId."""
+    session_id = entry.get("sessionId")
+    if not isinstance(session_id, str) or not session_id or "/" in session_id \
+            or "\x00" in session_id or session_id.startswith("."):
+        return None
+    topic = _TOPIC.search(key)
+    name = (f"{session_id}-topic-{topic.group(1)}.jsonl" if topic is not None
+            else f"{session_id}.jsonl")
+    return name if len(name.encode("utf-8", "replace")) <= 255 else None
+
+
+def _insert_after(entry: Entry, anchor: str | None, items: list[tuple[str, Any]]) -> Entry:
+    """``entry`` with ``items`` placed right after ``anchor`` (at the end when absent)."""
+    if not items:
+        return entry
+    out: Entry = {}
+    placed = anchor is None or anchor not in entry
+    for key, value in entry.items():
+        out[key] = value
+        if not placed and key == anchor:
+            out.update(items)
+            placed = True
+    if not placed or anchor is None:
+        for key, value in items:
+            out[key] = value
+    return out
+
+
+def restore_routing(key: str, entry: Entry) -> Entry:
+    """The file-era routing fields of a SQLite-era entry, rebuilt from ``delivery``.
+
+    Derived by comparing openclaw 2026.9.6's import with its file-era input
+    (``../shared/context/openclaw-sqlite-real.md`` §3.1); ``delivery`` itself is kept:
+
+    * ``kind: "external"``: ``lastChannel`` = ``route.channel``; ``deliveryContext`` =
+      ``context``; ``lastThreadId`` = ``route.thread.id``; ``channel`` = ``route.channel`` for
+      group chats (``chatType: "group"``); ``lastTo`` = ``context.to`` for direct-chat keys
+      (``…:<channel>:direct:<peer>``); ``origin`` when it holds more than the import derives
+      from the route (an inbound message's ``surface``/``from``/``label``…), and then
+      ``lastAccountId`` = its ``accountId``.
+    * ``kind: "internal"``: ``lastChannel: "webchat"`` (the only internal channel the import saw).
+    * ``kind: "none"`` or no ``delivery``: nothing to restore.
+
+    Fields already present are left alone. The restored fields go right after ``chatType``.
+    """
+    delivery = entry.get("delivery")
+    if not isinstance(delivery, dict):
+        return entry
+    restored: list[tuple[str, Any]] = []
+    kind = delivery.get("kind")
+    if kind == "internal":
+        restored.append(("lastChannel", "webchat"))
+    elif kind == "external":
+        route = delivery.get("route") if isinstance(delivery.get("route"), dict) else {}
+        context = delivery.get("context") if isinstance(delivery.get("context"), dict) else None
+        origin = delivery.get("origin") if isinstance(delivery.get("origin"), dict) else None
+        channel = route.get("channel") if isinstance(route.get("channel"), str) else None
+        if channel is None and context is not None and isinstance(context.get("channel"), str):
+            channel = context["channel"]
+        if channel is not None and entry.get("chatType") == "group":
+            restored.append(("channel", channel))
+        if channel is not None:
+            restored.append(("lastChannel", channel))
+        to = context.get("to") if context is not None else None
+        if to is None and isinstance(route.get("target"), dict):
+            to = route["target"].get("to")
+        if isinstance(to, str) and _DIRECT_KEY.match(key):
+            restored.append(("lastTo", to))
+        rich_origin = origin is not None and not set(origin) <= _SYNTHETIC_ORIGIN
+        if rich_origin and origin is not None and "accountId" in origin:
+            restored.append(("lastAccountId", origin["accountId"]))
+        thread = route.get("thread")
+        if isinstance(thread, dict) and "id" in thread:
+            restored.append(("lastThreadId", thread["id"]))
+        if context is not None:
+            restored.append(("deliveryContext", context))
+        if rich_origin:
+            restored.append(("origin", origin))
+    restored = [(name, value) for name, value in restored if name not in entry]
+    return _insert_after(entry, "chatType" if "chatType" in entry else None, restored) \
+        if "chatType" in entry else _before_trailing(entry, restored)
+
+
+def _before_trailing(entry: Entry, items: list[tuple[str, Any]]) -> Entry:
+    """``entry`` with ``items`` inserted before the first heavy trailing field."""
+    if not items:
+        return entry
+    out: Entry = {}
+    placed = False
+    for key, value in entry.items():
+        if not placed and key in _TRAILING:
+            out.update(items)
+            placed = True
+        out[key] = value
+    if not placed:
+        out.update(items)
+    return out
+
+
+def with_session_file(entry: Entry, path: str) -> Entry:
+    """``entry`` whose ``sessionFile`` is ``path``: replaced in place, or inserted where the
+    file era kept it (before ``skillsSnapshot`` and the other heavy trailing fields)."""
+    if "sessionFile" in entry:
+        if entry["sessionFile"] == path:
+            return entry
+        return {key: (path if key == "sessionFile" else value) for key, value in entry.items()}
+    return _before_trailing(entry, [("sessionFile", path)])
+
+
+@dataclass
+class Projection:
+    """One rendering of an agent's ``sessions.json`` and the transcript names beside it."""
+
+    version: object
+    data: bytes
+    mtime_ns: int
+    #: transcript file name → session key, for sessions whose name is known (store order)
+    names: dict[str, str] = field(default_factory=dict)
+    #: a digest of ``data``: changes exactly when the bytes do (page-cache decisions)
+    token: str = ""
+
+
+def _directory_version(store: DirectoryStore) -> object:
+    """sessions.d's own fingerprint is its root mtime, which an in-place rewrite of a
+    ``meta.json`` does not change; this adds every session folder's mtime (one scandir)."""
+    stamps: list[tuple[str, int]] = []
+    try:
+        with os.scandir(store.path) as found:
+            for item in found:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                stamps.append((item.name, st.st_mtime_ns))
+    except FileNotFoundError:
+        return None
+    stamps.sort()
+    digest = hashlib.blake2b(repr(stamps).encode("utf-8", "surrogateescape"), digest_size=16)
+    return (store.fingerprint(), digest.hexdigest())
+
+
+def store_version(store: Store) -> object:
+    """A token that changes whenever anything ``sessions.json`` shows could have changed."""
+    if isinstance(store, DirectoryStore):
+        return _directory_version(store)
+    return store.fingerprint()
+
+
+def _directory_order(store: DirectoryStore) -> list[str]:
+    from sessionfs.migrate import _rollback_order  # the order rollback restores
+
+    return _rollback_order(store)
+
+
+def _sqlite_sessions_with_events(store: SqliteStore) -> set[str] | None:
+    """Session ids that have transcript events (one query), or None when unknown."""
+    run = getattr(store, "_run", None)
+    if run is None or "transcript_events" not in store.schema.tables:
+        return None
+    return set(run(lambda conn: [row[0] for row in conn.execute(
+        "SELECT DISTINCT session_id FROM transcript_events")]))
+
+
+def render(store: Store, transcripts_dir: str, version: object = None) -> Projection:
+    """``sessions.json`` of ``store`` as the file era would have written it now.
+
+    ``transcripts_dir`` is the folder (inside the mount) where the transcripts are shown;
+    rendered entries' ``sessionFile`` points there.
+    """
+    if version is None:
+        version = store_version(store)
+    names: dict[str, str] = {}
+    if isinstance(store, LegacyStore):
+        with open(store.path, "rb") as stream:  # one open file: one version of it
+            data = stream.read()
+            mtime_ns = os.fstat(stream.fileno()).st_mtime_ns
+        document = jsonfmt.loads(data)
+        if isinstance(document, dict):
+            present = _names_in(store.path.parent)
+            for key, entry in document.items():
+                if isinstance(entry, dict):
+                    _add_name(names, key, entry, present)
+        return Projection(version, data, mtime_ns, names, _digest(data))
+    members: list[tuple[str, bytes]] = []
+    mtime_ns = 0
+    if isinstance(store, SqliteStore):
+        with_events = _sqlite_sessions_with_events(store)
+        records: Iterable[Any] = store.records()
+        for record in records:
+            entry = restore_routing(record.key, record.entry)
+            name = transcript_name(record.key, entry)
+            if name is not None:
+                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
+                sid = entry.get("sessionId")
+                if (with_events is None or sid in with_events) and name not in names:
+                    names[name] = record.key
+            members.append((record.key, indent_member(jsonfmt.dumps(entry))))
+        fingerprint = store.fingerprint()
+        if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
+                fingerprint[1], int):
+            mtime_ns = fingerprint[1]
+    else:
+        order = _directory_order(store) if isinstance(store, DirectoryStore) else store.keys()
+        present = _names_in(store.path.parent)
+        for key in order:
+            try:
+                record = store.read(key)
+            except SessionfsError:  # vanished or damaged since listing: the file skips it
+                continue
+            entry = record.entry
+            mtime_ns = max(mtime_ns, record.mtime_ns)
+            if _add_name(names, key, entry, present):
+                name = transcript_name(key, entry)
+                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
+            elif (name := transcript_name(key, entry)) is not None:
+                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
+            members.append((key, indent_member(jsonfmt.dumps(entry))))
+        with contextlib.suppress(OSError):
+            mtime_ns = max(mtime_ns, os.stat(store.path).st_mtime_ns)
+    data = assemble(members)
+    return Projection(version, data, mtime_ns or time.time_ns(), names, _digest(data))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _names_in(folder: Path) -> set[str]:
+    try:
+        return {name for name in os.listdir(folder) if name.endswith(".jsonl")}
+    except OSError:
+        return set()
+
+
+def _add_name(names: dict[str, str], key: str, entry: Entry, present: set[str]) -> bool:
+    """Record ``key``'s file-era transcript name when one of its files is in the folder."""
+    name = transcript_name(key, entry)
+    if name is None or name in names:
+        return False
+    if any(candidate in present for candidate in candidate_names(key, entry)):
+        names[name] = key
+        return True
+    return False
+
+
+class Projector:
+    """Memoised :func:`render` of one store: rendered again only when the store's version
+    changed, checked at most every ``recheck`` seconds (a stat-then-read gets one rendering)."""
+
+    def __init__(self, store: Store, transcripts_dir: str, *, recheck: float = 1.0) -> None:
+        self.store = store
+        self.transcripts_dir = transcripts_dir
+        self.recheck = recheck
+        self._current: Projection | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+        self._render_lock = threading.Lock()
+
+    def forget(self) -> None:
+        """The store was changed through this process: check the version on the next call."""
+        with self._lock:
+            self._checked_at = 0.0
+
+    def get(self) -> Projection:
+        now = time.monotonic()
+        with self._lock:
+            current = self._current
+            if current is not None and now - self._checked_at < self.recheck:
+                return current
+        with self._render_lock:  # one rendering at a time; others wait and reuse it
+            version = store_version(self.store)
+            with self._lock:
+                current = self._current
+                if current is not None and current.version == version:
+                    self._checked_at = time.monotonic()
+                    return current
+            fresh = render(self.store, self.transcripts_dir, version)
+            with self._lock:
+                self._current = fresh
+                self._checked_at = time.monotonic()
+            return fresh
