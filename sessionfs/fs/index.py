@@ -48,16 +48,20 @@ class SessionIndex:
     """
 
     def __init__(self, store: Store, *, shown: Callable[[str], tuple[bytes, EntryRecord]],
-                 shown_size: Callable[[str, bytes], int]) -> None:
+                 shown_size: Callable[[str, bytes], int], probe_interval: float = 0.0) -> None:
         self.store = store
         self._shown = shown
         self._shown_size = shown_size
-        self._probe = StoreProbe(store)
+        self._probe = StoreProbe(store, interval=probe_interval)
         self._names: dict[str, str] = {}  # key -> name
         self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._meta: dict[str, SessionMeta] = {}
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
+
+    def store_token(self) -> object:
+        """The store's fingerprint (SQLite: at most one probe interval old)."""
+        return self._probe.fingerprint()
 
     # -- names -----------------------------------------------------------------------------------
     def name_of(self, key: str) -> str:
@@ -164,6 +168,8 @@ class SessionIndex:
                 return None
             updated = record.updated_at
             updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
+            if self.store.layout == "sqlite":
+                updated_ns = record.mtime_ns  # the row's updated_at column
             meta = SessionMeta(len(data), record.mtime_ns, updated_ns, token)
         assert isinstance(meta, SessionMeta)
         if meta.token is not None and self._probe.settled(meta.token):

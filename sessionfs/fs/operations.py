@@ -375,6 +375,8 @@ class SessionFUSE(PinnedFUSE):
         if handle is not None:
             fi.direct_io = int(handle.direct_io)
             fi.noflush = int(handle.noflush)
+            # transcript.jsonl: keep the kernel's pages while the transcript is unchanged
+            fi.keep_cache = int(getattr(handle, "keep_cache", False))
 
     def open(self, path: bytes, fip: Any) -> int:
         fi = fip.contents
