@@ -124,19 +124,19 @@ class SessionOperations(mfusepy.Operations):
     @overrides
     @errno_boundary
     def chmod(self, path: str, mode: int) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides
     @errno_boundary
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides
     @errno_boundary
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides

@@ -132,7 +132,8 @@ class SessionView(TranscriptLeaf, NamespaceOps):
                                   probe_interval=min(timeout, 0.1))
         self._init_transcripts(transcripts)  # /<name>/transcript.jsonl (see fs.transcript)
         if store.read_only_reason is not None:  # the kernel refuses writes (ro): say why here
-            self.errors.add("/", errno.EROFS, f"read-only: {store.read_only_reason}")
+            self.errors.add("/", errno.EROFS, f"read-only: {store.read_only_reason}",
+                            quiet=True)
         self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
@@ -654,10 +655,15 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def accept_metadata_change(self, path: str | None) -> None:
         """chmod, chown, utimens: accepted without effect on anything that exists."""
         if path is not None:
-            where = self.transcript_path(path)
-            if where is not None and self._transcript_getattr(where) is not None:
-                self.refuse_transcript_change(path)
             self.getattr(path)
+
+    def accept_attribute_change(self, path: str | None) -> None:
+        """chmod, chown, utimens: like :meth:`accept_metadata_change`, but a transcript
+        refuses them (EROFS), as it refuses every change."""
+        where = self.transcript_path(path)
+        if where is not None and self._transcript_getattr(where) is not None:
+            self.refuse_transcript_change(path or "")
+        self.accept_metadata_change(path)
 
     def statfs(self) -> dict[str, int]:
         try:
