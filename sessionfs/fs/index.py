@@ -58,6 +58,7 @@ class SessionIndex:
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._meta: dict[str, SessionMeta] = {}
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
+        self._updated: tuple[object, dict[str, int]] | None = None  # listing token, key -> ns
 
     def store_token(self) -> object:
         """The store's fingerprint (SQLite: at most one probe interval old)."""
@@ -125,7 +126,17 @@ class SessionIndex:
                 self._remember(key, name)
             listed.append((name, DIR_MODE))
         self._listing = (token, listed) if token is not None else None
+        times = self.store.updated_times() if token is not None else None
+        self._updated = (token, times) if times is not None else None
         return listed, True
+
+    def listed_updated(self, key: str) -> int | None:
+        """A session folder's mtime from the last listing, while the store is unchanged since
+        (layouts with an ``updated_at`` column); None: ask :meth:`meta_of`."""
+        updated = self._updated
+        if updated is None or updated[0] != self._probe.listing_token():
+            return None
+        return updated[1].get(key)
 
     def prune(self, listed: Collection[str], keep_keys: Collection[str],
               keep_names: Collection[str]) -> None:

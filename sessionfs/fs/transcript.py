@@ -45,6 +45,9 @@ TRANSCRIPT_MODE = stat.S_IFREG | 0o400
 READ_ONLY_DETAIL = ("transcript.jsonl is read-only: the gateway appends to it and sessionfs never "
                     "changes a transcript")
 _STAT_CACHE_LIMIT = 4096
+#: A read fetches at least this much ahead from the source and serves the next sequential
+#: reads from it (the kernel asks 128 KiB at a time; one SQL query per MiB, not per request).
+READ_AHEAD = 1 << 20
 
 
 class TranscriptStat:
@@ -73,6 +76,7 @@ class TranscriptHandle(Handle):
         self.keep_cache = keep_cache
         self._source = source
         self._lock = threading.Lock()
+        self._ahead: tuple[int, bytes] = (0, b"")  # (offset, bytes) read ahead of the kernel
 
     def size(self) -> int:
         return self._source.size
@@ -93,10 +97,17 @@ class TranscriptHandle(Handle):
         if offset + size > source.size and (offset >= source.size or self._leaf.known_size(
                 self.key) > source.size):
             source = self._grow()
+        start, ahead = self._ahead
+        if start <= offset and offset + size <= start + len(ahead):
+            return ahead[offset - start:offset - start + size]
         try:
-            return source.read(offset, size)
+            data = source.read(offset, max(size, READ_AHEAD))
         except TranscriptChanged as exc:
             raise OSError(errno.ESTALE, str(exc)) from exc
+        if len(data) > size:
+            self._ahead = (offset, data)
+            return data[:size]
+        return data
 
     def _grow(self) -> TranscriptSource:
         """Re-open the transcript; keep the longer source (appended events)."""
@@ -110,6 +121,7 @@ class TranscriptHandle(Handle):
                 return source
             if fresh.size > source.size:
                 self._source = fresh
+                self._ahead = (0, b"")
                 self._leaf.remember_stat(self.key, fresh)
                 source.close()
                 return fresh
@@ -136,6 +148,8 @@ class TranscriptLeaf:
         self.transcripts = enabled
         self._transcript_stats: dict[str, tuple[object, TranscriptStat | None]] = {}
         self._opened_tokens: dict[str, object] = {}  # key -> token the last open saw
+        # SQLite sources hold no descriptor: one per key is shared while the fingerprint holds
+        self._shared: dict[str, tuple[object, TranscriptSource]] = {}
         self._transcript_lock = threading.Lock()
 
     # -- which paths -----------------------------------------------------------------------------
@@ -223,7 +237,9 @@ class TranscriptLeaf:
     def open_transcript(self, where: Where, flags: int) -> TranscriptHandle:
         """A read-only open (the caller refused writing opens). :raises OSError: ENOENT"""
         key = self._transcript_key(where.top)
-        source = self.store.transcript(key)
+        source = self._sqlite_source(key)
+        if source is None:
+            source = self.store.transcript(key)
         if source is None:
             fail(errno.ENOENT)
         self.remember_stat(key, source)
@@ -233,6 +249,26 @@ class TranscriptLeaf:
                 self._opened_tokens.clear()
             self._opened_tokens[key] = source.token
         return TranscriptHandle(self, key, source, keep_cache=keep)
+
+    def _sqlite_source(self, key: str) -> TranscriptSource | None:
+        """A SQLite source opened under the current fingerprint, shared (measuring a transcript
+        of 200 MB costs a count over its events; a repeat open within the probe interval of an
+        unchanged store needs none). None: open one."""
+        if self.store.layout != "sqlite":
+            return None
+        fingerprint = self.index.store_token()
+        if fingerprint is None:
+            return None
+        shared = self._shared.get(key)
+        if shared is not None and shared[0] == fingerprint:
+            return shared[1]
+        source = self.store.transcript(key)
+        if source is not None:
+            with self._transcript_lock:
+                if len(self._shared) > _STAT_CACHE_LIMIT:
+                    self._shared.clear()
+                self._shared[key] = (fingerprint, source)
+        return source
 
     # -- refusing changes ------------------------------------------------------------------------
     def refuse_transcript_change(self, path: str, code: int = errno.EROFS) -> None:

@@ -244,6 +244,9 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         ``ls -l`` of the root asks this once per session."""
         key = self.index.listed_key(name) if not directory else None
         if key is not None:
+            updated = self.index.listed_updated(key)
+            if updated is not None:  # SQLite: dated by the listing's one query
+                return DIR_MODE, 2, 0, updated
             try:
                 meta = self.index.meta_of(key)
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO

@@ -393,6 +393,11 @@ class SqliteStore(Store):
             "SELECT session_key FROM session_nodes "
             "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key")])
 
+    def updated_times(self) -> dict[str, int]:
+        return self._run(lambda conn: {row[0]: _ms_to_ns(row[1]) for row in conn.execute(
+            "SELECT session_key, updated_at FROM session_nodes "
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}')")})
+
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
