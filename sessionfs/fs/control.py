@@ -44,14 +44,16 @@ class ErrorLog:
         #: Bumped by every :meth:`add`: what the rendered ``errors`` file is cached on.
         self.version = 0
 
-    def add(self, path: str, code: int | None, reason: str) -> None:
+    def add(self, path: str, code: int | None, reason: str, *, quiet: bool = False) -> None:
+        """Record a rejection; ``quiet`` skips the log line (a standing notice, not an event)."""
         when = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         reason = " ".join(reason.split())  # one line per rejection
         line = f"{when} {path} {_errno_name(code)} {reason}"
         with self._lock:
             self._lines.append(line)
             self.version += 1
-        log.warning("rejected write to %s: %s (%s)", path, reason, _errno_name(code))
+        if not quiet:
+            log.warning("rejected write to %s: %s (%s)", path, reason, _errno_name(code))
 
     def render(self) -> bytes:
         with self._lock:

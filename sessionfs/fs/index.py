@@ -48,16 +48,21 @@ class SessionIndex:
     """
 
     def __init__(self, store: Store, *, shown: Callable[[str], tuple[bytes, EntryRecord]],
-                 shown_size: Callable[[str, bytes], int]) -> None:
+                 shown_size: Callable[[str, bytes], int], probe_interval: float = 0.0) -> None:
         self.store = store
         self._shown = shown
         self._shown_size = shown_size
-        self._probe = StoreProbe(store)
+        self._probe = StoreProbe(store, interval=probe_interval)
         self._names: dict[str, str] = {}  # key -> name
         self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._meta: dict[str, SessionMeta] = {}
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
+        self._updated: tuple[object, dict[str, int]] | None = None  # listing token, key -> ns
+
+    def store_token(self) -> object:
+        """The store's fingerprint (SQLite: at most one probe interval old)."""
+        return self._probe.fingerprint()
 
     # -- names -----------------------------------------------------------------------------------
     def name_of(self, key: str) -> str:
@@ -121,7 +126,17 @@ class SessionIndex:
                 self._remember(key, name)
             listed.append((name, DIR_MODE))
         self._listing = (token, listed) if token is not None else None
+        times = self.store.updated_times() if token is not None else None
+        self._updated = (token, times) if times is not None else None
         return listed, True
+
+    def listed_updated(self, key: str) -> int | None:
+        """A session folder's mtime from the last listing, while the store is unchanged since
+        (layouts with an ``updated_at`` column); None: ask :meth:`meta_of`."""
+        updated = self._updated
+        if updated is None or updated[0] != self._probe.listing_token():
+            return None
+        return updated[1].get(key)
 
     def prune(self, listed: Collection[str], keep_keys: Collection[str],
               keep_names: Collection[str]) -> None:
@@ -164,6 +179,8 @@ class SessionIndex:
                 return None
             updated = record.updated_at
             updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
+            if self.store.layout == "sqlite":
+                updated_ns = record.mtime_ns  # the row's updated_at column
             meta = SessionMeta(len(data), record.mtime_ns, updated_ns, token)
         assert isinstance(meta, SessionMeta)
         if meta.token is not None and self._probe.settled(meta.token):

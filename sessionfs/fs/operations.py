@@ -124,19 +124,19 @@ class SessionOperations(mfusepy.Operations):
     @overrides
     @errno_boundary
     def chmod(self, path: str, mode: int) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides
     @errno_boundary
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides
     @errno_boundary
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        self.view.accept_metadata_change(path)
+        self.view.accept_attribute_change(path)
         return 0
 
     @overrides
@@ -375,6 +375,8 @@ class SessionFUSE(PinnedFUSE):
         if handle is not None:
             fi.direct_io = int(handle.direct_io)
             fi.noflush = int(handle.noflush)
+            # transcript.jsonl: keep the kernel's pages while the transcript is unchanged
+            fi.keep_cache = int(getattr(handle, "keep_cache", False))
 
     def open(self, path: bytes, fip: Any) -> int:
         fi = fip.contents

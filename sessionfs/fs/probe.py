@@ -38,14 +38,31 @@ _SETTLE_NS = 100_000_000
 class StoreProbe:
     """Change tokens for one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, interval: float = 0.0) -> None:
         self.store = store
         self._root = os.fspath(store.path) if isinstance(store, DirectoryStore) else None
+        # SQLite: the fingerprint costs a PRAGMA and two stats; ask at most once per interval
+        # (a change shows within the interval; everything cached under the old token is
+        # re-read once the new one arrives).
+        self._interval = interval if store.layout == "sqlite" else 0.0
+        self._last: tuple[float, object] | None = None
+
+    def fingerprint(self) -> object:
+        """The store's fingerprint, at most :attr:`_interval` old."""
+        if self._interval <= 0:
+            return self.store.fingerprint()
+        now = time.monotonic()
+        last = self._last
+        if last is not None and now - last[0] < self._interval:
+            return last[1]
+        fingerprint = self.store.fingerprint()
+        self._last = (now, fingerprint)
+        return fingerprint
 
     def entry_token(self, name: str) -> object:
         """A token for the session directory ``name``; :data:`MISSING` when surely absent."""
         if self._root is None:
-            return self.store.fingerprint()
+            return self.fingerprint()
         try:
             st = os.stat(f"{self._root}/{name}/{META_FILE}", follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
@@ -95,12 +112,16 @@ class StoreProbe:
 
     def settled(self, token: object) -> bool:
         """Whether a token is old enough to be trusted for caching (see :data:`_SETTLE_NS`)."""
+        if self._interval > 0 and _has_data_version(token):
+            return True  # SQLite: data_version changes with every commit, whatever the clock
         mtime = _mtime_of(token)
         return mtime is not None and time.time_ns() - mtime >= _SETTLE_NS
 
     def listing_token(self) -> object:
         """A token for the set of keys, or None when it cannot be trusted yet."""
-        fingerprint = self.store.fingerprint()
+        fingerprint = self.fingerprint()
+        if self._interval > 0 and _has_data_version(fingerprint):
+            return fingerprint  # data_version moves with every commit: no clock tick to wait
         return fingerprint if self.settled(fingerprint) else None
 
 
@@ -125,3 +146,8 @@ def _mtime_of(token: object) -> int | None:
     if isinstance(token, tuple) and len(token) > 1 and isinstance(token[1], int):
         return token[1]
     return None
+
+
+def _has_data_version(token: object) -> bool:
+    """Whether a SQLite fingerprint carries ``PRAGMA data_version`` (its first member)."""
+    return isinstance(token, tuple) and bool(token) and isinstance(token[0], int)

@@ -89,6 +89,13 @@ from sessionfs.fs.scratch import (
     ScratchTree,
     is_root_scratch_name,
 )
+from sessionfs.fs.transcript import (
+    TRANSCRIPT_MODE,
+    TRANSCRIPT_NAME,
+    TranscriptHandle,
+    TranscriptLeaf,
+    store_status_lines,
+)
 from sessionfs.maintenance import reappeared_legacy
 from sessionfs.store import StoreLocation, locate_store
 from sessionfs.store.base import EntryRecord, Store
@@ -106,7 +113,7 @@ class DirHandle(Handle):
         self.entries = entries
 
 
-class SessionView(NamespaceOps):
+class SessionView(TranscriptLeaf, NamespaceOps):
     """The mounted tree over one store. Thread-safe; every method may raise OSError or
     SessionfsError (whose ``errno`` the adapter answers)."""
 
@@ -116,7 +123,8 @@ class SessionView(NamespaceOps):
                  hide_grace: float = 10.0,
                  scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
                  scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES,
-                 permissions: tuple[int, int] | None = None) -> None:
+                 permissions: tuple[int, int] | None = None,
+                 transcripts: bool = True) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -141,7 +149,13 @@ class SessionView(NamespaceOps):
         self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
         self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
         self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
-        self.index = SessionIndex(store, shown=self.served, shown_size=self._shown_size)
+        # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
+        self.index = SessionIndex(store, shown=self.served, shown_size=self._shown_size,
+                                  probe_interval=min(timeout, 0.1))
+        self._init_transcripts(transcripts)  # /<name>/transcript.jsonl (see fs.transcript)
+        if store.read_only_reason is not None:  # the kernel refuses writes (ro): say why here
+            self.errors.add("/", errno.EROFS, f"read-only: {store.read_only_reason}",
+                            quiet=True)
         self._doomed: dict[str, Doom] = {}
         self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
@@ -205,6 +219,8 @@ class SessionView(NamespaceOps):
         if stat.S_ISDIR(mode):
             return stat.S_IFDIR | self._dir_bits
         if stat.S_ISREG(mode):
+            if not mode & 0o200:  # a read-only file (transcript.jsonl) stays read-only
+                return stat.S_IFREG | (self._file_bits & 0o444)
             return stat.S_IFREG | self._file_bits
         return mode
 
@@ -249,6 +265,10 @@ class SessionView(NamespaceOps):
         if kind == META:
             return self._meta_attrs(where.top)
         if kind == INNER:
+            if self.is_transcript(where):
+                found = self._transcript_getattr(where)
+                if found is not None:
+                    return found
             self._require_dir(where.top)
             with self._lock:
                 file = self._scratch.get(where.top, where.name)
@@ -263,6 +283,9 @@ class SessionView(NamespaceOps):
         ``ls -l`` of the root asks this once per session."""
         key = self.index.listed_key(name) if not directory else None
         if key is not None:
+            updated = self.index.listed_updated(key)
+            if updated is not None:  # SQLite: dated by the listing's one query
+                return DIR_MODE, 2, 0, updated
             try:
                 meta = self.index.meta_of(key)
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
@@ -275,7 +298,18 @@ class SessionView(NamespaceOps):
             return None
         return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
 
+    def _transcript_getattr(self, where: Where) -> dict[str, Any] | None:
+        """Attributes of a session's transcript.jsonl, or None when it has none."""
+        try:
+            mode, size, mtime_ns = self.transcript_attrs(where)
+        except FileNotFoundError:
+            return None
+        return self._attrs(mode, size, mtime_ns)
+
     def _handle_attrs(self, handle: Handle) -> dict[str, Any]:
+        if isinstance(handle, TranscriptHandle):
+            size, mtime_ns = handle.current()
+            return self._attrs(TRANSCRIPT_MODE, size, mtime_ns)
         if isinstance(handle, ConstHandle):
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
         with self._lock:
@@ -346,8 +380,13 @@ class SessionView(NamespaceOps):
                 with self._lock:
                     if any(h.writable for h in self._open_meta.get(key, ())):
                         entries.append((META_NAME, FILE_MODE))
+            if (self.transcripts and key is not None and state == "session"
+                    and self.has_transcript(key)):
+                entries.append((TRANSCRIPT_NAME, TRANSCRIPT_MODE))
             with self._lock:
-                entries.extend((name, file.mode) for name, file in self._scratch.items(where.top))
+                entries.extend((name, file.mode) for name, file in self._scratch.items(where.top)
+                               if not (self.transcripts and name == TRANSCRIPT_NAME
+                                       and (TRANSCRIPT_NAME, TRANSCRIPT_MODE) in entries))
             return entries
         if where.kind in (META, INNER, CONTROL_FILE):
             fail(errno.ENOTDIR)
@@ -406,6 +445,8 @@ class SessionView(NamespaceOps):
             count: int | str = len(self.store.keys())
         except SessionfsError as exc:
             count = f"unknown ({exc})"
+        if self.store.layout == "sqlite":
+            return self._sqlite_status(count)
         assert self._location is not None
         stray = reappeared_legacy(self._location)  # a legacy gateway still writing
         budget = self._scratch.budget
@@ -415,6 +456,15 @@ class SessionView(NamespaceOps):
                              warnings=(f"{stray.path}: {stray.detail}",) if stray else (),
                              scratch=(budget.files, budget.max_files, budget.bytes,
                                       budget.max_bytes))
+
+    def _sqlite_status(self, count: int | str) -> bytes:
+        """``status`` of a SQLite store: the usual lines plus generation, stale files and the
+        rows openclaw itself would refuse."""
+        head = render_status(store_path=self.store.path, layout=self.store.layout,
+                             sessions=count, read_only_reason=self.read_only_reason,
+                             timeout=self.timeout, max_entry_size=self.max_entry_size)
+        extra = "".join(f"{' '.join(line.split())}\n" for line in store_status_lines(self.store))
+        return head + extra.encode("utf-8", "replace")
 
     def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
@@ -432,6 +482,10 @@ class SessionView(NamespaceOps):
             if writing or sink is not None:
                 return self._open_sink(where.name, sink, flags)
             return self.handles.add(ConstHandle(*self._control_snapshot(where.name)))
+        if self.is_transcript(where) and self._transcript_getattr(where) is not None:
+            if writing:
+                self.refuse_transcript_change(path)
+            return self.handles.add(self.open_transcript(where, flags))
         if writing:
             self._require_writable()
         if where.kind == META:
@@ -553,6 +607,10 @@ class SessionView(NamespaceOps):
             return self._open_sink(where.name, self._sinks.create(where.name), flags)
         if where.kind == CONTROL:
             fail(errno.EACCES, "the control folder is read-only")
+        if self.is_transcript(where) and self._transcript_getattr(where) is not None:
+            if flags & os.O_EXCL:
+                fail(errno.EEXIST)
+            self.refuse_transcript_change(path)
         self._require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=True)
@@ -579,6 +637,8 @@ class SessionView(NamespaceOps):
     # -- handle operations -----------------------------------------------------------------------
     def read(self, fh: int, size: int, offset: int) -> bytes:
         handle = self.handles.get(fh)
+        if isinstance(handle, TranscriptHandle):  # store I/O: never under the view's lock
+            return handle.read(size, offset)
         with self._lock:
             return handle.read(size, offset)
 
@@ -619,6 +679,11 @@ class SessionView(NamespaceOps):
         handle = self.handles.find(fh)
         if handle is None and path is not None:
             handle = self._writer_for(path)
+        if isinstance(handle, TranscriptHandle):
+            self.refuse_transcript_change(path or f"/{handle.key}")
+        if handle is None and self.transcript_path(path) is not None and \
+                self._transcript_getattr(parse_path(path or "")) is not None:
+            self.refuse_transcript_change(path or "")
         if handle is not None:
             if isinstance(handle, ConstHandle):
                 fail(errno.EACCES)
@@ -718,6 +783,14 @@ class SessionView(NamespaceOps):
         """chmod, chown, utimens: accepted without effect on anything that exists."""
         if path is not None:
             self.getattr(path)
+
+    def accept_attribute_change(self, path: str | None) -> None:
+        """chmod, chown, utimens: like :meth:`accept_metadata_change`, but a transcript
+        refuses them (EROFS), as it refuses every change."""
+        where = self.transcript_path(path)
+        if where is not None and self._transcript_getattr(where) is not None:
+            self.refuse_transcript_change(path or "")
+        self.accept_metadata_change(path)
 
     def statfs(self) -> dict[str, int]:
         try:
