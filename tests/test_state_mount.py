@@ -30,6 +30,7 @@ from sessionfs.projection import render, restore_routing, transcript_name
 from sessionfs.store import open_store
 from tests.conftest import node_stringify
 from tests.mountutil import Mount, force_unmount, scratch_root, wait_for
+from tests.openclaw_fixtures import NAMES, extract_real_store, legacy_sessions
 
 AGENTS = {"leg": 11, "dir": 13, "sql": 17}  # agent id -> seed
 
@@ -276,17 +277,24 @@ def test_store_changing_during_reads_is_never_torn(mounted: Mount,
         thread.join()
 
 
-def test_routing_restored_from_openclaws_own_import() -> None:
-    """Against a store openclaw 2026.9.6 imported, with its file-era input beside it."""
-    real = Path("/work/real/plain")
-    if not real.exists():
-        pytest.fail("needs /work/real (stores openclaw's own import wrote)")
+@pytest.mark.parametrize("name", NAMES)
+def test_routing_restored_from_openclaws_own_import(tmp_path: Path, name: str) -> None:
+    """Against a store openclaw 2026.9.6 imported (committed fixture), with its file-era input
+    beside it: every file-era field comes back, sessionFile pointing at the mount's path."""
+    root = extract_real_store(name, tmp_path)
     for agent in ("main", "work"):
-        legacy = json.loads((real.parent / "plain.legacy-input/agents" / agent /
-                             "sessions/sessions.json").read_bytes())
-        store = open_store(real / "agents" / agent)
-        rendered = json.loads(render(store, str(real / "agents" / agent / "sessions")).data)
-        assert set(rendered) == set(legacy)
+        legacy = legacy_sessions(root, name, agent)
+        store = open_store(root / name / "agents" / agent)
+        rendered = json.loads(render(store, str(root / name / "agents" / agent / "sessions")).data)
+        store.close()
+        recovered = set(rendered) - set(legacy)  # --extras: an unreferenced transcript, imported
+        assert all(key.startswith(f"agent:{agent}:recovered:") for key in recovered)
+        assert len(recovered) == (1 if (name, agent) == ("extras", "main") else 0)
+        assert set(legacy) <= set(rendered)
+        for key in recovered:
+            session_id = rendered[key]["sessionId"]
+            assert rendered[key]["sessionFile"] == \
+                str(root / name / "agents" / agent / "sessions" / f"{session_id}.jsonl")
         for key, entry in legacy.items():
             for field, value in entry.items():
                 assert rendered[key].get(field) == value, (key, field)
