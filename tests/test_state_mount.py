@@ -300,3 +300,44 @@ def test_routing_restored_from_openclaws_own_import(tmp_path: Path, name: str) -
                 assert rendered[key].get(field) == value, (key, field)
     assert restore_routing("agent:x:main", {"delivery": {"kind": "none"}}) == \
         {"delivery": {"kind": "none"}}
+
+
+def test_rendering_reuses_stored_bytes_only_when_canonical(tmp_path: Path) -> None:
+    """Stored meta.json bytes are reused (indented, sessionFile spliced in) only when they are
+    JSON.stringify's; hand-written or number-tricky files are serialised again; an edit shows
+    in the next rendering (memo per entry), and the result is what serialising every entry
+    gives."""
+    from sessionfs.projection import _directory_order, with_session_file
+    from sessionfs.store.legacy import assemble, indent_member
+
+    folder = tmp_path / "agents/a/sessions"
+    entries = generate_entries(8, seed=3)
+    keys_ = list(entries)
+    entries[keys_[0]]["sessionFile"] = "/elsewhere/x.jsonl"  # replaced in place
+    entries[keys_[1]]["estimatedCostUsd"] = 1e-7  # orjson and JavaScript differ
+    entries[keys_[2]]["10"] = {"n": 12345678901234567890}  # index key, big int
+    entries[keys_[3]] = {"sessionId": "bare-one", "updatedAt": 5}  # no trailing field
+    entries[keys_[4]].pop("skillsSnapshot", None)
+    write_legacy_store(folder, entries)
+    migrate(folder)
+    store = open_store(tmp_path / "agents/a")
+    hand = store.entry_dir(keys_[5]) / "meta.json"
+    hand.write_text(json.dumps(store.read(keys_[5]).entry, indent=4))  # not JS's layout
+
+    def expected() -> bytes:
+        members = []
+        for key in _directory_order(store):
+            entry = store.read(key).entry
+            name = transcript_name(key, entry)
+            if name is not None:
+                entry = with_session_file(entry, f"/m/{name}")
+            members.append((key, indent_member(jsonfmt.dumps(entry))))
+        return assemble(members)
+
+    memo: dict[str, Any] = {}
+    first = render(store, "/m", memo=memo)
+    assert first.data == expected()
+    store.put(keys_[6], dict(store.get(keys_[6]), label="changed"))
+    second = render(store, "/m", memo=memo)
+    assert second.data == expected() != first.data
+    assert b'"label": "changed"' in second.data
