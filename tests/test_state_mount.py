@@ -16,6 +16,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -341,3 +342,34 @@ def test_rendering_reuses_stored_bytes_only_when_canonical(tmp_path: Path) -> No
     second = render(store, "/m", memo=memo)
     assert second.data == expected() != first.data
     assert b'"label": "changed"' in second.data
+
+
+def test_an_open_file_keeps_the_version_it_opened(mounted: Mount,
+                                                 state: tuple[Path, Path, Path]) -> None:
+    """A reader that opened sessions.json, then a transcript, reads each whole in the version
+    it opened even when the store changes in between; the next open shows the new version."""
+    state_dir, mp, _ref = state
+    folder = mp / "agents/dir/sessions"
+    with open(folder / "sessions.json", "rb") as stream:
+        head = stream.read(1)
+        store = open_store(state_dir / "agents/dir")
+        key = store.keys()[0]
+        old_label = store.get(key).get("label")
+        store.put(key, dict(store.get(key), label="changed while open " * 50))
+        time.sleep(0.5)  # past --timeout: a new open would render the new version
+        document = json.loads(head + stream.read())
+    assert document[key].get("label") == old_label
+    fresh = json.loads((folder / "sessions.json").read_bytes())
+    assert fresh[key]["label"] == "changed while open " * 50
+
+    legacy = mp / "agents/leg/sessions"
+    name = next(p.name for p in sorted(legacy.glob("*.jsonl")))
+    on_disk = state_dir / "agents/leg/sessions" / name
+    before = on_disk.read_bytes()
+    with open(legacy / name, "rb") as stream:
+        first = stream.read(1)
+        with open(on_disk, "ab") as out:
+            out.write(b'{"type":"message","late":true}\n')
+        rest = stream.read()
+    assert first + rest == before
+    wait_for(lambda: (legacy / name).read_bytes() == on_disk.read_bytes())
