@@ -134,6 +134,23 @@ def main(argv: list[str]) -> int:
             results["big_first_stat_read_s"] = timed(stat_read)
             results["big_repeat_stat_read_s"] = timed(stat_read, 3)
             results["big_bytes"] = os.stat(target).st_size
+            copy = base / "big.json"  # the same bytes read from a disk file's page cache
+            shutil.copyfile(target, copy)
+
+            def disk_read() -> None:
+                size = os.stat(copy).st_size
+                with open(copy, "rb") as stream:
+                    assert len(stream.read()) == size
+
+            results["big_repeat_disk_stat_read_s"] = timed(disk_read, 3)
+            # one session changes: the next stat + read renders only that entry again
+            from sessionfs.store import open_store as _open
+
+            big_store = _open(big_state / "agents" / "big")
+            key = big_store.keys()[0]
+            big_store.put(key, dict(big_store.get(key), label="changed"))
+            time.sleep(1.1)  # past the mount's recheck interval (--timeout)
+            results["big_after_change_stat_read_s"] = timed(stat_read)
         finally:
             unmount(big_mp)
         # rendering at 100k small sessions (SQLite store, no mount)
@@ -141,6 +158,11 @@ def main(argv: list[str]) -> int:
         store = open_store(base / "render" / "agents" / "r")
         results["render_sessions"] = args.render_sessions
         results["render_s"] = timed(lambda: render(store, "/mnt/agents/r/sessions"))
+        memo: dict = {}
+        render(store, "/mnt/agents/r/sessions", memo=memo)
+        results["render_memo_s"] = timed(
+            lambda: render(store, "/mnt/agents/r/sessions", memo=memo))
+        results["render_bytes"] = len(render(store, "/mnt/agents/r/sessions").data)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"{'measurement':32} value")

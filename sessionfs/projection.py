@@ -29,10 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sessionfs import jsonfmt
+import orjson
+
+from sessionfs import jsonfmt, keys
 from sessionfs.errors import SessionfsError
 from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
 from sessionfs.store.base import Entry
+from sessionfs.store.directory import META_FILE
 from sessionfs.store.legacy import assemble, indent_member
 from sessionfs.store.transcripts import candidate_names
 
@@ -159,6 +162,61 @@ def with_session_file(entry: Entry, path: str) -> Entry:
     return _before_trailing(entry, [("sessionFile", path)])
 
 
+_INDEX_KEY_LINE = re.compile(rb'\n *+"(?:0|[1-9][0-9]{0,9})": ')
+_TOP_KEY = b'\n  "'
+
+
+def _is_canonical(entry: Entry, data: bytes) -> bool:
+    """Whether ``data`` is exactly ``JSON.stringify(entry, null, 2)``, checked without the
+    pure-Python number fixing: orjson's output equals it and holds nothing orjson and
+    JavaScript write differently (array-index keys; exponents and 16+ digit numbers, found
+    the way :mod:`sessionfs.jsonfmt` finds them)."""
+    try:
+        same = orjson.dumps(entry, option=orjson.OPT_INDENT_2) == data
+    except TypeError:
+        return False
+    return (same and _INDEX_KEY_LINE.search(data) is None
+            and jsonfmt._fix_numbers_indented(data) is data)
+
+
+def _splice_session_file(entry: Entry, data: bytes, path: str) -> bytes | None:
+    """``data`` (the canonical bytes of ``entry``) with ``sessionFile`` set to ``path``,
+    without serialising the entry again; None when the layout is not the expected one."""
+    value = jsonfmt.dumps(path, indent=None)
+    if "sessionFile" in entry:
+        old = _TOP_KEY + b'sessionFile": ' + jsonfmt.dumps(entry["sessionFile"], indent=None)
+        # top-level lines start with exactly two spaces; the old value is followed by ',' or '\n'
+        if data.count(old) != 1:
+            return None
+        at = data.find(old)
+        end = at + len(old)
+        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + data[end:]
+    anchor = next((key for key in entry if key in _TRAILING), None)
+    if anchor is not None:
+        marker = _TOP_KEY + jsonfmt.dumps(anchor, indent=None)[1:] + b": "
+        if data.count(marker) != 1:
+            return None
+        at = data.find(marker)
+        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + b"," + data[at:]
+    if not entry or not data.endswith(b"\n}"):
+        return None
+    return data[:-2] + b",\n  " + b'"sessionFile": ' + value + b"\n}"
+
+
+def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
+            trusted: bool) -> bytes:
+    """One entry's indented member bytes in ``sessions.json``: the stored bytes reused when
+    they are the canonical form (``trusted``: the store guarantees it), else serialised."""
+    if data is not None and (trusted or _is_canonical(entry, data)):
+        spliced = data if path is None or entry.get("sessionFile") == path else \
+            _splice_session_file(entry, data, path)
+        if spliced is not None:
+            return indent_member(spliced)
+    if path is not None:
+        entry = with_session_file(entry, path)
+    return indent_member(jsonfmt.dumps(entry))
+
+
 @dataclass
 class Projection:
     """One rendering of an agent's ``sessions.json`` and the transcript names beside it."""
@@ -168,7 +226,7 @@ class Projection:
     mtime_ns: int
     #: transcript file name → session key, for sessions whose name is known (store order)
     names: dict[str, str] = field(default_factory=dict)
-    #: a digest of ``data``: changes exactly when the bytes do (page-cache decisions)
+    #: changes whenever the bytes do (page-cache decisions); set by :class:`Projector`
     token: str = ""
 
 
@@ -213,11 +271,20 @@ def _sqlite_sessions_with_events(store: SqliteStore) -> set[str] | None:
         "SELECT DISTINCT session_id FROM transcript_events")]))
 
 
-def render(store: Store, transcripts_dir: str, version: object = None) -> Projection:
+#: Per-entry memo kept between renderings: key -> (what identifies the stored bytes, member
+#: bytes, transcript name or None, the transcript file names it may have on disk). Unchanged
+#: entries are not read or serialised again.
+Memo = dict[str, tuple[object, bytes, str | None, tuple[str, ...]]]
+
+
+def render(store: Store, transcripts_dir: str, version: object = None,
+           memo: Memo | None = None) -> Projection:
     """``sessions.json`` of ``store`` as the file era would have written it now.
 
     ``transcripts_dir`` is the folder (inside the mount) where the transcripts are shown;
-    rendered entries' ``sessionFile`` points there.
+    rendered entries' ``sessionFile`` points there. Each entry's stored bytes are reused
+    (indented one level, ``sessionFile`` rewritten in place) when they are its canonical
+    ``JSON.stringify(entry, null, 2)``; ``memo`` (updated here) skips unchanged entries.
     """
     if version is None:
         version = store_version(store)
@@ -232,21 +299,29 @@ def render(store: Store, transcripts_dir: str, version: object = None) -> Projec
             for key, entry in document.items():
                 if isinstance(entry, dict):
                     _add_name(names, key, entry, present)
-        return Projection(version, data, mtime_ns, names, _digest(data))
+        return Projection(version, data, mtime_ns, names)
+    fresh: Memo = {}
     members: list[tuple[str, bytes]] = []
     mtime_ns = 0
     if isinstance(store, SqliteStore):
         with_events = _sqlite_sessions_with_events(store)
         records: Iterable[Any] = store.records()
         for record in records:
-            entry = restore_routing(record.key, record.entry)
-            name = transcript_name(record.key, entry)
-            if name is not None:
-                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
-                sid = entry.get("sessionId")
-                if (with_events is None or sid in with_events) and name not in names:
-                    names[name] = record.key
-            members.append((record.key, indent_member(jsonfmt.dumps(entry))))
+            known = memo.get(record.key) if memo is not None else None
+            if known is not None and known[0] == record.data:
+                member, name = known[1], known[2]
+            else:
+                entry = restore_routing(record.key, record.entry)
+                name = transcript_name(record.key, entry)
+                path = f"{transcripts_dir}/{name}" if name is not None else None
+                # the store's bytes are serialize_entry(entry): canonical by construction
+                member = _member(record.key, entry, record.data if entry is record.entry
+                                 else None, path, trusted=True)
+            fresh[record.key] = (record.data, member, name, ())
+            if name is not None and name not in names and (
+                    with_events is None or record.entry.get("sessionId") in with_events):
+                names[name] = record.key
+            members.append((record.key, member))
         fingerprint = store.fingerprint()
         if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
                 fingerprint[1], int):
@@ -255,26 +330,51 @@ def render(store: Store, transcripts_dir: str, version: object = None) -> Projec
         order = _directory_order(store) if isinstance(store, DirectoryStore) else store.keys()
         present = _names_in(store.path.parent)
         for key in order:
-            try:
-                record = store.read(key)
-            except SessionfsError:  # vanished or damaged since listing: the file skips it
-                continue
-            entry = record.entry
-            mtime_ns = max(mtime_ns, record.mtime_ns)
-            if _add_name(names, key, entry, present):
+            identity = _identity(store, key)
+            known = memo.get(key) if memo is not None else None
+            if identity is not None and known is not None and known[0] == identity:
+                member, name, candidates = known[1], known[2], known[3]
+                assert isinstance(identity, tuple)
+                mtime_ns = max(mtime_ns, identity[2])
+            else:
+                try:
+                    record = store.read(key)
+                except SessionfsError:  # vanished or damaged since listing: the file skips it
+                    continue
+                entry = record.entry
+                mtime_ns = max(mtime_ns, record.mtime_ns)
                 name = transcript_name(key, entry)
-                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
-            elif (name := transcript_name(key, entry)) is not None:
-                entry = with_session_file(entry, f"{transcripts_dir}/{name}")
-            members.append((key, indent_member(jsonfmt.dumps(entry))))
+                candidates = tuple(candidate_names(key, entry)) if name is not None else ()
+                path = f"{transcripts_dir}/{name}" if name is not None else None
+                member = _member(key, entry, record.data, path, trusted=False)
+            if name is not None and name not in names and any(
+                    candidate in present for candidate in candidates):
+                names[name] = key
+            if identity is not None:
+                fresh[key] = (identity, member, name, candidates)
+            members.append((key, member))
         with contextlib.suppress(OSError):
             mtime_ns = max(mtime_ns, os.stat(store.path).st_mtime_ns)
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     data = assemble(members)
-    return Projection(version, data, mtime_ns or time.time_ns(), names, _digest(data))
+    return Projection(version, data, mtime_ns or time.time_ns(), names)
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def _identity(store: Store, key: str) -> object:
+    """What identifies a sessions.d entry's stored bytes without reading them (None: unknown,
+    read it): the meta.json's inode, size, mtime and ctime."""
+    if not isinstance(store, DirectoryStore):
+        return None
+    name = keys.encode(key)
+    if keys.is_hashed(name):
+        return None
+    try:
+        st = os.stat(f"{store.path}/{name}/{META_FILE}", follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _names_in(folder: Path) -> set[str]:
@@ -307,6 +407,8 @@ class Projector:
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
+        self._memo: Memo = {}
+        self._renderings = 0
 
     def forget(self) -> None:
         """The store was changed through this process: check the version on the next call."""
@@ -326,7 +428,14 @@ class Projector:
                 if current is not None and current.version == version:
                     self._checked_at = time.monotonic()
                     return current
-            fresh = render(self.store, self.transcripts_dir, version)
+            fresh = render(self.store, self.transcripts_dir, version, self._memo)
+            # same bytes as before (a touched file, a store change sessions.json does not
+            # show): the same token, so the kernel keeps its cached pages
+            if current is not None and current.data == fresh.data:
+                fresh.token = current.token
+            else:
+                self._renderings += 1
+                fresh.token = f"{id(self):x}.{self._renderings}"
             with self._lock:
                 self._current = fresh
                 self._checked_at = time.monotonic()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from sessionfs.demo import write_legacy_store
 from sessionfs.errors import ReadOnlyStore, SessionNotFound, UnsupportedSchema
 from sessionfs.store import SqliteStore, locate_store, open_store
 from tests.conftest import node_stringify
+from tests.openclaw_fixtures import NAMES, extract_real_store
 from tests.sqlite_util import (
     BIG_LINE,
     ENTRIES,
@@ -338,19 +338,14 @@ def test_threads_read_in_parallel(agent: Path) -> None:
     assert not errors
 
 
-REAL = Path("/work/real")
-
-
-@pytest.mark.parametrize("name", ["plain", "extras", "fix"])
+@pytest.mark.parametrize("name", NAMES)
 def test_against_stores_openclaw_itself_wrote(tmp_path: Path, name: str) -> None:
     """Entries deep-equal and byte-equal to what openclaw 2026.9.6's reader returns; transcripts
-    byte-equal to the file-era JSONL they were imported from."""
-    oracle = REAL / f"{name}.oracle"
-    if not (oracle / "dump.main.json").exists():
-        pytest.skip(f"{oracle} not generated here (../shared/tools/make_sqlite_store.sh)")
-    state = tmp_path / name
-    shutil.copytree(REAL / name / "agents", state / "agents", symlinks=True)
-    legacy_root = REAL / f"{name}.legacy-input" / "agents"
+    byte-equal to the file-era JSONL they were imported from (committed fixtures)."""
+    real = extract_real_store(name, tmp_path / "real")
+    oracle = real / f"{name}.oracle"
+    state = real / name
+    legacy_root = real / f"{name}.legacy-input" / "agents"
     for agent_dir in sorted((state / "agents").iterdir()):
         dump_path = oracle / f"dump.{agent_dir.name}.json"
         if not dump_path.exists():

@@ -16,6 +16,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from sessionfs.projection import render, restore_routing, transcript_name
 from sessionfs.store import open_store
 from tests.conftest import node_stringify
 from tests.mountutil import Mount, force_unmount, scratch_root, wait_for
+from tests.openclaw_fixtures import NAMES, extract_real_store, legacy_sessions
 
 AGENTS = {"leg": 11, "dir": 13, "sql": 17}  # agent id -> seed
 
@@ -276,19 +278,98 @@ def test_store_changing_during_reads_is_never_torn(mounted: Mount,
         thread.join()
 
 
-def test_routing_restored_from_openclaws_own_import() -> None:
-    """Against a store openclaw 2026.9.6 imported, with its file-era input beside it."""
-    real = Path("/work/real/plain")
-    if not real.exists():
-        pytest.fail("needs /work/real (stores openclaw's own import wrote)")
+@pytest.mark.parametrize("name", NAMES)
+def test_routing_restored_from_openclaws_own_import(tmp_path: Path, name: str) -> None:
+    """Against a store openclaw 2026.9.6 imported (committed fixture), with its file-era input
+    beside it: every file-era field comes back, sessionFile pointing at the mount's path."""
+    root = extract_real_store(name, tmp_path)
     for agent in ("main", "work"):
-        legacy = json.loads((real.parent / "plain.legacy-input/agents" / agent /
-                             "sessions/sessions.json").read_bytes())
-        store = open_store(real / "agents" / agent)
-        rendered = json.loads(render(store, str(real / "agents" / agent / "sessions")).data)
-        assert set(rendered) == set(legacy)
+        legacy = legacy_sessions(root, name, agent)
+        store = open_store(root / name / "agents" / agent)
+        rendered = json.loads(render(store, str(root / name / "agents" / agent / "sessions")).data)
+        store.close()
+        recovered = set(rendered) - set(legacy)  # --extras: an unreferenced transcript, imported
+        assert all(key.startswith(f"agent:{agent}:recovered:") for key in recovered)
+        assert len(recovered) == (1 if (name, agent) == ("extras", "main") else 0)
+        assert set(legacy) <= set(rendered)
+        for key in recovered:
+            session_id = rendered[key]["sessionId"]
+            assert rendered[key]["sessionFile"] == \
+                str(root / name / "agents" / agent / "sessions" / f"{session_id}.jsonl")
         for key, entry in legacy.items():
             for field, value in entry.items():
                 assert rendered[key].get(field) == value, (key, field)
     assert restore_routing("agent:x:main", {"delivery": {"kind": "none"}}) == \
         {"delivery": {"kind": "none"}}
+
+
+def test_rendering_reuses_stored_bytes_only_when_canonical(tmp_path: Path) -> None:
+    """Stored meta.json bytes are reused (indented, sessionFile spliced in) only when they are
+    JSON.stringify's; hand-written or number-tricky files are serialised again; an edit shows
+    in the next rendering (memo per entry), and the result is what serialising every entry
+    gives."""
+    from sessionfs.projection import _directory_order, with_session_file
+    from sessionfs.store.legacy import assemble, indent_member
+
+    folder = tmp_path / "agents/a/sessions"
+    entries = generate_entries(8, seed=3)
+    keys_ = list(entries)
+    entries[keys_[0]]["sessionFile"] = "/elsewhere/x.jsonl"  # replaced in place
+    entries[keys_[1]]["estimatedCostUsd"] = 1e-7  # orjson and JavaScript differ
+    entries[keys_[2]]["10"] = {"n": 12345678901234567890}  # index key, big int
+    entries[keys_[3]] = {"sessionId": "bare-one", "updatedAt": 5}  # no trailing field
+    entries[keys_[4]].pop("skillsSnapshot", None)
+    write_legacy_store(folder, entries)
+    migrate(folder)
+    store = open_store(tmp_path / "agents/a")
+    hand = store.entry_dir(keys_[5]) / "meta.json"
+    hand.write_text(json.dumps(store.read(keys_[5]).entry, indent=4))  # not JS's layout
+
+    def expected() -> bytes:
+        members = []
+        for key in _directory_order(store):
+            entry = store.read(key).entry
+            name = transcript_name(key, entry)
+            if name is not None:
+                entry = with_session_file(entry, f"/m/{name}")
+            members.append((key, indent_member(jsonfmt.dumps(entry))))
+        return assemble(members)
+
+    memo: dict[str, Any] = {}
+    first = render(store, "/m", memo=memo)
+    assert first.data == expected()
+    store.put(keys_[6], dict(store.get(keys_[6]), label="changed"))
+    second = render(store, "/m", memo=memo)
+    assert second.data == expected() != first.data
+    assert b'"label": "changed"' in second.data
+
+
+def test_an_open_file_keeps_the_version_it_opened(mounted: Mount,
+                                                 state: tuple[Path, Path, Path]) -> None:
+    """A reader that opened sessions.json, then a transcript, reads each whole in the version
+    it opened even when the store changes in between; the next open shows the new version."""
+    state_dir, mp, _ref = state
+    folder = mp / "agents/dir/sessions"
+    with open(folder / "sessions.json", "rb") as stream:
+        head = stream.read(1)
+        store = open_store(state_dir / "agents/dir")
+        key = store.keys()[0]
+        old_label = store.get(key).get("label")
+        store.put(key, dict(store.get(key), label="changed while open " * 50))
+        time.sleep(0.5)  # past --timeout: a new open would render the new version
+        document = json.loads(head + stream.read())
+    assert document[key].get("label") == old_label
+    fresh = json.loads((folder / "sessions.json").read_bytes())
+    assert fresh[key]["label"] == "changed while open " * 50
+
+    legacy = mp / "agents/leg/sessions"
+    name = next(p.name for p in sorted(legacy.glob("*.jsonl")))
+    on_disk = state_dir / "agents/leg/sessions" / name
+    before = on_disk.read_bytes()
+    with open(legacy / name, "rb") as stream:
+        first = stream.read(1)
+        with open(on_disk, "ab") as out:
+            out.write(b'{"type":"message","late":true}\n')
+        rest = stream.read()
+    assert first + rest == before
+    wait_for(lambda: (legacy / name).read_bytes() == on_disk.read_bytes())
