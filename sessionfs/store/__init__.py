@@ -37,11 +37,15 @@ LEGACY_NAME = "sessions.json"
 DIRECTORY_NAME = "sessions.d"
 
 
+def _state_dir() -> Path:
+    """openclaw's state folder: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``."""
+    return Path(os.environ.get("OPENCLAW_STATE_DIR")
+                or os.path.join(os.path.expanduser("~"), ".openclaw"))
+
+
 def default_store_path() -> Path:
     """openclaw's default: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``, agent ``main``."""
-    state = os.environ.get("OPENCLAW_STATE_DIR") or os.path.join(os.path.expanduser("~"),
-                                                                 ".openclaw")
-    return Path(state) / "agents" / "main" / "sessions" / LEGACY_NAME
+    return _state_dir() / "agents" / "main" / "sessions" / LEGACY_NAME
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,26 @@ def sqlite_generation_db(folder: Path) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def _not_found_message(path: str | os.PathLike[str] | None, location: StoreLocation) -> str:
+    """Why there is no store, naming what the user gave (or the default they left alone)."""
+    looked = f"looked for {location.legacy_path} and {location.directory_path}"
+    if path is None:
+        state = _state_dir()
+        if not state.is_dir():
+            if os.environ.get("OPENCLAW_STATE_DIR"):
+                return (f"OPENCLAW_STATE_DIR is {state}, which is not a folder, so there is no "
+                        "default store: correct it, or give the store's path")
+            return (f"no openclaw state folder at {state}, so there is no default store: give "
+                    "the store's path (a sessions.json, its folder or a sessions.d), or set "
+                    "OPENCLAW_STATE_DIR to openclaw's state folder")
+        return f"{location.legacy_path}: no session store here (the default store; {looked})"
+    given = Path(path).expanduser()
+    if given.name not in (LEGACY_NAME, DIRECTORY_NAME) and not given.exists():
+        return (f"{path}: no session store here: no such file or directory (a store is a "
+                "sessions.json, the folder holding it, or a sessions.d)")
+    return f"{path}: no session store here ({looked})"
+
+
 def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
                lock_timeout: float = 10.0) -> Store:
     """Open the store at ``path`` (default: openclaw's default store) in its live layout.
@@ -97,9 +121,7 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
     """
     location = locate_store(path)
     if location.layout is None:
-        raise StoreNotFound(
-            f"{path if path is not None else location.legacy_path}: no session store here "
-            f"(looked for {location.legacy_path} and {location.directory_path})")
+        raise StoreNotFound(_not_found_message(path, location))
     reason = None
     sqlite_db = sqlite_generation_db(location.folder)
     if sqlite_db is not None:
