@@ -419,9 +419,16 @@ def _describe_os_error(args: argparse.Namespace, exc: OSError) -> str:
     if exc.filename is None:
         return what
     filename = os.fspath(exc.filename)
-    if exc.errno == errno.ENOTCONN:
-        return (f"{filename}: {what} (a sessionfs mount whose daemon is gone?: run "
-                f"sessionfs umount MOUNTPOINT)")
+    if exc.errno == errno.ENOTCONN:  # a FUSE mount whose daemon died, at or above the path
+        import shlex
+
+        from sessionfs.fs.mount import is_mounted
+
+        path = Path(os.path.abspath(filename))
+        dead = next((p for p in (path, *path.parents) if is_mounted(p)), None)
+        if dead is not None:
+            return (f"{filename}: {what}: the mount at {dead} lost its daemon; run "
+                    f"sessionfs umount {shlex.quote(str(dead))}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and getattr(args, "store", 0) != 0:
         try:
             folder = locate_store(args.store).folder

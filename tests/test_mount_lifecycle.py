@@ -155,6 +155,11 @@ def test_killed_daemon_then_umount_and_remount(store_folder: Path) -> None:
             assert result.stderr.splitlines() == [
                 f"sessionfs: error: {mount.mp} is still mounted by a daemon that is gone "
                 f"(transport endpoint is not connected): run sessionfs umount {mount.mp}"]
+        result = cli("ls", str(mount.mp / "sessions.json"))  # any command: the same advice
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"sessionfs: error: {mount.mp}/sessions.json: Transport endpoint is not connected: "
+            f"the mount at {mount.mp} lost its daemon; run sessionfs umount {mount.mp}"]
         result = cli("umount", str(mount.mp))
         assert result.returncode == 0, result.stderr
         assert not is_mounted(mount.mp)
