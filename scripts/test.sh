@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+echo "test: $(.venv/bin/python -c 'import sys; print(sys.version.split()[0], sys._base_executable)')" >&2
 .venv/bin/ruff check sessionfs tests scripts
 exec .venv/bin/python -m pytest "$@"

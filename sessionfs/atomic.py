@@ -97,6 +97,11 @@ def sync_filesystem(path: Path) -> None:
 _TEMP_NAME = re.compile(r".+\.(\d+)\.[0-9a-fA-F-]{32,36}\.tmp")
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of those temp names (errors name the store instead)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (EPERM: it does, owned by someone else)."""
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -17,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from sessionfs import jsonfmt
+from sessionfs.atomic import is_temp_name
 from sessionfs.entry import parse_entry
 from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound, UsageError
 from sessionfs.lock import install_signal_handlers
 from sessionfs.maintenance import check, parse_duration, prune
 from sessionfs.migrate import MigrationReport, merge, migrate, rollback
-from sessionfs.store import Store, default_agent_dir, locate_store, open_store
+from sessionfs.store import (
+    DIRECTORY_NAME,
+    LEGACY_NAME,
+    Store,
+    default_agent_dir,
+    locate_store,
+    open_store,
+    sqlite_generation_db,
+)
 
 __all__ = ["main"]
 
@@ -38,23 +48,34 @@ def _looks_like_sqlite_store(path: Path) -> bool:
                               or (path / "sessions").is_dir())
 
 
-def _looks_like_store(arg: str) -> bool:
-    """Whether a leading positional is a STORE (a path that holds a store) rather than a key."""
+def _names_store(arg: str) -> bool:
+    """Whether ``arg`` names an existing store: a folder holding ``sessions.json`` or
+    ``sessions.d``, or an existing file/folder of one of those names. Any other existing file
+    (a key may name one in the current folder) does not count."""
     path = Path(arg).expanduser()
-    if _looks_like_sqlite_store(path):
-        return True
-    if path.name in {"sessions.json", "sessions.d"} or arg.endswith((".json", "/")):
-        return True
-    if path.is_dir():
-        return (path / "sessions.json").exists() or (path / "sessions.d").is_dir()
-    return path.is_file()
+    try:
+        if _looks_like_sqlite_store(path):
+            return True
+        if path.name in {LEGACY_NAME, DIRECTORY_NAME}:
+            return path.exists()
+        return path.is_dir() and ((path / LEGACY_NAME).exists()
+                                  or (path / DIRECTORY_NAME).is_dir())
+    except (OSError, ValueError):
+        return False
 
 
 def _split_store(args: argparse.Namespace, positionals: list[str], minimum: int,
                  maximum: int) -> list[str]:
-    """Peel an optional leading STORE off ``positionals``; the rest are the command's own."""
+    """Peel an optional leading STORE off ``positionals``; the rest are the command's own.
+
+    Decided by the count and by what exists, never by how an argument looks (a key may end in
+    ``.json`` or name a file in the current folder): a leading positional is the STORE when
+    there is one more than the command takes, or when it names an existing store (then a
+    missing key is a usage error, and ``put STORE KEY`` reads stdin). ``--store`` removes any
+    doubt.
+    """
     if args.store is None and positionals and (
-            len(positionals) > maximum or _looks_like_store(positionals[0])):
+            len(positionals) > maximum or _names_store(positionals[0])):
         args.store = positionals.pop(0)
     if not minimum <= len(positionals) <= maximum:
         raise UsageError(f"{args.command}: expected {args.usage_hint}")
@@ -226,6 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if location.layout is None:
         open_store(args.store)  # raises the same clear StoreNotFound as every other command
     problems = check(location)
+    sqlite_db = sqlite_generation_db(location.folder)
     if args.json:
         _emit_json([{"kind": p.kind, "path": str(p.path), "detail": p.detail}
                     for p in problems])
@@ -235,8 +257,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         for stale in location.stale_files:
             print(f"note: {stale}: stale file-era store beside the SQLite database (openclaw "
                   "reads only the database)", file=sys.stderr)
-        print(f"{location.path}: {len(problems)} problem(s)" if problems
-              else f"{location.path}: ok ({location.layout} store)", file=sys.stderr)
+        found = f"{len(problems)} problem(s)" if problems else f"ok ({location.layout} store)"
+        if sqlite_db is not None and location.layout != "sqlite":
+            # never "ok" for a store the gateway no longer reads
+            found = (f"not in use: the gateway uses the SQLite database {sqlite_db}; this is "
+                     f"a stale retained copy ({len(problems)} problem(s))")
+        print(f"{location.path}: {found}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -424,7 +450,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         subprocess.run(["bash", "-c", command], check=False)
     quoted = shlex.quote(str(mountpoint))
     print(f"\nThe demo store is mounted at {mountpoint}: edit any meta.json with vim, nano, "
-          f"sed -i or jq; invalid JSON is refused.\nUnmount with: .venv/bin/sessionfs umount "
+          f"sed -i or jq; invalid JSON is refused.\nUnmount with: sessionfs umount "
           f"{quoted}")
     return 0
 
@@ -519,6 +545,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:  # the disk said no (ENOSPC, EACCES, ...): one line, nothing written
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"sessionfs: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"sessionfs: error: {_describe_os_error(args, exc)}", file=sys.stderr)
         return 1
+
+
+def _describe_os_error(args: argparse.Namespace, exc: OSError) -> str:
+    """One line that names what the user knows (the store, a dead mount), not our internals."""
+    what = exc.strerror or str(exc)
+    if exc.filename is None:
+        return what
+    filename = os.fspath(exc.filename)
+    if exc.errno == errno.ENOTCONN:  # a FUSE mount whose daemon died, at or above the path
+        import shlex
+
+        from sessionfs.fs.mount import is_mounted
+
+        path = Path(os.path.abspath(filename))
+        dead = next((p for p in (path, *path.parents) if is_mounted(p)), None)
+        if dead is not None:
+            return (f"{filename}: {what}: the mount at {dead} lost its daemon; run "
+                    f"sessionfs umount {shlex.quote(str(dead))}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and getattr(args, "store", 0) != 0:
+        try:
+            folder = locate_store(args.store).folder
+        except (OSError, ValueError):
+            folder = None
+        real_folder = os.path.realpath(folder) if folder is not None else ""
+        real_file = os.path.join(os.path.realpath(os.path.dirname(filename)),
+                                 os.path.basename(filename))
+        if folder is not None and real_file.startswith(real_folder.rstrip("/") + "/"):
+            inside = os.path.relpath(real_file, real_folder)
+            shown = "" if is_temp_name(os.path.basename(filename)) else f" ({inside})"
+            return f"cannot write the store at {folder}: {what}{shown}"
+    if is_temp_name(os.path.basename(filename)):
+        return f"{what} ({os.path.dirname(filename)})"
+    return f"{what} ({filename})"

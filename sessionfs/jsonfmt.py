@@ -150,7 +150,7 @@ _ORJSON_INDENT = _ORJSON_COMPACT | orjson.OPT_INDENT_2
 # A key that is an array index (or a 10-digit number that might be one) in orjson output.
 # Indented: every key starts its own line. Compact: every key follows "{" or ",". A content
 # quote is always escaped (\"), so neither pattern can start inside a string.
-_INDEX_KEY_INDENTED = re.compile(rb'\n *+"(?:0|[1-9][0-9]{0,9})": ')
+_INDEX_KEY_INDENTED = re.compile(rb'\n *"(?:0|[1-9][0-9]{0,9})": ')
 _INDEX_KEY_COMPACT = re.compile(rb'[{,]"(?:0|[1-9][0-9]{0,9})":')
 
 # Indented output puts every scalar on a line of its own, so a line that ends in a digit
@@ -159,14 +159,17 @@ _INDEX_KEY_COMPACT = re.compile(rb'[{,]"(?:0|[1-9][0-9]{0,9})":')
 # line starts with a literal '\n' that the regex engine finds fast. Only tokens that may need
 # JavaScript formatting match: floats (with '.' or 'e') and integers of 16+ digits; a
 # negative integer matches too and is left as it is.
-_NUMBER_LINE_REVERSED = re.compile(rb"\n,?+([0-9]++(?:[.e+\-][0-9.e+\-]*+|(?<=[0-9]{16})-?+)) ")
+_NUMBER_LINE_REVERSED = re.compile(rb"\n,?([0-9]+(?:[.e+\-][0-9.e+\-]*|(?<=[0-9]{16})-?)) ")
 
 # Compact output has no such layout: walk it token by token, skipping strings, structure and
 # integers of at most 15 digits (always exact), stopping at each number that may need fixing
-# or at the end. All quantifiers are possessive: no backtracking, linear time.
+# or where the walk ends. Linear time without possessive quantifiers (broken before CPython
+# 3.11.5, gh-106052; Debian 12 has 3.11.2): each alternative of the walk is told apart by its
+# first byte, so no iteration can match another way, and the tail after the walk always
+# matches (a number, or nothing: group 1 None), so the engine never backtracks into the walk.
 _NUMBER_TO_FIX = re.compile(
-    rb'(?s)(?:[^"0-9\-]++|"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?[0-9]{1,15}+(?![0-9.eE]))*+'
-    rb"(?:(-?[0-9]++(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]++)?+)|\Z)"
+    rb'(?s)(?:[^"0-9\-]+|"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]{1,15}(?![0-9.eE]))*'
+    rb"(?:(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|)"
 )
 # Cheap pre-check: no digit followed by '.', 'e' or a 16th digit anywhere -> nothing to fix.
 _MAYBE_NUMBER_TO_FIX = re.compile(rb"[0-9](?:[.eE]|[0-9]{15})")
@@ -469,7 +472,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 _KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b'":[]{}')
-_REDUCED_STRING = re.compile(rb'"[^"]*+"')
+_REDUCED_STRING = re.compile(rb'"[^"]*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
@@ -626,23 +629,23 @@ _EXPECTED = {
     _HEX: "expected a hex digit in a \\u escape",
 }
 
-_WS_RUN = re.compile(rb"[ \t\n\r]*+")
-_STRING_BODY = re.compile(rb"[^\"\\\x00-\x1f]*+")
-_DIGITS = re.compile(rb"[0-9]*+")
-_HEX_RUN = re.compile(rb"[0-9a-fA-F]{0,4}+")
+_WS_RUN = re.compile(rb"[ \t\n\r]*")
+_STRING_BODY = re.compile(rb"[^\"\\\x00-\x1f]*")
+_DIGITS = re.compile(rb"[0-9]*")
+_HEX_RUN = re.compile(rb"[0-9a-fA-F]{0,4}")
 _ESCAPE_FULL = re.compile(rb'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 
-_WS_B = rb"[ \t\n\r]*+"
-_STR_B = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
-_NUM_B = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
+_WS_B = rb"[ \t\n\r]*"
+_STR_B = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+_NUM_B = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _SCALAR_B = rb"(?:" + _STR_B + rb"|" + _NUM_B + rb"|true|false|null)"
 # Runs of complete scalar members, each followed by ',' (or by the closing bracket: group 1).
 _OBJECT_RUN = re.compile(
-    rb"(?:" + _WS_B + _STR_B + _WS_B + rb":" + _WS_B + _SCALAR_B + _WS_B + rb",)*+"
-    rb"(" + _WS_B + _STR_B + _WS_B + rb":" + _WS_B + _SCALAR_B + _WS_B + rb"\})?+"
+    rb"(?:" + _WS_B + _STR_B + _WS_B + rb":" + _WS_B + _SCALAR_B + _WS_B + rb",)*"
+    rb"(" + _WS_B + _STR_B + _WS_B + rb":" + _WS_B + _SCALAR_B + _WS_B + rb"\})?"
 )
 _ARRAY_RUN = re.compile(
-    rb"(?:" + _WS_B + _SCALAR_B + _WS_B + rb",)*+(" + _WS_B + _SCALAR_B + _WS_B + rb"\])?+"
+    rb"(?:" + _WS_B + _SCALAR_B + _WS_B + rb",)*(" + _WS_B + _SCALAR_B + _WS_B + rb"\])?"
 )
 
 # The start of a UTF-8 sequence that can still be completed (Python's incremental decoder

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,155 @@ def test_prune_follows_openclaw_rules(tmp_path: Path) -> None:
     assert plan_prune(entries, older_than_ms=4_000, max_entries=1, now_ms=10_000) == [
         "old", "undated", "mid"]
 
+
+
+# -- errors that tell the fix ------------------------------------------------------------------
+def run_in(cwd: Path, *argv: str, env: dict[str, str] | None = None, stdin: bytes = b"",
+           user: list[str] | None = None) -> tuple[int, str, str]:
+    """The CLI from ``cwd`` with extra environment, optionally as another user."""
+    environment = {k: v for k, v in os.environ.items() if k != "OPENCLAW_STATE_DIR"}
+    environment.update(env or {})
+    result = subprocess.run([*(user or []), sys.executable, "-m", "sessionfs", *argv],
+                            input=stdin, capture_output=True, cwd=str(cwd), env=environment,
+                            timeout=60, check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def test_a_missing_store_is_named_as_given(tmp_path: Path) -> None:
+    code, _, err = run_in(tmp_path, "ls", "nothere")
+    assert code == 1
+    assert err.splitlines() == [
+        "sessionfs: error: nothere: no session store here: no such file or directory (a store "
+        "is a sessions.json, the folder holding it, or a sessions.d)"]
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_in(tmp_path, "ls", "empty")
+    assert code == 1
+    assert err.splitlines() == [
+        f"sessionfs: error: empty: no session store here (looked for "
+        f"{tmp_path}/empty/sessions.json and {tmp_path}/empty/sessions.d)"]
+
+
+def test_no_openclaw_state_folder_says_how_to_point_at_a_store(tmp_path: Path) -> None:
+    code, _, err = run_in(tmp_path, "ls", env={"HOME": str(tmp_path)})
+    assert code == 1
+    assert err.splitlines() == [
+        f"sessionfs: error: no openclaw state folder at {tmp_path}/.openclaw, so there is no "
+        "default store: give the store's path (a sessions.json, its folder or a sessions.d), "
+        "or set OPENCLAW_STATE_DIR to openclaw's state folder"]
+    code, _, err = run_in(tmp_path, "get", "agent:main:main",
+                          env={"OPENCLAW_STATE_DIR": str(tmp_path / "state")})
+    assert code == 1
+    assert err.splitlines() == [
+        f"sessionfs: error: OPENCLAW_STATE_DIR is {tmp_path}/state, which is not a folder, so "
+        "there is no default store: correct it, or give the store's path"]
+
+
+@pytest.mark.parametrize("layout", ["legacy", "directory"])
+def test_a_store_folder_you_cannot_write_is_named(layout: str) -> None:
+    """Not the lock's or a write's internal temp file: the store, and exit 1, store unchanged."""
+    from sessionfs.migrate import migrate
+    from tests.mountutil import scratch_root
+
+    base = scratch_root()
+    try:
+        folder = base / "sessions"
+        write_legacy_store(folder, ENTRIES)
+        if layout == "directory":
+            migrate(folder)
+        subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        base.chmod(0o755)
+        folder.chmod(0o500)
+        if layout == "directory":
+            (folder / "sessions.d").chmod(0o500)
+        before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        for argv in (["put", str(folder), "agent:main:new", "-"],
+                     ["rm", str(folder), "agent:main:main"]):
+            code, _, err = run_in(base, *argv, user=nobody,
+                                  stdin=b'{"sessionId": "n", "updatedAt": 1}')
+            assert code == 1
+            assert err.splitlines() == [
+                f"sessionfs: error: cannot write the store at {folder}: Permission denied"], argv
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_check_calls_a_sqlite_era_store_a_stale_copy(folder: Path) -> None:
+    sqlite = folder.parent / "agent" / "openclaw-agent.sqlite"
+    sqlite.parent.mkdir()
+    sqlite.write_bytes(b"SQLite format 3\0")
+    code, out, err = run("check", "--store", str(folder))
+    assert code == 0 and out == ""
+    assert err.splitlines() == [
+        f"{folder}/sessions.json: not in use: the gateway uses the SQLite database {sqlite}; "
+        "this is a stale retained copy (0 problem(s))"]
+
+
+# -- a key is never taken for a store -----------------------------------------------------------
+JSONISH = "agent:main:notes.json"
+
+
+@pytest.fixture
+def default_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A default store (OPENCLAW_STATE_DIR) holding a .json-ish key, and a working folder that
+    holds a file named like that key."""
+    folder = tmp_path / "state" / "agents" / "main" / "sessions"
+    write_legacy_store(folder, {**ENTRIES, JSONISH: {"sessionId": "n", "updatedAt": 7}})
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / JSONISH).write_text('{"sessionId": "from-file", "updatedAt": 8}\n')
+    (cwd / "other.json").write_text("{}\n")
+    return cwd, {"OPENCLAW_STATE_DIR": str(tmp_path / "state")}
+
+
+def test_json_like_keys_with_the_default_store(default_store: tuple[Path, dict[str, str]],
+                                               tmp_path: Path) -> None:
+    cwd, env = default_store
+    folder = tmp_path / "state" / "agents" / "main" / "sessions"
+    code, out, err = run_in(cwd, "get", JSONISH, env=env)
+    assert (code, err) == (0, "") and json.loads(out) == {"sessionId": "n", "updatedAt": 7}
+    code, out, err = run_in(cwd, "get", "other.json", env=env)  # a key naming a file in cwd
+    assert code == 1 and err.splitlines() == [
+        f"sessionfs: error: no session 'other.json' in {folder}/sessions.json"]
+    # put KEY FILE (the key names a file here, so does FILE), and put KEY (stdin)
+    code, _, err = run_in(cwd, "put", JSONISH, JSONISH, env=env)
+    assert code == 0, err
+    assert open_store(folder).get(JSONISH) == {"sessionId": "from-file", "updatedAt": 8}
+    code, _, err = run_in(cwd, "put", JSONISH, env=env,
+                          stdin=b'{"sessionId": "stdin", "updatedAt": 9}')
+    assert code == 0, err
+    assert open_store(folder).get(JSONISH) == {"sessionId": "stdin", "updatedAt": 9}
+    code, _, err = run_in(cwd, "mv", JSONISH, "agent:main:moved.json", env=env)
+    assert code == 0, err
+    assert JSONISH not in open_store(folder).keys()
+    code, _, err = run_in(cwd, "rm", "agent:main:moved.json", env=env)
+    assert code == 0, err
+    assert open_store(folder).keys() == list(ENTRIES)
+    assert (cwd / JSONISH).read_text() == '{"sessionId": "from-file", "updatedAt": 8}\n'
+
+
+def test_store_is_told_by_count_and_existence(default_store: tuple[Path, dict[str, str]],
+                                              tmp_path: Path) -> None:
+    cwd, env = default_store
+    folder = tmp_path / "state" / "agents" / "main" / "sessions"
+    # one more positional than the command takes: the first is the STORE, whatever its name
+    code, out, err = run_in(cwd, "get", str(folder / "sessions.json"), JSONISH, env=env)
+    assert code == 0 and json.loads(out)["sessionId"] == "n", err
+    # put STORE KEY reads stdin when STORE names an existing store
+    code, _, err = run_in(cwd, "put", str(folder), "agent:main:piped", env=env,
+                          stdin=b'{"sessionId": "p", "updatedAt": 1}')
+    assert code == 0, err
+    assert open_store(folder).get("agent:main:piped") == {"sessionId": "p", "updatedAt": 1}
+    # a store with its key missing is a usage error, not a lookup of the path as a key
+    code, _, err = run_in(cwd, "get", str(folder), env=env)
+    assert code == 2 and err.splitlines() == ["sessionfs: error: get: expected [STORE] KEY"]
+    # --store everywhere, mount and check included
+    for argv in (["ls", "--store", str(folder)], ["check", "--store", str(folder)],
+                 ["get", "--store", str(folder), JSONISH]):
+        code, _, err = run_in(cwd, *argv, env=env)
+        assert code == 0, (argv, err)
+    code, _, err = run_in(cwd, "mount", "--store", str(folder), str(cwd / "nowhere"), env=env)
+    assert code == 1 and err.splitlines() == [
+        f"sessionfs: error: mountpoint {cwd}/nowhere does not exist"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import re._parser as re_parser
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -735,3 +738,45 @@ def test_prefix_checker_is_incremental() -> None:
     checker.feed(b"]")
     checker.finish()
     assert checker.offset == 3 + 20_000 * 11 + 3 + 20_000 * 7 + 1
+
+
+def _regex_opcodes(pattern: re.Pattern[Any]) -> set[str]:
+    """Every opcode name in a compiled pattern's parse tree."""
+    names: set[str] = set()
+    stack: list[Any] = [list(re_parser.parse(pattern.pattern, pattern.flags))]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            if len(item) == 2 and hasattr(item[0], "name"):
+                names.add(item[0].name)
+            stack.extend(item)
+        elif isinstance(item, re_parser.SubPattern):
+            stack.append(list(item))
+    return names
+
+
+def test_no_possessive_quantifiers_or_atomic_groups() -> None:
+    # They match wrongly before CPython 3.11.5 (gh-106052), and Debian 12's python3 is 3.11.2:
+    # the mount's syntax check refused valid writes there ("expected a string key").
+    patterns = [value for value in vars(jsonfmt).values() if isinstance(value, re.Pattern)]
+    assert len(patterns) >= 10
+    for pattern in patterns:
+        used = _regex_opcodes(pattern) & {"POSSESSIVE_REPEAT", "ATOMIC_GROUP"}
+        assert not used, f"{pattern.pattern!r} uses {used}"
+
+
+def test_number_fixing_and_syntax_check_stay_linear_on_big_inputs() -> None:
+    # What the possessive quantifiers were there for: 1 MB that never closes a string, or is
+    # one long run of members, takes well under a second, not minutes (quadratic).
+    unterminated = b'"' + b'a\\"' * 350_000
+    members = b'"k": 1.5, ' * 100_000
+    started = time.monotonic()
+    assert jsonfmt._fix_numbers_compact(unterminated + b"1.5") == unterminated + b"1.5"
+    big = [1.5, 12345678901234567, 'x"y', {"a": 0.1}] * 50_000
+    assert stringify(big) == jsonfmt._stringify_pure(big)
+    for data in (unterminated, b"{" + members, b"[" + b"1.5, " * 200_000):
+        checker = PrefixChecker()
+        checker.feed(b"[" + data if data is unterminated else data)
+        with pytest.raises(InvalidJSON):
+            checker.finish()
+    assert time.monotonic() - started < 10

@@ -148,8 +148,18 @@ def test_killed_daemon_then_umount_and_remount(store_folder: Path) -> None:
         with pytest.raises(OSError) as excinfo:
             os.listdir(mount.mp)
         assert excinfo.value.errno == errno.ENOTCONN
-        result = cli("mount", str(store_folder), str(mount.mp))
-        assert result.returncode == 1 and "already mounted" in result.stderr
+        # with and without a STORE (one argument: the default store, which is not even there)
+        for argv in (["mount", str(store_folder), str(mount.mp)], ["mount", str(mount.mp)]):
+            result = cli(*argv, env={"HOME": str(store_folder.parent / "home")})
+            assert result.returncode == 1
+            assert result.stderr.splitlines() == [
+                f"sessionfs: error: {mount.mp} is still mounted by a daemon that is gone "
+                f"(transport endpoint is not connected): run sessionfs umount {mount.mp}"]
+        result = cli("ls", str(mount.mp / "sessions.json"))  # any command: the same advice
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"sessionfs: error: {mount.mp}/sessions.json: Transport endpoint is not connected: "
+            f"the mount at {mount.mp} lost its daemon; run sessionfs umount {mount.mp}"]
         result = cli("umount", str(mount.mp))
         assert result.returncode == 0, result.stderr
         assert not is_mounted(mount.mp)
@@ -233,3 +243,187 @@ def test_worker_thread_options_sessionfs_manages_are_refused(store_folder: Path)
         "sessionfs: error: -o max_idle_threads: sessionfs keeps libfuse's worker threads "
         "for the life of the mount"]
     assert not is_mounted(mountpoint)
+
+
+# -- errors that tell the fix ------------------------------------------------------------------
+def test_already_mounted_hint_is_shell_quoted(base: Path) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    mountpoint = base / "my mount's dir"
+    with Mount(folder, mountpoint):
+        result = cli("mount", str(folder), str(mountpoint))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"sessionfs: error: {mountpoint} is already mounted (unmount it first: "
+        f"sessionfs umount '{base}/my mount'\"'\"'s dir')"]
+
+
+@pytest.mark.parametrize("mode,group,hint", [
+    (0o600, "root", "/dev/fuse is crw------- root:root: as root, chmod 0666 /dev/fuse "
+                    "(Debian's default)"),
+    (0o660, "users", "/dev/fuse is crw-rw---- root:users: join group users (as root: "
+                     "usermod -aG users nobody, then log in again)"),
+])
+def test_dev_fuse_without_access_says_what_is_missing(base: Path, mode: int, group: str,
+                                                      hint: str) -> None:
+    """An ordinary user who may not open /dev/fuse (libfuse3 opens it in the caller's process)
+    is told which permission or group is missing. A private /dev holds a copy of the node."""
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    (base / "mnt").mkdir()
+    subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+    base.chmod(0o755)
+    script = (f"mount -t tmpfs tmpfs /dev && mknod -m {mode:o} /dev/fuse c 10 229 && "
+              f"chgrp {group} /dev/fuse && cd {ROOT} && PYTHONPATH={ROOT} exec setpriv "
+              f"--reuid 65534 --regid 65534 --clear-groups {sys.executable} -m sessionfs mount "
+              f"{folder} {base / 'mnt'}")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == [
+        f"sessionfs: error: cannot open /dev/fuse: Permission denied ({hint})"]
+    assert not is_mounted(base / "mnt")
+
+
+# -- umount recognises its own mounts ------------------------------------------------------------
+def test_umount_refuses_a_tmpfs_and_leaves_it_mounted(base: Path) -> None:
+    target = base / "tmp"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "h1-tmpfs", str(target)],
+                   check=True)
+    try:
+        (target / "keep").write_text("x")
+        result = cli("umount", str(target))
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"sessionfs: error: {target} is not a sessionfs mount (tmpfs from h1-tmpfs is "
+            "mounted there); left alone"]
+        assert is_mounted(target) and (target / "keep").read_text() == "x"
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+OTHER_FUSE = r"""
+import errno, stat, sys, mfusepy
+class Empty(mfusepy.Operations):
+    use_ns = True
+    def getattr(self, path, fh=None):
+        if path != "/":
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
+    def readdir(self, path, fh):
+        return [".", ".."]
+mfusepy.FUSE(Empty(), sys.argv[1], foreground=True, **dict(a.split("=") for a in sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("names", [["fsname=otherfs", "subtype=other"],
+                                   ["fsname=sessionfs:/imitation"]])
+def test_umount_refuses_another_fuse_filesystem(base: Path, names: list[str]) -> None:
+    """Another FUSE filesystem, even one whose source imitates ours, is left alone."""
+    target = base / "other"
+    target.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", OTHER_FUSE, str(target), *names],
+                            env=dict(os.environ, FUSE_LIBRARY_NAME="fuse3"),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: is_mounted(target), 20), proc.stderr
+        result = cli("umount", str(target))
+        assert result.returncode == 1
+        fstype = "fuse.other" if len(names) == 2 else "fuse"
+        source = names[0].removeprefix("fsname=")
+        assert result.stderr.splitlines() == [
+            f"sessionfs: error: {target} is not a sessionfs mount ({fstype} from {source} is "
+            "mounted there); left alone"]
+        assert is_mounted(target)
+    finally:
+        force_unmount(target)
+        proc.wait(timeout=20)
+
+
+def test_umount_recognises_a_live_and_a_dead_sessionfs_mount(base: Path) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    for dead in (False, True):
+        mount = Mount(folder, base / "mnt").start()
+        try:
+            if dead:
+                mount.kill(signal.SIGKILL)
+            result = cli("umount", str(mount.mp))
+            assert result.returncode == 0, result.stderr
+            assert not is_mounted(mount.mp)
+        finally:
+            mount.stop()
+
+
+# -- a mount never contains its own store ------------------------------------------------------
+@pytest.mark.parametrize("where", ["sessions.d/x", "x", "link/x", "store-inside"])
+def test_mount_nested_with_its_store_is_refused(base: Path, where: str) -> None:
+    """A mountpoint inside the store's folder (or the store inside the mountpoint) would
+    deadlock in the kernel: refused before mounting, on resolved paths (``link`` is a symlink
+    to the store's folder)."""
+    folder = make_store_folder(base, "directory", ENTRIES)
+    (base / "link").symlink_to(folder)
+    if where == "store-inside":
+        mountpoint = base
+        expected = (f"the store's folder {folder} is inside the mountpoint {base}: the mount "
+                    "would hide its own store and hang; choose another mountpoint")
+    else:
+        mountpoint = (base if where == "link/x" else folder) / where
+        mountpoint.mkdir()
+        shown = folder / "x" if where == "link/x" else mountpoint  # the parent is resolved
+        expected = (f"mountpoint {shown} is inside the store's folder {folder}: the mount "
+                    "would contain itself and hang; choose a mountpoint outside it")
+    before = store_snapshot(folder)
+    result = cli("mount", str(folder), str(mountpoint), timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"sessionfs: error: {expected}"]
+    assert not is_mounted(mountpoint)
+    assert store_snapshot(folder) == before
+
+
+# -- read-only said at mount time --------------------------------------------------------------
+def test_mount_says_when_the_store_will_be_read_only(base: Path) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    try:
+        result = cli("mount", str(folder), str(mountpoint), "--read-only")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [
+            f"sessionfs: note: serving {folder / 'sessions.json'} read-only (--read-only): "
+            "writes fail with EROFS"]
+        assert cli("umount", str(mountpoint)).returncode == 0
+        sqlite = base / "agent" / "openclaw-agent.sqlite"
+        sqlite.parent.mkdir()
+        sqlite.write_bytes(b"SQLite format 3\0")
+        result = cli("mount", str(folder), str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [
+            f"sessionfs: note: serving {folder / 'sessions.json'} read-only: openclaw has "
+            f"imported this store into SQLite ({sqlite}); the old files are only a retained "
+            "migration source and rewriting them makes the gateway refuse to start; writes "
+            "fail with EROFS"]
+        assert cli("umount", str(mountpoint)).returncode == 0
+        sqlite.unlink()
+        result = cli("mount", str(folder), str(mountpoint))
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    finally:
+        force_unmount(mountpoint)
+
+
+def test_mount_says_when_the_store_folder_is_not_writable(base: Path) -> None:
+    """A read-only bind of the store's folder: root cannot write it either."""
+    folder = make_store_folder(base, "directory", ENTRIES)
+    view = base / "ro-view"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(folder), str(view)], check=True)
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        result = cli("mount", str(view), str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [
+            f"sessionfs: note: {view} is not writable by root: the store is read-only for you "
+            "and every write through the mount will fail (EACCES)"]
+    finally:
+        force_unmount(mountpoint)
+        subprocess.run(["umount", str(view)], check=False)

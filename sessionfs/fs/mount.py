@@ -9,11 +9,13 @@ serves in the foreground, logs every rejected write, and SIGINT/SIGTERM unmount 
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import stat
@@ -30,10 +32,12 @@ from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_
 from sessionfs.store import Store, locate_store, open_store
 
 __all__ = [
+    "FSTYPE",
     "MountError",
     "MountOptions",
     "is_mounted",
     "mount",
+    "mount_entry",
     "unmount",
 ]
 
@@ -87,21 +91,49 @@ def _canonical(mountpoint: os.PathLike[str] | str) -> str:
     return os.path.join(os.path.realpath(parent), leaf) if leaf else path
 
 
+#: The filesystem type a sessionfs mount has in the mount table (libfuse: "fuse." + subtype).
+FSTYPE = "fuse.sessionfs"
+
+
+def mount_entry(mountpoint: os.PathLike[str] | str) -> tuple[str, str] | None:
+    """``(fstype, source)`` of the topmost mount at ``mountpoint``, or None when nothing is
+    mounted there (per /proc/self/mountinfo: works for dead mounts, stats nothing)."""
+    target = _canonical(mountpoint)
+    found = None
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            fields = line.split()
+            if len(fields) < 5 or _unescape(fields[4]) != target:
+                continue
+            try:
+                rest = fields[fields.index("-", 6) + 1:]
+            except ValueError:
+                rest = []
+            fstype = _unescape(rest[0]) if rest else "?"
+            source = _unescape(rest[1]) if len(rest) > 1 else "?"
+            found = (fstype, source)  # later lines are mounted on top of earlier ones
+    return found
+
+
 def is_mounted(mountpoint: os.PathLike[str] | str) -> bool:
     """Whether something is mounted there (per /proc/self/mountinfo: works for dead mounts)."""
-    target = _canonical(mountpoint)
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
-            return any(_unescape(line.split()[4]) == target for line in table if line.strip())
+        return mount_entry(mountpoint) is not None
     except OSError:
-        return os.path.ismount(target)
+        return os.path.ismount(_canonical(mountpoint))
 
 
 # -- pre-checks ------------------------------------------------------------------------------
 def _check_mountpoint(mountpoint: str) -> None:
     if is_mounted(mountpoint):
-        raise MountError(f"{mountpoint} is already mounted "
-                         f"(unmount it first: sessionfs umount {mountpoint})")
+        hint = f"sessionfs umount {shlex.quote(mountpoint)}"
+        try:  # an open reaches the daemon (a stat may be answered from the kernel's cache)
+            os.close(os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                raise MountError(f"{mountpoint} is still mounted by a daemon that is gone "
+                                 f"(transport endpoint is not connected): run {hint}") from None
+        raise MountError(f"{mountpoint} is already mounted (unmount it first: {hint})")
     try:
         st = os.stat(mountpoint)
     except FileNotFoundError:
@@ -118,14 +150,57 @@ def _check_mountpoint(mountpoint: str) -> None:
         raise MountError(f"mountpoint {mountpoint} is not empty")
 
 
-def _check_fuse() -> None:
+#: The FUSE device. libfuse3 opens it in the caller's process even for an ordinary user (only
+#: the mount(2) itself goes through the setuid fusermount3), so the caller needs read-write.
+FUSE_DEVICE = "/dev/fuse"
+
+
+def _fuse_device_hint(device: str) -> str:
+    """Who may open ``device`` and what would let this user in, for the EACCES message."""
+    import grp
+    import pwd
+
     try:
-        fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+        st = os.stat(device)
+    except OSError:
+        return ""
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    shown = f"{device} is {stat.filemode(st.st_mode)} {owner}:{group}"
+    if st.st_mode & 0o060 == 0o060 and st.st_gid != 0:
+        if st.st_gid in os.getgrouplist(user, os.getegid()):
+            return f"{shown}; {user} is in group {group} but this session is not: log in again"
+        return (f"{shown}: join group {group} (as root: usermod -aG {group} {user}, "
+                "then log in again)")
+    return f"{shown}: as root, chmod 0666 {device} (Debian's default)"
+
+
+def _check_fuse(device: str = FUSE_DEVICE) -> None:
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise MountError("no /dev/fuse: load the fuse kernel module (modprobe fuse); in a "
-                         "container, pass the device (--device /dev/fuse)") from None
+        raise MountError(f"no {device}: load the fuse kernel module (modprobe fuse); in a "
+                         f"container, pass the device (--device {device})") from None
+    except PermissionError as exc:
+        if exc.errno == errno.EPERM:  # a container's device rules, not the file's mode
+            raise MountError(f"cannot open {device}: {exc.strerror} (a container must be "
+                             f"given the device: --device {device} --cap-add SYS_ADMIN)"
+                             ) from None
+        hint = _fuse_device_hint(device)
+        raise MountError(f"cannot open {device}: {exc.strerror}" + (f" ({hint})" if hint else "")
+                         ) from None
     except OSError as exc:
-        raise MountError(f"cannot open /dev/fuse: {exc.strerror}") from None
+        raise MountError(f"cannot open {device}: {exc.strerror}") from None
     os.close(fd)
     try:
         import sessionfs.fs.operations  # noqa: F401  (loads libfuse through mfusepy)
@@ -135,6 +210,40 @@ def _check_fuse() -> None:
     if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
         raise MountError("fusermount3 not found: install the fuse3 package "
                          "(Debian/Ubuntu: apt install fuse3)")
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _check_not_nested(store: os.PathLike[str] | str | None, mountpoint: str) -> None:
+    """Refuse a mountpoint inside the store's folder, or the store inside the mountpoint.
+
+    Either way the daemon would serve a tree that contains itself: a store operation (a scan
+    of sessions.d, the lock beside sessions.json, a temp file) would walk into its own mount
+    and wait on itself in the kernel, in uninterruptible sleep (``kill -9`` leaves a zombie,
+    ``umount`` says busy). Checked on resolved real paths before anything is mounted, this is
+    what keeps every store operation out of its own mount.
+    """
+    if _is_state(store):
+        assert store is not None
+        folder = os.path.realpath(os.path.expanduser(os.fspath(store)))  # every agent's store
+    else:
+        try:
+            location = locate_store(store)
+        except OSError as exc:
+            raise MountError(f"cannot read store {exc.filename or store}: {exc.strerror}") \
+                from None
+        if location.layout is None:
+            return  # no store there: opening it says so
+        folder = os.path.realpath(location.folder)
+    target = os.path.realpath(mountpoint)
+    if _is_within(target, folder):
+        raise MountError(f"mountpoint {mountpoint} is inside the store's folder {folder}: the "
+                         "mount would contain itself and hang; choose a mountpoint outside it")
+    if _is_within(folder, target):
+        raise MountError(f"the store's folder {folder} is inside the mountpoint {mountpoint}: "
+                         "the mount would hide its own store and hang; choose another mountpoint")
 
 
 def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
@@ -177,11 +286,32 @@ def _open_state(state: os.PathLike[str] | str, options: MountOptions) -> Any:
     return StateRoot(os.path.expanduser(os.fspath(state)))
 
 
+def _read_only_notice(store: Store, options: MountOptions) -> str | None:
+    """One line for stderr when writes through the mount will not reach the store, or None."""
+    if options.read_only:
+        return f"note: serving {store.path} read-only (--read-only): writes fail with EROFS"
+    if store.read_only_reason is not None:
+        return (f"note: serving {store.path} read-only: {store.read_only_reason}; writes "
+                "fail with EROFS")
+    for folder in (store.path.parent, store.path) if store.layout == "directory" else (
+            store.path.parent,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            import pwd
+
+            try:
+                user = pwd.getpwuid(os.geteuid()).pw_name
+            except KeyError:
+                user = f"uid {os.geteuid()}"
+            return (f"note: {folder} is not writable by {user}: the store is read-only for "
+                    "you and every write through the mount will fail (EACCES)")
+    return None
+
+
 def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dict[str, object]:
     timeout = max(0.0, options.timeout)
     kwargs: dict[str, object] = {
         "fsname": "sessionfs:" + re.sub(r"[,\s\\]", "_", str(store.path)),
-        "subtype": "sessionfs",
+        "subtype": FSTYPE.removeprefix("fuse."),  # what unmount() recognises
         "default_permissions": True,
         "entry_timeout": timeout,
         "attr_timeout": timeout,
@@ -446,11 +576,18 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     options = options or MountOptions()
     _parse_fuse_options(options.fuse_options)
     target = _canonical(mountpoint)
+    _check_not_nested(store, target)
     _check_mountpoint(target)
     _check_fuse()
     _check_allow_other(options)
     _check_log_path(options.log_file)
-    opened = _open_state(store, options) if _is_state(store) else _open(store, options)
+    if _is_state(store):
+        opened: Any = _open_state(store, options)  # type: ignore[arg-type]
+    else:
+        opened = _open(store, options)
+        notice = _read_only_notice(opened, options)
+        if notice is not None:
+            print(f"sessionfs: {notice}", file=sys.stderr, flush=True)
     log_handler = _open_log(options.log_file)
     if options.foreground:
         return _serve(opened, target, options, log_handler=log_handler)
@@ -458,10 +595,25 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
 
 
 def unmount(mountpoint: os.PathLike[str] | str) -> None:
-    """Unmount, also when the daemon died. :raises MountError: not mounted, or busy."""
+    """Unmount a sessionfs mount, also when its daemon died.
+
+    Anything else mounted there (tmpfs, ext4, another FUSE filesystem) is refused and left
+    alone: a sessionfs mount is recognised by its filesystem type in the mount table
+    (``fuse.sessionfs``, from the ``subtype`` the mount sets), which a dead mount keeps.
+
+    :raises MountError: not mounted, not sessionfs, or busy.
+    """
     target = _canonical(mountpoint)
-    if not is_mounted(target):
+    try:
+        entry = mount_entry(target)
+    except OSError as exc:
+        raise MountError(f"cannot read the mount table: {exc.strerror}") from None
+    if entry is None:
         raise MountError(f"{target} is not mounted")
+    fstype, source = entry
+    if fstype != FSTYPE:
+        raise MountError(f"{target} is not a sessionfs mount ({fstype} from {source} is "
+                         "mounted there); left alone")
     problems: list[str] = []
     for command in (["fusermount3", "-u", target], ["fusermount", "-u", target],
                     ["umount", target]):

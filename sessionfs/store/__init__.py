@@ -62,9 +62,13 @@ SQLITE_NAME = "openclaw-agent.sqlite"
 
 def default_agent_dir(agent: str = "main") -> Path:
     """openclaw's agent folder: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``, ``agents/<agent>``."""
-    state = os.environ.get("OPENCLAW_STATE_DIR") or os.path.join(os.path.expanduser("~"),
-                                                                 ".openclaw")
-    return Path(state) / "agents" / agent
+    return _state_dir() / "agents" / agent
+
+
+def _state_dir() -> Path:
+    """openclaw's state folder: ``$OPENCLAW_STATE_DIR`` or ``~/.openclaw``."""
+    return Path(os.environ.get("OPENCLAW_STATE_DIR")
+                or os.path.join(os.path.expanduser("~"), ".openclaw"))
 
 
 def default_store_path() -> Path:
@@ -189,6 +193,26 @@ def sqlite_generation_db(folder: Path) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def _not_found_message(path: str | os.PathLike[str] | None, location: StoreLocation) -> str:
+    """Why there is no store, naming what the user gave (or the default they left alone)."""
+    looked = f"looked for {location.legacy_path} and {location.directory_path}"
+    if path is None:
+        state = _state_dir()
+        if not state.is_dir():
+            if os.environ.get("OPENCLAW_STATE_DIR"):
+                return (f"OPENCLAW_STATE_DIR is {state}, which is not a folder, so there is no "
+                        "default store: correct it, or give the store's path")
+            return (f"no openclaw state folder at {state}, so there is no default store: give "
+                    "the store's path (a sessions.json, its folder or a sessions.d), or set "
+                    "OPENCLAW_STATE_DIR to openclaw's state folder")
+        return f"{location.legacy_path}: no session store here (the default store; {looked})"
+    given = Path(path).expanduser()
+    if given.name not in (LEGACY_NAME, DIRECTORY_NAME) and not given.exists():
+        return (f"{path}: no session store here: no such file or directory (a store is a "
+                "sessions.json, the folder holding it, or a sessions.d)")
+    return f"{path}: no session store here ({looked})"
+
+
 def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
                lock_timeout: float = 10.0) -> Store:
     """Open the store at ``path`` (default: openclaw's default store) in its live layout.
@@ -202,9 +226,7 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
     if location.layout == "sqlite" and location.sqlite_path is not None:
         return SqliteStore(location.sqlite_path, stale_files=location.stale_files)
     if location.layout is None:
-        raise StoreNotFound(
-            f"{path if path is not None else location.legacy_path}: no session store here "
-            f"(looked for {location.legacy_path} and {location.directory_path})")
+        raise StoreNotFound(_not_found_message(path, location))
     reason = None
     sqlite_db = sqlite_generation_db(location.folder)
     if sqlite_db is not None:
