@@ -53,7 +53,7 @@ from sessionfs.fs.handles import (
     ScratchHandle,
 )
 from sessionfs.fs.index import SessionIndex
-from sessionfs.fs.namespace import Doom, NamespaceOps
+from sessionfs.fs.namespace import UNLINK_GRACE, Doom, NamespaceOps
 from sessionfs.fs.paths import (
     CONTROL,
     CONTROL_DIR_MODE,
@@ -99,7 +99,7 @@ class SessionView(NamespaceOps):
     def __init__(self, store: Store, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None,
-                 hide_grace: float = 10.0) -> None:
+                 hide_grace: float = 10.0, unlink_grace: float = UNLINK_GRACE) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -112,6 +112,7 @@ class SessionView(NamespaceOps):
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
         self.hide_grace = hide_grace
+        self.unlink_grace = unlink_grace
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()
@@ -423,6 +424,7 @@ class SessionView(NamespaceOps):
             new_file = (create or writing) and not exists
             if new_file:
                 self._hidden.pop(key, None)
+                self._cancel_doom(key)  # unlink + create (install, tar -x): a save, see Doom
                 data = b""
             if writing:
                 handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=True,
