@@ -287,6 +287,12 @@ def test_renamed_away_name_comes_back_after_the_grace_period(store: Store) -> No
 def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store) -> None:
     folder = f"/{keys.encode(MAIN)}"
     view.unlink(meta(MAIN))
+    assert [n for n, _ in view.listdir(folder)] == [".", ".."]
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    assert MAIN in store.keys()  # for UNLINK_GRACE: an unlink + create is a save
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
     assert MAIN not in store.keys()
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
     view.rmdir(folder)
@@ -448,29 +454,28 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
     assert [n for n, _ in view.listdir(folder)] == [".", "..", "meta.json"]
 
 
-def test_libfuse_hide_for_unlink_deletes_at_the_next_sign(view: SessionView,
-                                                          store: Store) -> None:
-    import threading
-
+def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView,
+                                                         store: Store) -> None:
     folder = f"/{keys.encode(MAIN)}"
     hidden = f"{folder}/.fuse_hidden0000000200000002"
     reader = view.open(meta(MAIN), os.O_RDONLY)
     view.rename(meta(MAIN), hidden)
     with pytest.raises(FileNotFoundError):
         view.getattr(meta(MAIN))
-    other = threading.Thread(target=view.settle, args=(hidden,))  # fstat of the open file
-    other.start()
-    other.join()
+    view.settle()
+    assert MAIN in store.keys()  # within the grace a create of meta.json makes it a save
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
     assert MAIN not in store.keys()
     assert view.getattr(hidden)["st_size"] == len(jsonfmt.dumps(ENTRIES[MAIN]))
     assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
     view.release(reader)
     view.unlink(hidden)
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
-    # and without any sign, the grace period decides
+    # and without any request, the timer decides
     reader = view.open(meta(JAMES), os.O_RDONLY)
     view.rename(meta(JAMES), f"/{keys.encode(JAMES)}/.fuse_hidden0000000300000003")
-    time.sleep(0.2)
+    time.sleep(view.unlink_grace + 0.3)
     assert JAMES not in store.keys()
     view.release(reader)
 
@@ -501,3 +506,25 @@ def test_a_folder_swapped_for_a_symlink_stops_being_a_session(make_store: Callab
     assert errno_of(excinfo) in (errno.ENOENT, errno.EIO)
     view.releasedir(listed)
     assert name not in {entry for entry, _ in view.listdir("/")}
+
+
+def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(view: SessionView,
+                                                                   store: Store) -> None:
+    """install, tar -x: unlink meta.json, then create it again (issue 8 §1)."""
+    before = store.read(MAIN).data
+    view.unlink(meta(MAIN))
+    fh = view.create(meta(MAIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    view.write(fh, b'{"updatedAt": 5}', 0)
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    view.release(fh)
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
+    assert store.read(MAIN).data == before  # refused: the old entry stays for good
+    assert read_all(view, meta(MAIN)) == before
+    view.unlink(meta(JAMES))
+    write_file(view, meta(JAMES), b'{"sessionId": "j2", "updatedAt": 6}', os.O_WRONLY | os.O_CREAT)
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
+    assert store.get(JAMES) == {"sessionId": "j2", "updatedAt": 6}

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from sessionfs import jsonfmt, keys
+from sessionfs.fs.namespace import UNLINK_GRACE
 from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, wait_for
 
@@ -32,7 +33,8 @@ def sh(script: str) -> subprocess.CompletedProcess[str]:
 
 def test_rm_meta_deletes_the_session(mnt: Mount) -> None:
     os.unlink(mnt.meta(MAIN))
-    assert MAIN not in mnt.store().keys()
+    # the store follows within UNLINK_GRACE (a create in that window would make it a save)
+    assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
     assert os.listdir(mnt.dir(MAIN)) == []  # the emptied folder stays until rmdir
     os.rmdir(mnt.dir(MAIN))
     assert keys.encode(MAIN) not in os.listdir(mnt.mp)
@@ -152,9 +154,9 @@ def test_unlink_while_open_deletes_and_the_open_file_still_works(mnt: Mount) -> 
     with open(mnt.meta(MAIN), "rb") as reader:
         os.unlink(mnt.meta(MAIN))
         # libfuse renames an open file away instead of unlinking it, exactly as it does for
-        # the first half of a rename over it; the delete follows at the next sign (here: a
-        # short grace period), never on a rename-over
-        assert wait_for(lambda: MAIN not in mnt.store().keys(), 1)
+        # the first half of a rename over it; the delete follows after UNLINK_GRACE, never on
+        # a rename-over
+        assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
         assert os.listdir(mnt.dir(MAIN)) == []
         os.fstat(reader.fileno())  # not ESTALE: libfuse keeps the file under a hidden name
         assert reader.read() == jsonfmt.dumps(ENTRIES[MAIN])

@@ -124,8 +124,11 @@ class NamespaceOps(_Base):
         with self._commit_lock:
             with self._lock:
                 doom = self._doomed.pop(key, None)
-            if doom is None:
-                return
+                if doom is None:
+                    return
+                # the folder stays until rmdir: never missing while the store drops the entry
+                had_pending = doom.top in self._pending
+                self._pending.setdefault(doom.top, time.time_ns())
             try:
                 self.store.delete(key)
             except SessionNotFound:
@@ -134,10 +137,12 @@ class NamespaceOps(_Base):
                 log.warning("could not delete %r (its meta.json was unlinked): %s", key, exc)
                 with self._lock:
                     self._hidden.pop(key, None)
+                    if not had_pending:
+                        self._pending.pop(doom.top, None)
                 return
             with self._lock:
                 self._forget_session(key)
-                self._pending[doom.top] = time.time_ns()  # the folder stays until rmdir
+                self._pending[doom.top] = time.time_ns()
                 for handle in self._open_meta.get(key, ()):
                     handle.dirty = False  # writing to an unlinked file does not recreate it
         self._notify(doom.top)
