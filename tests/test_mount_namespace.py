@@ -183,3 +183,40 @@ def test_rename_over_an_open_meta_json(mnt: Mount) -> None:
         os.fstat(reader.fileno())
     assert os.listdir(mnt.dir(MAIN)) == ["meta.json"]
     assert mnt.store().get(MAIN) == edited
+
+
+def store_snapshot(mount: Mount) -> dict[str, bytes]:
+    store = mount.store()
+    return {key: store.read(key).data for key in store.keys()}
+
+
+def test_a_new_session_with_a_taken_session_id_is_refused(mnt: Mount) -> None:
+    """``cp -r MOUNT/S MOUNT/new`` would point two keys at one transcript (issue 8 §1)."""
+    before = store_snapshot(mnt)
+    copy = mnt.mp / "agent--main--copy"
+    result = sh(f"cp -r '{mnt.dir(MAIN)}' '{copy}'")
+    assert result.returncode != 0, result
+    assert store_snapshot(mnt) == before
+    errors = mnt.errors()
+    assert "/agent--main--copy/meta.json EEXIST" in errors
+    assert "'m-1'" in errors and repr(MAIN) in errors
+    # the writer learns it at close(), with EEXIST
+    fd = os.open(copy / "meta.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, jsonfmt.dumps(ENTRIES[JAMES]))
+    with pytest.raises(OSError) as excinfo:
+        os.close(fd)
+    assert excinfo.value.errno == errno.EEXIST
+    # and by rename of a scratch file onto it
+    (copy / "x.tmp").write_bytes(jsonfmt.dumps(ENTRIES[CRON]))
+    with pytest.raises(OSError) as excinfo:
+        os.rename(copy / "x.tmp", copy / "meta.json")
+    assert excinfo.value.errno == errno.EEXIST
+    assert store_snapshot(mnt) == before
+    # a session of its own is fine, and moving meta.json takes its sessionId along
+    (copy / "meta.json").write_bytes(jsonfmt.dumps(dict(ENTRIES[MAIN], sessionId="copy-1")))
+    assert mnt.store().get("agent:main:copy")["sessionId"] == "copy-1"
+    moved = mnt.mp / "agent--main--moved"
+    os.mkdir(moved)
+    os.rename(mnt.meta(CRON), moved / "meta.json")
+    assert mnt.store().get("agent:main:moved") == ENTRIES[CRON]
+    assert CRON not in mnt.store().keys()

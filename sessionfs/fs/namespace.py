@@ -38,6 +38,7 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import ScratchFile, is_libfuse_hidden, is_root_scratch_name
+from sessionfs.store.base import refuse_duplicate_session_id
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
@@ -375,7 +376,7 @@ class NamespaceOps(_Base):
             if dst_key == src_key:
                 return
             # Between sessions: copy, then delete (the entry is never in neither place).
-            self._put_raw(dst_key, dst.top, data)
+            self._put_raw(dst_key, dst.top, data, moving_from=src_key)
             self.store.delete(src_key)
             with self._lock:
                 self._forget_session(src_key)
@@ -392,13 +393,15 @@ class NamespaceOps(_Base):
             self._hidden[src_key] = time.monotonic() + self.hide_grace
             self.index.changed(src_key)
 
-    def _put_raw(self, key: str, top: str, raw: bytes) -> None:
-        """Commit bytes that arrive by rename (already under the commit lock)."""
+    def _put_raw(self, key: str, top: str, raw: bytes, *, moving_from: str | None = None) -> None:
+        """Commit bytes that arrive by rename (already under the commit lock); ``moving_from``:
+        the session they leave, which may share their sessionId."""
         path = f"/{top}/{META_NAME}"
         with self._lock:  # a rename onto an unlinked meta.json is a save: no delete either way
             cancelled = self._cancel_doom(key)
         try:
             entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
+            refuse_duplicate_session_id(self.store, key, entry, moving_from=moving_from)
             self.store.put(key, entry)
         except ReadOnlyStore:
             raise

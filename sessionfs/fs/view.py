@@ -77,7 +77,7 @@ from sessionfs.fs.scratch import (
 )
 from sessionfs.maintenance import reappeared_legacy
 from sessionfs.store import locate_store
-from sessionfs.store.base import EntryRecord, Store
+from sessionfs.store.base import EntryRecord, Store, refuse_duplicate_session_id
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
 
@@ -562,6 +562,7 @@ class SessionView(NamespaceOps):
         canonical = serialize_entry(entry)
         with self._commit_lock:
             try:
+                refuse_duplicate_session_id(self.store, key, entry)  # a new session: own id
                 changed = self.store.put(key, entry)
             except ReadOnlyStore:
                 raise
