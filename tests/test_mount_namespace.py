@@ -220,3 +220,42 @@ def test_a_new_session_with_a_taken_session_id_is_refused(mnt: Mount) -> None:
     os.rename(mnt.meta(CRON), moved / "meta.json")
     assert mnt.store().get("agent:main:moved") == ENTRIES[CRON]
     assert CRON not in mnt.store().keys()
+
+
+@pytest.mark.parametrize("target", ["existing", "new"])
+def test_a_moved_meta_json_takes_its_open_writer_along(mnt: Mount, target: str) -> None:
+    """A writer holds a/meta.json; ``mv a/meta.json b/meta.json`` (started by the writer, so the
+    child shares the descriptor and flushes it on exit); the writer closes. ``a`` stays gone and
+    the writer's bytes land in ``b`` (issue 9 §1)."""
+    dst_key = CRON if target == "existing" else "agent:main:moved"
+    if target == "new":
+        os.mkdir(mnt.dir(dst_key))
+    written = dict(ENTRIES[MAIN], label="written while moved")
+    fd = os.open(mnt.meta(MAIN), os.O_RDWR)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, jsonfmt.dumps(written))
+        result = subprocess.run(["mv", str(mnt.meta(MAIN)), str(mnt.meta(dst_key))],
+                                pass_fds=(fd,), capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert MAIN not in mnt.store().keys()
+    finally:
+        os.close(fd)
+    store = mnt.store()
+    assert MAIN not in store.keys()
+    assert store.get(dst_key) == written
+    assert sorted(os.listdir(mnt.dir(MAIN))) == []
+    assert mnt.meta(dst_key).read_bytes() == jsonfmt.dumps(written)
+
+
+def test_writes_to_a_deleted_meta_json_do_not_bring_it_back(mnt: Mount) -> None:
+    fd = os.open(mnt.meta(MAIN), os.O_RDWR)
+    try:
+        os.unlink(mnt.meta(MAIN))
+        assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
+        os.ftruncate(fd, 0)
+        os.write(fd, jsonfmt.dumps(ENTRIES[MAIN]))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert MAIN not in mnt.store().keys()

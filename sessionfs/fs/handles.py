@@ -149,6 +149,7 @@ class MetaHandle(Handle):
         self._append = append
         self._data: bytes | bytearray = bytearray(data) if writable else data
         self.dirty = dirty
+        self.detached = False  # the session it belonged to was deleted or replaced
         self.written = False  # any write() since open
         self.version = 0  # bumped by every change of the buffer
         self.rejected: SessionfsError | None = None  # a write-time rejection poisons the handle
@@ -259,10 +260,16 @@ class MetaHandle(Handle):
         self._check_off = False
         self._changed()
 
+    def detach(self) -> None:
+        """The file was unlinked or replaced (renamed over): like writes to an unlinked file on
+        any filesystem, what this handle writes from now on reaches nothing."""
+        self.detached = True
+        self.dirty = False
+
     # -- committing ------------------------------------------------------------------------------
     def commit(self) -> None:
         """Hand the buffer to the view if it changed; the same failure is reported once."""
-        if not self.writable or not self.dirty:
+        if not self.writable or not self.dirty or self.detached:
             return
         if self.rejected is not None:
             raise self.rejected

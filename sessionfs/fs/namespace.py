@@ -144,9 +144,21 @@ class NamespaceOps(_Base):
             with self._lock:
                 self._forget_session(key)
                 self._pending[doom.top] = time.time_ns()
-                for handle in self._open_meta.get(key, ()):
-                    handle.dirty = False  # writing to an unlinked file does not recreate it
+                self._detach_handles(key)  # writing to an unlinked file does not recreate it
         self._notify(doom.top)
+
+    def _detach_handles(self, key: str) -> None:
+        """``key``'s meta.json was deleted or replaced: its open files commit nothing more
+        (under the lock)."""
+        for handle in self._open_meta.pop(key, ()):
+            handle.detach()
+
+    def _move_handles(self, src_key: str, dst_key: str, dst_top: str) -> None:
+        """``src_key``'s meta.json became ``dst_key``'s: its open files follow it, as an open
+        file follows its inode, and commit there (under the lock)."""
+        for handle in self._open_meta.pop(src_key, ()):
+            handle.key, handle.top = dst_key, dst_top
+            self._open_meta.setdefault(dst_key, []).append(handle)
 
     # -- namespace operations --------------------------------------------------------------------
     def mkdir(self, path: str) -> None:
@@ -375,12 +387,18 @@ class NamespaceOps(_Base):
                 fail(errno.ENOENT)
             if dst_key == src_key:
                 return
-            # Between sessions: copy, then delete (the entry is never in neither place).
+            # Between sessions: copy, then delete (the entry is never in neither place). Files
+            # open on the source follow it to the target; never do they bring the source back.
             self._put_raw(dst_key, dst.top, data, moving_from=src_key)
-            self.store.delete(src_key)
             with self._lock:
-                self._forget_session(src_key)
-                self._pending[src.top] = time.time_ns()
+                self._pending[src.top] = time.time_ns()  # the source folder stays until rmdir
+            try:
+                self.store.delete(src_key)
+            finally:
+                with self._lock:
+                    self._forget_session(src_key)
+                    self._move_handles(src_key, dst_key, dst.top)
+            self._notify(src.top)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
@@ -416,6 +434,7 @@ class NamespaceOps(_Base):
             self._stored(key, top)
             if raw != canonical:
                 self._overlay[key] = (raw, canonical)
+            self._detach_handles(key)  # the file renamed over is gone, as on any filesystem
         self._notify(top)
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:
