@@ -528,3 +528,26 @@ def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(view: Sessio
     time.sleep(view.unlink_grace + 0.1)
     view.settle()
     assert store.get(JAMES) == {"sessionId": "j2", "updatedAt": 6}
+
+
+def test_truncating_a_scratch_file_by_path_holds_the_views_lock(
+        view: SessionView, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scratch files are shared by all their handles and changed only under the view's lock
+    (issue 9 §1: ``truncate`` by path skipped it)."""
+    from sessionfs.fs.handles import ScratchHandle
+
+    path = f"/{keys.encode(MAIN)}/notes.txt"
+    fh = view.create(path, os.O_WRONLY | os.O_CREAT)
+    view.write(fh, b"0123456789", 0)
+    view.release(fh)
+    locked: list[bool] = []
+    original = ScratchHandle.truncate
+
+    def watched(handle: ScratchHandle, length: int) -> None:
+        locked.append(view._lock._is_owned())  # type: ignore[attr-defined]
+        original(handle, length)
+
+    monkeypatch.setattr(ScratchHandle, "truncate", watched)
+    view.truncate(path, 4)
+    assert locked == [True]
+    assert read_all(view, path) == b"0123"

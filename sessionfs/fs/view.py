@@ -530,7 +530,9 @@ class SessionView(NamespaceOps):
         if where.kind in (INNER, TOP):
             fh = self.open(path, os.O_WRONLY)
             try:
-                self.handles.get(fh).truncate(length)
+                handle = self.handles.get(fh)
+                with self._lock:  # scratch files are shared by every open handle
+                    handle.truncate(length)
             finally:
                 self.release(fh)
             return
