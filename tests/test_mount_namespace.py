@@ -259,3 +259,37 @@ def test_writes_to_a_deleted_meta_json_do_not_bring_it_back(mnt: Mount) -> None:
     finally:
         os.close(fd)
     assert MAIN not in mnt.store().keys()
+
+
+def test_truncate_to_nothing_fails_and_keeps_the_entry(mnt: Mount) -> None:
+    """``truncate -s 0 meta.json`` (open, ftruncate, close) can never become valid: it fails
+    instead of exiting 0 while the store keeps the old entry (issue 8 §3)."""
+    before = mnt.store().read(MAIN).data
+    result = sh(f"truncate -s 0 '{mnt.meta(MAIN)}'")
+    assert result.returncode != 0, result
+    assert mnt.store().read(MAIN).data == before
+    assert mnt.meta(MAIN).read_bytes() == before
+    assert "/meta.json EINVAL" in mnt.errors()
+    with pytest.raises(OSError) as excinfo:
+        os.truncate(mnt.meta(MAIN), 0)  # truncate(2) by path: no open file at all
+    assert excinfo.value.errno == errno.EINVAL
+    assert mnt.store().read(MAIN).data == before
+    # a shell's `>` (O_TRUNC at open, then writes) and vim's open + ftruncate + write still work
+    result = sh(f"printf '%s' '{jsonfmt.dumps(ENTRIES[MAIN]).decode()}' > '{mnt.meta(MAIN)}'")
+    assert result.returncode == 0, result
+    fd = os.open(mnt.meta(MAIN), os.O_WRONLY)
+    os.ftruncate(fd, 0)
+    os.write(fd, jsonfmt.dumps(ENTRIES[JAMES] | {"sessionId": "m-2"}))
+    os.close(fd)
+    assert mnt.store().get(MAIN)["sessionId"] == "m-2"
+
+
+def test_mkdir_of_an_impossible_name_says_why_in_errors(mnt: Mount) -> None:
+    with pytest.raises(OSError) as excinfo:
+        os.mkdir(mnt.mp / "has space")
+    assert excinfo.value.errno == errno.EINVAL
+    assert "/has space EINVAL mkdir: 'has space' is not a session name: " in mnt.errors()
+    with pytest.raises(OSError) as excinfo:
+        os.mkdir(mnt.dir(MAIN) / "sub")
+    assert excinfo.value.errno == errno.EPERM
+    assert f"/{keys.encode(MAIN)}/sub EPERM mkdir: " in mnt.errors()

@@ -151,6 +151,7 @@ class MetaHandle(Handle):
         self.dirty = dirty
         self.detached = False  # the session it belonged to was deleted or replaced
         self.written = False  # any write() since open
+        self.resized = False  # any ftruncate() since open (O_TRUNC at open does not count)
         self.version = 0  # bumped by every change of the buffer
         self.rejected: SessionfsError | None = None  # a write-time rejection poisons the handle
         self._failed: tuple[int, SessionfsError | OSError] | None = None  # last failed commit
@@ -250,6 +251,7 @@ class MetaHandle(Handle):
         if length == 0:
             self._check_off = False
         self._checker = None
+        self.resized = True
         self._changed()
 
     def truncate_on_open(self) -> None:
@@ -287,10 +289,12 @@ class MetaHandle(Handle):
     def flush(self) -> None:
         # A shell's ``> file`` opens, dup2()s and closes the first descriptor (a FLUSH) before
         # writing anything; committing that empty buffer would be a false rejection. Until the
-        # first write, only fsync and release commit.
+        # first write, only fsync and release commit. An explicit ftruncate() does count:
+        # ``truncate -s 0 meta.json`` (open, ftruncate, close) must fail at its close, not
+        # report success while the store keeps the old entry.
         if self.rejected is not None:
             raise self.rejected
-        if self.written:
+        if self.written or self.resized:
             self.commit()
 
     def fsync(self) -> None:

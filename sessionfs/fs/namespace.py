@@ -165,14 +165,22 @@ class NamespaceOps(_Base):
         where = parse_path(path)
         if where.kind == ROOT or where.kind == CONTROL:
             fail(errno.EEXIST)
-        if where.kind != TOP:
-            fail(errno.EPERM, "sessions hold files only")
         self._require_writable()
-        key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
-        if key is None:  # a hashed name: only an existing session can have one
-            key = self.index.key_of(where.top)
-            if key is None:
-                fail(errno.EINVAL, "a hashed name is made by writing the session, not by mkdir")
+        try:  # mkdir has no other way to say why a name is impossible: errors does
+            if where.kind != TOP:
+                fail(errno.EPERM, "sessions hold files only")
+            key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
+            if key is None:  # a hashed name: only an existing session can have one
+                key = self.index.key_of(where.top)
+                if key is None:
+                    fail(errno.EINVAL,
+                         "a hashed name is made by writing the session, not by mkdir")
+        except OSError as exc:
+            self.errors.add(path, exc.errno, f"mkdir: {exc.strerror}")
+            raise
+        except SessionfsError as exc:
+            self.errors.add(path, exc.errno, f"mkdir: {exc}")
+            raise
         with self._commit_lock:
             if self._dir_exists(where.top, key) is not None:
                 fail(errno.EEXIST)
