@@ -187,7 +187,13 @@ def test_multibyte_character_split_across_writes(view: SessionView, store: Store
 def test_vim_style_save_open_ftruncate_write_fsync(view: SessionView, store: Store) -> None:
     fh = view.open(meta(MAIN), os.O_WRONLY | os.O_CREAT)
     view.truncate(None, 0, fh)
-    view.flush(fh)  # nothing written yet: no commit of the empty file
+    before = store.read(MAIN).data
+    # a close() right after the ftruncate is `truncate -s 0`: refused, store unchanged (issue 8
+    # §3); the open file stays usable and the save goes on
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    assert store.read(MAIN).data == before
     data = b'{\n  "sessionId": "vim",\n  "updatedAt": 9\n}\n'
     view.write(fh, data[:10], 0)
     view.write(fh, data[10:], 10)
