@@ -19,7 +19,7 @@ import pytest
 from sessionfs import jsonfmt, keys
 from sessionfs.fs.namespace import UNLINK_GRACE
 from tests import mountutil
-from tests.mountutil import ENTRIES, JAMES, MAIN, Mount, wait_for
+from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, wait_for
 from tests.test_mount_editors import EDITED, store_watch
 
 base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
@@ -128,3 +128,31 @@ def test_rm_then_an_invalid_write_keeps_the_old_entry(mnt: Mount) -> None:
     assert excinfo.value.errno == errno.EINVAL
     time.sleep(UNLINK_GRACE + 0.3)
     assert mnt.store().read(MAIN).data == before
+
+
+def test_legacy_meta_json_mtime_changes_only_with_its_session(base: Path) -> None:
+    """In a legacy store every entry lives in sessions.json; a change to one session must not
+    move the other sessions' meta.json mtimes (vim's "changed since reading", rsync, find
+    -newer) (issue 8 §3)."""
+    folder = mountutil.make_store_folder(base, "legacy", ENTRIES)
+    with Mount(folder, base / "mnt", "--timeout", "0.2") as mount:
+        before = {key: os.stat(mount.meta(key)).st_mtime_ns for key in ENTRIES}
+        assert before == {key: os.stat(mount.meta(key)).st_mtime_ns for key in ENTRIES}
+        time.sleep(0.05)
+        mount.store().put(JAMES, dict(ENTRIES[JAMES], label="changed"))
+        changed_file = (folder / "sessions.json").stat().st_mtime_ns
+        assert wait_for(lambda: os.stat(mount.meta(JAMES)).st_mtime_ns != before[JAMES], 5)
+        assert os.stat(mount.meta(JAMES)).st_mtime_ns == changed_file
+        time.sleep(0.3)  # past the attribute timeout: every answer below is fresh
+        after = {key: os.stat(mount.meta(key)).st_mtime_ns for key in ENTRIES}
+        assert after == dict(before, **{JAMES: changed_file})
+        # and a write through the mount moves only that session's mtime too
+        (mount.meta(MAIN)).write_bytes(jsonfmt.dumps(EDITED))
+        time.sleep(0.3)
+        final = {key: os.stat(mount.meta(key)).st_mtime_ns for key in ENTRIES}
+        assert final[MAIN] == (folder / "sessions.json").stat().st_mtime_ns
+        assert {k: v for k, v in final.items() if k != MAIN} == {
+            k: v for k, v in after.items() if k != MAIN}
+        with open(mount.meta(CRON), "rb") as reader:  # fstat of an open file agrees
+            assert os.fstat(reader.fileno()).st_mtime_ns == before[CRON]
+    mount.assert_no_internal_errors()

@@ -385,8 +385,8 @@ class NamespaceOps(_Base):
             # libfuse's stand-in for unlink() of an open file, and for the first half of a
             # rename over one: which of the two only shows in what comes next (see Doom).
             with self._lock:
-                self._scratch.put(dst.directory, dst.leaf,
-                                  ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
+                self._scratch.put(dst.directory, dst.leaf, ScratchFile(
+                    bytearray(data), mtime_ns=self.index.entry_mtime(record)))
             self._doom(src_key, src.top)
             return
         if dst.kind == META:
@@ -415,7 +415,7 @@ class NamespaceOps(_Base):
         # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
         with self._lock:
             self._scratch.put(dst.directory, dst.leaf,
-                              ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
+                              ScratchFile(bytearray(data), mtime_ns=self.index.entry_mtime(record)))
             self._hidden[src_key] = time.monotonic() + self.hide_grace
             self.index.changed(src_key)
 

@@ -406,7 +406,7 @@ class SessionView(NamespaceOps):
         hidden = self._hidden_now(key)
         try:
             data, record = self.served(key)
-            mtime_ns = record.mtime_ns
+            mtime_ns = self.index.entry_mtime(record)
         except SessionNotFound:
             data, mtime_ns, record = b"", time.time_ns(), None
         with self._lock:
