@@ -20,10 +20,12 @@ Rules worth knowing:
 * What you write is what you read back: after a commit the raw bytes are served for as long
   as the store still holds the canonical bytes they produced (the *overlay*).
 * Renaming ``meta.json`` away (vim, Emacs backups) never deletes the session; the name is only
-  hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete.
-  libfuse turns ``unlink`` of an *open* file, and the first half of a rename over one, into a
-  rename to ``.fuse_hidden…``; the view keeps the session until the next request shows which
-  of the two it was (:meth:`SessionView.settle`), so a rename-over never leaves a gap.
+  hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete:
+  the file is gone through the mount at once, the session leaves the store after
+  ``UNLINK_GRACE`` unless a new ``meta.json`` is created in the folder first (install, tar -x:
+  then it is a save). libfuse turns ``unlink`` of an *open* file, and the first half of a
+  rename over one, into a rename to ``.fuse_hidden…``: the same deferred delete, which the
+  rename-over cancels (:meth:`SessionView.settle`), so a rename-over never leaves a gap.
 * The view's own state is guarded by one lock that is never held across store I/O; store
   mutations from this mount are serialised by a second lock (the store lock does the rest).
 """
