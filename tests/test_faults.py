@@ -273,7 +273,7 @@ def test_full_disk(base: Path, small_fs: Path, layout: str, leave_pages: int) ->
             "mount write, existing session":
                 lambda: write_through_mount(mount.meta(main), jsonfmt.dumps(big)),
             "mount write, new session": lambda: write_through_mount(
-                mount.meta(NEW2), jsonfmt.dumps(big), create=True),
+                mount.meta(NEW2), jsonfmt.dumps(dict(big, sessionId="new2")), create=True),
             "library put, new session": lambda: store.put(NEW, big),
         }
         os.mkdir(mount.dir(NEW2))  # the mount keeps a new, empty directory in memory only

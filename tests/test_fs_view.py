@@ -189,7 +189,13 @@ def test_multibyte_character_split_across_writes(view: SessionView, store: Store
 def test_vim_style_save_open_ftruncate_write_fsync(view: SessionView, store: Store) -> None:
     fh = view.open(meta(MAIN), os.O_WRONLY | os.O_CREAT)
     view.truncate(None, 0, fh)
-    view.flush(fh)  # nothing written yet: no commit of the empty file
+    before = store.read(MAIN).data
+    # a close() right after the ftruncate is `truncate -s 0`: refused, store unchanged (issue 8
+    # §3); the open file stays usable and the save goes on
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    assert store.read(MAIN).data == before
     data = b'{\n  "sessionId": "vim",\n  "updatedAt": 9\n}\n'
     view.write(fh, data[:10], 0)
     view.write(fh, data[10:], 10)
@@ -289,6 +295,12 @@ def test_renamed_away_name_comes_back_after_the_grace_period(store: Store) -> No
 def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store) -> None:
     folder = f"/{keys.encode(MAIN)}"
     view.unlink(meta(MAIN))
+    assert [n for n, _ in view.listdir(folder)] == [".", ".."]
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    assert MAIN in store.keys()  # for UNLINK_GRACE: an unlink + create is a save
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
     assert MAIN not in store.keys()
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
     view.rmdir(folder)
@@ -450,29 +462,28 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
     assert [n for n, _ in view.listdir(folder)] == [".", "..", "meta.json"]
 
 
-def test_libfuse_hide_for_unlink_deletes_at_the_next_sign(view: SessionView,
-                                                          store: Store) -> None:
-    import threading
-
+def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView,
+                                                         store: Store) -> None:
     folder = f"/{keys.encode(MAIN)}"
     hidden = f"{folder}/.fuse_hidden0000000200000002"
     reader = view.open(meta(MAIN), os.O_RDONLY)
     view.rename(meta(MAIN), hidden)
     with pytest.raises(FileNotFoundError):
         view.getattr(meta(MAIN))
-    other = threading.Thread(target=view.settle, args=(hidden,))  # fstat of the open file
-    other.start()
-    other.join()
+    view.settle()
+    assert MAIN in store.keys()  # within the grace a create of meta.json makes it a save
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
     assert MAIN not in store.keys()
     assert view.getattr(hidden)["st_size"] == len(jsonfmt.dumps(ENTRIES[MAIN]))
     assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
     view.release(reader)
     view.unlink(hidden)
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
-    # and without any sign, the grace period decides
+    # and without any request, the timer decides
     reader = view.open(meta(JAMES), os.O_RDONLY)
     view.rename(meta(JAMES), f"/{keys.encode(JAMES)}/.fuse_hidden0000000300000003")
-    time.sleep(0.2)
+    time.sleep(view.unlink_grace + 0.3)
     assert JAMES not in store.keys()
     view.release(reader)
 
@@ -565,3 +576,48 @@ def test_scratch_budget_counts_open_unlinked_files_until_their_close(store: Stor
     budget = view._scratch.budget
     assert (budget.files, budget.bytes) == (1, 0)
     view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)
+
+
+def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(view: SessionView,
+                                                                   store: Store) -> None:
+    """install, tar -x: unlink meta.json, then create it again (issue 8 §1)."""
+    before = store.read(MAIN).data
+    view.unlink(meta(MAIN))
+    fh = view.create(meta(MAIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    view.write(fh, b'{"updatedAt": 5}', 0)
+    with pytest.raises(SessionfsError) as excinfo:
+        view.flush(fh)
+    assert errno_of(excinfo) == errno.EINVAL
+    view.release(fh)
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
+    assert store.read(MAIN).data == before  # refused: the old entry stays for good
+    assert read_all(view, meta(MAIN)) == before
+    view.unlink(meta(JAMES))
+    write_file(view, meta(JAMES), b'{"sessionId": "j2", "updatedAt": 6}', os.O_WRONLY | os.O_CREAT)
+    time.sleep(view.unlink_grace + 0.1)
+    view.settle()
+    assert store.get(JAMES) == {"sessionId": "j2", "updatedAt": 6}
+
+
+def test_truncating_a_scratch_file_by_path_holds_the_views_lock(
+        view: SessionView, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scratch files are shared by all their handles and changed only under the view's lock
+    (issue 9 §1: ``truncate`` by path skipped it)."""
+    from sessionfs.fs.handles import ScratchHandle
+
+    path = f"/{keys.encode(MAIN)}/notes.txt"
+    fh = view.create(path, os.O_WRONLY | os.O_CREAT)
+    view.write(fh, b"0123456789", 0)
+    view.release(fh)
+    locked: list[bool] = []
+    original = ScratchHandle.truncate
+
+    def watched(handle: ScratchHandle, length: int) -> None:
+        locked.append(view._lock._is_owned())  # type: ignore[attr-defined]
+        original(handle, length)
+
+    monkeypatch.setattr(ScratchHandle, "truncate", watched)
+    view.truncate(path, 4)
+    assert locked == [True]
+    assert read_all(view, path) == b"0123"

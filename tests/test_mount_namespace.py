@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from sessionfs import jsonfmt, keys
+from sessionfs.fs.namespace import UNLINK_GRACE
 from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, wait_for
 
@@ -32,7 +33,8 @@ def sh(script: str) -> subprocess.CompletedProcess[str]:
 
 def test_rm_meta_deletes_the_session(mnt: Mount) -> None:
     os.unlink(mnt.meta(MAIN))
-    assert MAIN not in mnt.store().keys()
+    # the store follows within UNLINK_GRACE (a create in that window would make it a save)
+    assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
     assert os.listdir(mnt.dir(MAIN)) == []  # the emptied folder stays until rmdir
     os.rmdir(mnt.dir(MAIN))
     assert keys.encode(MAIN) not in os.listdir(mnt.mp)
@@ -152,9 +154,9 @@ def test_unlink_while_open_deletes_and_the_open_file_still_works(mnt: Mount) -> 
     with open(mnt.meta(MAIN), "rb") as reader:
         os.unlink(mnt.meta(MAIN))
         # libfuse renames an open file away instead of unlinking it, exactly as it does for
-        # the first half of a rename over it; the delete follows at the next sign (here: a
-        # short grace period), never on a rename-over
-        assert wait_for(lambda: MAIN not in mnt.store().keys(), 1)
+        # the first half of a rename over it; the delete follows after UNLINK_GRACE, never on
+        # a rename-over
+        assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
         assert os.listdir(mnt.dir(MAIN)) == []
         os.fstat(reader.fileno())  # not ESTALE: libfuse keeps the file under a hidden name
         assert reader.read() == jsonfmt.dumps(ENTRIES[MAIN])
@@ -181,3 +183,113 @@ def test_rename_over_an_open_meta_json(mnt: Mount) -> None:
         os.fstat(reader.fileno())
     assert os.listdir(mnt.dir(MAIN)) == ["meta.json"]
     assert mnt.store().get(MAIN) == edited
+
+
+def store_snapshot(mount: Mount) -> dict[str, bytes]:
+    store = mount.store()
+    return {key: store.read(key).data for key in store.keys()}
+
+
+def test_a_new_session_with_a_taken_session_id_is_refused(mnt: Mount) -> None:
+    """``cp -r MOUNT/S MOUNT/new`` would point two keys at one transcript (issue 8 §1)."""
+    before = store_snapshot(mnt)
+    copy = mnt.mp / "agent--main--copy"
+    result = sh(f"cp -r '{mnt.dir(MAIN)}' '{copy}'")
+    assert result.returncode != 0, result
+    assert store_snapshot(mnt) == before
+    errors = mnt.errors()
+    assert "/agent--main--copy/meta.json EEXIST" in errors
+    assert "'m-1'" in errors and repr(MAIN) in errors
+    # the writer learns it at close(), with EEXIST
+    fd = os.open(copy / "meta.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, jsonfmt.dumps(ENTRIES[JAMES]))
+    with pytest.raises(OSError) as excinfo:
+        os.close(fd)
+    assert excinfo.value.errno == errno.EEXIST
+    # and by rename of a scratch file onto it
+    (copy / "x.tmp").write_bytes(jsonfmt.dumps(ENTRIES[CRON]))
+    with pytest.raises(OSError) as excinfo:
+        os.rename(copy / "x.tmp", copy / "meta.json")
+    assert excinfo.value.errno == errno.EEXIST
+    assert store_snapshot(mnt) == before
+    # a session of its own is fine, and moving meta.json takes its sessionId along
+    (copy / "meta.json").write_bytes(jsonfmt.dumps(dict(ENTRIES[MAIN], sessionId="copy-1")))
+    assert mnt.store().get("agent:main:copy")["sessionId"] == "copy-1"
+    moved = mnt.mp / "agent--main--moved"
+    os.mkdir(moved)
+    os.rename(mnt.meta(CRON), moved / "meta.json")
+    assert mnt.store().get("agent:main:moved") == ENTRIES[CRON]
+    assert CRON not in mnt.store().keys()
+
+
+@pytest.mark.parametrize("target", ["existing", "new"])
+def test_a_moved_meta_json_takes_its_open_writer_along(mnt: Mount, target: str) -> None:
+    """A writer holds a/meta.json; ``mv a/meta.json b/meta.json`` (started by the writer, so the
+    child shares the descriptor and flushes it on exit); the writer closes. ``a`` stays gone and
+    the writer's bytes land in ``b`` (issue 9 §1)."""
+    dst_key = CRON if target == "existing" else "agent:main:moved"
+    if target == "new":
+        os.mkdir(mnt.dir(dst_key))
+    written = dict(ENTRIES[MAIN], label="written while moved")
+    fd = os.open(mnt.meta(MAIN), os.O_RDWR)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, jsonfmt.dumps(written))
+        result = subprocess.run(["mv", str(mnt.meta(MAIN)), str(mnt.meta(dst_key))],
+                                pass_fds=(fd,), capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert MAIN not in mnt.store().keys()
+    finally:
+        os.close(fd)
+    store = mnt.store()
+    assert MAIN not in store.keys()
+    assert store.get(dst_key) == written
+    assert sorted(os.listdir(mnt.dir(MAIN))) == []
+    assert mnt.meta(dst_key).read_bytes() == jsonfmt.dumps(written)
+
+
+def test_writes_to_a_deleted_meta_json_do_not_bring_it_back(mnt: Mount) -> None:
+    fd = os.open(mnt.meta(MAIN), os.O_RDWR)
+    try:
+        os.unlink(mnt.meta(MAIN))
+        assert wait_for(lambda: MAIN not in mnt.store().keys(), UNLINK_GRACE + 1)
+        os.ftruncate(fd, 0)
+        os.write(fd, jsonfmt.dumps(ENTRIES[MAIN]))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert MAIN not in mnt.store().keys()
+
+
+def test_truncate_to_nothing_fails_and_keeps_the_entry(mnt: Mount) -> None:
+    """``truncate -s 0 meta.json`` (open, ftruncate, close) can never become valid: it fails
+    instead of exiting 0 while the store keeps the old entry (issue 8 §3)."""
+    before = mnt.store().read(MAIN).data
+    result = sh(f"truncate -s 0 '{mnt.meta(MAIN)}'")
+    assert result.returncode != 0, result
+    assert mnt.store().read(MAIN).data == before
+    assert mnt.meta(MAIN).read_bytes() == before
+    assert "/meta.json EINVAL" in mnt.errors()
+    with pytest.raises(OSError) as excinfo:
+        os.truncate(mnt.meta(MAIN), 0)  # truncate(2) by path: no open file at all
+    assert excinfo.value.errno == errno.EINVAL
+    assert mnt.store().read(MAIN).data == before
+    # a shell's `>` (O_TRUNC at open, then writes) and vim's open + ftruncate + write still work
+    result = sh(f"printf '%s' '{jsonfmt.dumps(ENTRIES[MAIN]).decode()}' > '{mnt.meta(MAIN)}'")
+    assert result.returncode == 0, result
+    fd = os.open(mnt.meta(MAIN), os.O_WRONLY)
+    os.ftruncate(fd, 0)
+    os.write(fd, jsonfmt.dumps(ENTRIES[JAMES] | {"sessionId": "m-2"}))
+    os.close(fd)
+    assert mnt.store().get(MAIN)["sessionId"] == "m-2"
+
+
+def test_mkdir_of_an_impossible_name_says_why_in_errors(mnt: Mount) -> None:
+    with pytest.raises(OSError) as excinfo:
+        os.mkdir(mnt.mp / "has space")
+    assert excinfo.value.errno == errno.EINVAL
+    assert "/has space EINVAL mkdir: 'has space' is not a session name: " in mnt.errors()
+    with pytest.raises(OSError) as excinfo:
+        os.mkdir(mnt.dir(MAIN) / "sub")
+    assert excinfo.value.errno == errno.EPERM
+    assert f"/{keys.encode(MAIN)}/sub EPERM mkdir: " in mnt.errors()

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from sessionfs import jsonfmt
+from sessionfs.fs.namespace import UNLINK_GRACE
 from tests import mountutil
-from tests.mountutil import ENTRIES, MAIN, ROOT, Mount, make_store_folder
+from tests.mountutil import ENTRIES, MAIN, ROOT, Mount, make_store_folder, wait_for
 
 SOAK = ROOT / "scripts" / "soak.py"
 
@@ -101,4 +102,5 @@ def test_fstat_of_an_open_entry_deleted_through_the_mount(mount: Mount) -> None:
             assert exc.errno == errno.ENOENT, f"fstat: {exc}"
     finally:
         os.close(fd)
-    assert MAIN not in mount.store().keys()
+    # the store follows within UNLINK_GRACE (an unlink + create in that window is a save)
+    assert wait_for(lambda: MAIN not in mount.store().keys(), UNLINK_GRACE + 1)

@@ -478,10 +478,11 @@ def test_hostile_keys_land_inside_sessions_d(base: Path) -> None:
         for key in HOSTILE_KEYS:
             assert mount.meta(key).read_bytes() == store.read(key).data
         mount.meta("../../etc/passwd").write_bytes(jsonfmt.dumps(ENTRY))
-        for key in ("../mounted", "/mounted/../..", "a/../../x"):
+        for number, key in enumerate(("../mounted", "/mounted/../..", "a/../../x")):
+            entry = dict(ENTRY, sessionId=f"u-new-{number}")  # a new session: an id of its own
             os.mkdir(mount.dir(key))
-            mount.meta(key).write_bytes(jsonfmt.dumps(ENTRY))
-            assert open_store(folder).get(key) == ENTRY
+            mount.meta(key).write_bytes(jsonfmt.dumps(entry))
+            assert open_store(folder).get(key) == entry
     assert sorted(p.name for p in base.iterdir()) == ["mnt", "mnt.daemon.log", "sessions"]
     assert sorted(p.name for p in folder.iterdir()) == beside
     assert not Path("/mounted").exists()
@@ -564,7 +565,7 @@ def test_mount_daemon_creates_private_files_whatever_the_umask(
         status = Path(f"/proc/{mount.proc.pid}/status").read_text()  # type: ignore[union-attr]
         assert f"Umask:\t{umask:04o}" in status
         os.mkdir(mount.dir("agent:main:fresh"))
-        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(ENTRY))
+        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(dict(ENTRY, sessionId="fresh")))
         mount.meta(LONG_KEY).write_bytes(jsonfmt.dumps(ENTRY))  # rewrites meta.json (+ key)
         mount.meta(MAIN).write_bytes(jsonfmt.dumps(ENTRY))
         os.rename(mount.dir(JAMES), mount.dir("agent:main:renamed"))

@@ -210,7 +210,9 @@ class MetaHandle(Handle):
         self._append = append
         self._data: bytes | bytearray = bytearray(data) if writable else data
         self.dirty = dirty
+        self.detached = False  # the session it belonged to was deleted or replaced
         self.written = False  # any write() since open
+        self.resized = False  # any ftruncate() since open (O_TRUNC at open does not count)
         self.version = 0  # bumped by every change of the buffer
         self.rejected: SessionfsError | None = None  # a write-time rejection poisons the handle
         self._failed: tuple[int, SessionfsError | OSError] | None = None  # last failed commit
@@ -310,6 +312,7 @@ class MetaHandle(Handle):
         if length == 0:
             self._check_off = False
         self._checker = None
+        self.resized = True
         self._changed()
 
     def truncate_on_open(self) -> None:
@@ -320,10 +323,16 @@ class MetaHandle(Handle):
         self._check_off = False
         self._changed()
 
+    def detach(self) -> None:
+        """The file was unlinked or replaced (renamed over): like writes to an unlinked file on
+        any filesystem, what this handle writes from now on reaches nothing."""
+        self.detached = True
+        self.dirty = False
+
     # -- committing ------------------------------------------------------------------------------
     def commit(self) -> None:
         """Hand the buffer to the view if it changed; the same failure is reported once."""
-        if not self.writable or not self.dirty:
+        if not self.writable or not self.dirty or self.detached:
             return
         if self.rejected is not None:
             raise self.rejected
@@ -341,10 +350,12 @@ class MetaHandle(Handle):
     def flush(self) -> None:
         # A shell's ``> file`` opens, dup2()s and closes the first descriptor (a FLUSH) before
         # writing anything; committing that empty buffer would be a false rejection. Until the
-        # first write, only fsync and release commit.
+        # first write, only fsync and release commit. An explicit ftruncate() does count:
+        # ``truncate -s 0 meta.json`` (open, ftruncate, close) must fail at its close, not
+        # report success while the store keeps the old entry.
         if self.rejected is not None:
             raise self.rejected
-        if self.written:
+        if self.written or self.resized:
             self.commit()
 
     def fsync(self) -> None:

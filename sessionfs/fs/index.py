@@ -34,7 +34,7 @@ class SessionMeta:
     """Attributes of one stored session, valid while the store's token for it is ``token``."""
 
     size: int  # of meta.json as shown (the bytes last written through the mount, if any)
-    mtime_ns: int  # of the entry's file (legacy: of sessions.json)
+    mtime_ns: int  # of the entry's file (legacy: see SessionIndex.entry_mtime)
     updated_ns: int  # updatedAt, the session folder's mtime
     token: object
 
@@ -58,6 +58,10 @@ class SessionIndex:
         self._hashed: dict[str, str] = {}  # hashed name -> key
         self._meta: dict[str, SessionMeta] = {}
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
+        # Legacy stores: one file, one mtime for all sessions. key -> (hash of the entry's
+        # bytes, the mtime meta.json shows), see entry_mtime.
+        self._shared_mtime = store.layout == "legacy"
+        self._entry_mtimes: dict[str, tuple[int, int]] = {}
         self._updated: tuple[object, dict[str, int]] | None = None  # listing token, key -> ns
 
     def store_token(self) -> object:
@@ -101,6 +105,7 @@ class SessionIndex:
     def forget(self, key: str) -> None:
         """Drop everything known about a session that is gone."""
         self._meta.pop(key, None)
+        self._entry_mtimes.pop(key, None)
         name = self._names.pop(key, None)
         if name is not None:
             self._keys.pop(name, None)
@@ -148,6 +153,9 @@ class SessionIndex:
         for key in list(self._meta):
             if key not in self._names:
                 self._meta.pop(key, None)
+        for key in list(self._entry_mtimes):
+            if key not in self._names:
+                self._entry_mtimes.pop(key, None)
 
     # -- attributes ------------------------------------------------------------------------------
     def meta_of(self, key: str) -> SessionMeta | None:
@@ -181,7 +189,7 @@ class SessionIndex:
             updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
             if self.store.layout == "sqlite":
                 updated_ns = record.mtime_ns  # the row's updated_at column
-            meta = SessionMeta(len(data), record.mtime_ns, updated_ns, token)
+            meta = SessionMeta(len(data), self.entry_mtime(record), updated_ns, token)
         assert isinstance(meta, SessionMeta)
         if meta.token is not None and self._probe.settled(meta.token):
             if len(self._meta) > _CACHE_LIMIT:
@@ -190,6 +198,27 @@ class SessionIndex:
         else:
             self._meta.pop(key, None)
         return meta
+
+    def entry_mtime(self, record: EntryRecord) -> int:
+        """The mtime ``record``'s meta.json shows: its file's, except in a legacy store.
+
+        There every entry lives in ``sessions.json``, whose mtime changes whenever the gateway
+        touches any session; shown as every meta.json's mtime, vim would warn "changed since
+        reading" and rsync resend everything. So a legacy session's mtime is sessions.json's
+        mtime when this mount first saw the entry, and moves on (to sessions.json's mtime then)
+        only when the entry's own bytes are seen to change. Remembered for the life of the mount.
+        """
+        if not self._shared_mtime:
+            return record.mtime_ns
+        digest = hash(record.data)
+        known = self._entry_mtimes.get(record.key)
+        if known is not None and known[0] == digest:
+            return known[1]
+        mtime_ns = record.mtime_ns
+        if len(self._entry_mtimes) > _CACHE_LIMIT:
+            self._entry_mtimes.clear()
+        self._entry_mtimes[record.key] = (digest, mtime_ns)
+        return mtime_ns
 
     def _quick_meta(self, key: str, name: str) -> SessionMeta | object | None:
         """Attributes from one direct read of a directory store's file (``ls -l`` of 100k

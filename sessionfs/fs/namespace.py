@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from sessionfs import keys
 from sessionfs.entry import parse_entry, serialize_entry
 from sessionfs.errors import ReadOnlyStore, SessionExists, SessionfsError, SessionNotFound
-from sessionfs.fs.handles import MetaHandle
 from sessionfs.fs.paths import (
     CONTROL,
     CONTROL_FILE,
@@ -39,6 +38,7 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import ScratchFile, is_libfuse_hidden, is_root_scratch_name
+from sessionfs.store.base import refuse_duplicate_session_id
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
@@ -47,21 +47,29 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-__all__ = ["DOOM_GRACE", "Doom", "NamespaceOps"]
+__all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "NamespaceOps"]
 
 log = logging.getLogger("sessionfs.fs")
 
-#: How long an unlink of an open meta.json may wait to be told apart from a rename over it.
-DOOM_GRACE = 0.05
+#: How long a deleted ``meta.json`` keeps its session in the store, invisible through the mount,
+#: in case a new ``meta.json`` is created in the same folder: ``install``, ``tar -x`` and
+#: ``cp --remove-destination`` unlink the old file and then create the new one, which must
+#: behave like a save (the old entry stays until the new one commits, and for good if the new
+#: one is refused). A plain ``rm`` reaches the store this much later, or at once when the folder
+#: is removed or renamed, or at unmount.
+UNLINK_GRACE = 0.5
+#: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
+DOOM_GRACE = UNLINK_GRACE
 
 
 @dataclass(frozen=True, slots=True)
 class Doom:
-    """A session libfuse renamed to ``.fuse_hidden…`` because its meta.json was open.
+    """A session whose ``meta.json`` was unlinked: deleted from the store after the grace.
 
-    libfuse does that for ``unlink()`` (the session must go) and, right before the real
-    rename on the same thread, for a rename over the open file (the session must stay, or a
-    reader of the store would find it missing). The delete waits for the next sign.
+    Two ways in: ``unlink()`` of a closed meta.json, and libfuse's rename of an open one to
+    ``.fuse_hidden…``, which stands for an ``unlink()`` and, right before the real rename on the
+    same thread, for the first half of a rename over the open file. Whatever stores the key
+    again in the meantime (a create, a rename onto it) cancels the delete.
     """
 
     top: str
@@ -69,76 +77,110 @@ class Doom:
     since: float
 
 
-
 class NamespaceOps(_Base):
     """mkdir, rmdir, unlink, symlink, readlink, rename (mixed into SessionView)."""
 
-    # -- unlink of an open meta.json ---------------------------------------------------------------
+    # -- deferred deletes --------------------------------------------------------------------------
     @property
     def has_dooms(self) -> bool:
         return bool(self._doomed)
 
-    def settle(self, path: str | None = None, fh: int | None = None, *,
-               exempt: str | None = None) -> None:
-        """Carry out the deletes libfuse's hidden renames stand for, once they are sure.
+    def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
+        """Carry out the deletes whose grace (:data:`UNLINK_GRACE`) is over.
 
-        Called at the start of every callback (by the adapter) and by a timer. A doomed
-        session is deleted when: the thread that hid it handles its next request (unless that
-        is the rename completing a rename-over, which passes ``exempt``), any request touches
-        the session's folder or one of its open files, or it has waited :data:`DOOM_GRACE`.
+        Called at the start of every callback (by the adapter), by a timer, and with
+        ``everything`` at unmount. ``exempt``: the key a rename is about to store again.
         """
         if not self._doomed:
             return
-        touched: set[str] = set()
-        if path is not None:
-            where = parse_path(path)
-            if where.kind in (TOP, META, INNER):
-                touched.add(where.top)
-        handle = self.handles.find(fh)
-        if isinstance(handle, MetaHandle):
-            touched.add(handle.top)
-        me, now = threading.get_ident(), time.monotonic()
+        now = time.monotonic()
         with self._lock:
             due = [key for key, doom in self._doomed.items() if key != exempt and (
-                doom.thread == me or doom.top in touched or now - doom.since >= DOOM_GRACE)]
+                everything or now - doom.since >= self.unlink_grace)]
         for key in due:
+            self._execute_doom(key)
+
+    def _doom(self, key: str, top: str) -> None:
+        """Hide ``key``'s meta.json now and delete the session after the grace (see Doom)."""
+        with self._lock:
+            self._hidden[key] = float("inf")
+            self._doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
+            self.index.changed(key)
+        timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
+        timer.daemon = True
+        timer.start()
+        self._notify(top)
+
+    def _cancel_doom(self, key: str) -> bool:
+        """Something stores ``key`` again: its pending delete is off (under the lock)."""
+        return self._doomed.pop(key, None) is not None
+
+    def _execute_doom_of(self, top: str) -> None:
+        """The folder itself is being removed or moved: a pending delete in it happens now."""
+        key = self.index.key_of(top)
+        if key is not None and key in self._doomed:
             self._execute_doom(key)
 
     def _execute_doom(self, key: str) -> None:
         with self._commit_lock:
             with self._lock:
                 doom = self._doomed.pop(key, None)
-            if doom is None:
-                return
+                if doom is None:
+                    return
+                # the folder stays until rmdir: never missing while the store drops the entry
+                had_pending = doom.top in self._pending
+                self._pending.setdefault(doom.top, time.time_ns())
             try:
                 self.store.delete(key)
             except SessionNotFound:
                 pass
             except (SessionfsError, OSError) as exc:
-                log.warning("could not delete %r (unlinked while open): %s", key, exc)
+                log.warning("could not delete %r (its meta.json was unlinked): %s", key, exc)
                 with self._lock:
                     self._hidden.pop(key, None)
+                    if not had_pending:
+                        self._pending.pop(doom.top, None)
                 return
             with self._lock:
                 self._forget_session(key)
-                self._pending[doom.top] = time.time_ns()  # the folder stays until rmdir
-                for handle in self._open_meta.get(key, ()):
-                    handle.dirty = False  # writing to an unlinked file does not recreate it
+                self._pending[doom.top] = time.time_ns()
+                self._detach_handles(key)  # writing to an unlinked file does not recreate it
         self._notify(doom.top)
+
+    def _detach_handles(self, key: str) -> None:
+        """``key``'s meta.json was deleted or replaced: its open files commit nothing more
+        (under the lock)."""
+        for handle in self._open_meta.pop(key, ()):
+            handle.detach()
+
+    def _move_handles(self, src_key: str, dst_key: str, dst_top: str) -> None:
+        """``src_key``'s meta.json became ``dst_key``'s: its open files follow it, as an open
+        file follows its inode, and commit there (under the lock)."""
+        for handle in self._open_meta.pop(src_key, ()):
+            handle.key, handle.top = dst_key, dst_top
+            self._open_meta.setdefault(dst_key, []).append(handle)
 
     # -- namespace operations --------------------------------------------------------------------
     def mkdir(self, path: str) -> None:
         where = parse_path(path)
         if where.kind == ROOT or where.kind == CONTROL:
             fail(errno.EEXIST)
-        if where.kind != TOP:
-            fail(errno.EPERM, "sessions hold files only")
         self._require_writable()
-        key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
-        if key is None:  # a hashed name: only an existing session can have one
-            key = self.index.key_of(where.top)
-            if key is None:
-                fail(errno.EINVAL, "a hashed name is made by writing the session, not by mkdir")
+        try:  # mkdir has no other way to say why a name is impossible: errors does
+            if where.kind != TOP:
+                fail(errno.EPERM, "sessions hold files only")
+            key = keys.decode(where.top)  # raises InvalidName (EINVAL) with the reason
+            if key is None:  # a hashed name: only an existing session can have one
+                key = self.index.key_of(where.top)
+                if key is None:
+                    fail(errno.EINVAL,
+                         "a hashed name is made by writing the session, not by mkdir")
+        except OSError as exc:
+            self.errors.add(path, exc.errno, f"mkdir: {exc.strerror}")
+            raise
+        except SessionfsError as exc:
+            self.errors.add(path, exc.errno, f"mkdir: {exc}")
+            raise
         with self._commit_lock:
             if self._dir_exists(where.top, key) is not None:
                 fail(errno.EEXIST)
@@ -158,6 +200,7 @@ class NamespaceOps(_Base):
         if where.kind != TOP:
             fail(errno.ENOENT)
         self._require_writable()
+        self._execute_doom_of(where.top)  # rm -r: the unlinked meta.json's delete happens now
         with self._commit_lock:
             key = self.index.key_of(where.top)
             state = self._dir_exists(where.top, key)
@@ -200,17 +243,12 @@ class NamespaceOps(_Base):
                 fail(errno.ENOENT)
 
     def _delete_session(self, top: str) -> None:
-        key, _ = self._require_dir(top)
-        if key is None or self._hidden_now(key):
+        """``rm meta.json``: gone through the mount at once, from the store after the grace
+        (see :class:`Doom`), so that an unlink + create pair (install, tar -x) is a save."""
+        key, state = self._require_dir(top)
+        if key is None or state != "session" or self._hidden_now(key):
             fail(errno.ENOENT)
-        with self._commit_lock:
-            self.store.delete(key)  # SessionNotFound -> ENOENT
-            with self._lock:
-                self._forget_session(key)
-                self._pending[top] = time.time_ns()  # the (now empty) folder stays until rmdir
-                for handle in self._open_meta.get(key, ()):
-                    handle.dirty = False  # writing to an unlinked file does not recreate it
-        self._notify(top)
+        self._doom(key, top)
 
     def _require_root_scratch_target(self, top: str) -> None:
         """A file may land at the root only as an editor scratch name, never over a session."""
@@ -276,6 +314,10 @@ class NamespaceOps(_Base):
             if doom is not None and doom.thread == threading.get_ident():
                 exempt = key
         self.settle(exempt=exempt)
+        if src.kind == TOP:  # moving a folder whose meta.json was unlinked moves no session
+            self._execute_doom_of(src.top)
+        if dst.kind == TOP:
+            self._execute_doom_of(dst.top)
         with self._commit_lock:
             if flags & RENAME_NOREPLACE and self._exists(new):
                 fail(errno.EEXIST)
@@ -349,13 +391,9 @@ class NamespaceOps(_Base):
             # libfuse's stand-in for unlink() of an open file, and for the first half of a
             # rename over one: which of the two only shows in what comes next (see Doom).
             with self._lock:
-                self._scratch.put(dst.directory, dst.leaf,
-                                  ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
-                self._hidden[src_key] = float("inf")
-                self._doomed[src_key] = Doom(src.top, threading.get_ident(), time.monotonic())
-            timer = threading.Timer(DOOM_GRACE * 1.5, self.settle)
-            timer.daemon = True
-            timer.start()
+                self._scratch.put(dst.directory, dst.leaf, ScratchFile(
+                    bytearray(data), mtime_ns=self.index.entry_mtime(record)))
+            self._doom(src_key, src.top)
             return
         if dst.kind == META:
             dst_key, _ = self._require_dir(dst.top)
@@ -363,12 +401,18 @@ class NamespaceOps(_Base):
                 fail(errno.ENOENT)
             if dst_key == src_key:
                 return
-            # Between sessions: copy, then delete (the entry is never in neither place).
-            self._put_raw(dst_key, dst.top, data)
-            self.store.delete(src_key)
+            # Between sessions: copy, then delete (the entry is never in neither place). Files
+            # open on the source follow it to the target; never do they bring the source back.
+            self._put_raw(dst_key, dst.top, data, moving_from=src_key)
             with self._lock:
-                self._forget_session(src_key)
-                self._pending[src.top] = time.time_ns()
+                self._pending[src.top] = time.time_ns()  # the source folder stays until rmdir
+            try:
+                self.store.delete(src_key)
+            finally:
+                with self._lock:
+                    self._forget_session(src_key)
+                    self._move_handles(src_key, dst_key, dst.top)
+            self._notify(src.top)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
@@ -377,19 +421,26 @@ class NamespaceOps(_Base):
         # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
         with self._lock:
             self._scratch.put(dst.directory, dst.leaf,
-                              ScratchFile(bytearray(data), mtime_ns=record.mtime_ns))
+                              ScratchFile(bytearray(data), mtime_ns=self.index.entry_mtime(record)))
             self._hidden[src_key] = time.monotonic() + self.hide_grace
             self.index.changed(src_key)
 
-    def _put_raw(self, key: str, top: str, raw: bytes) -> None:
-        """Commit bytes that arrive by rename (already under the commit lock)."""
+    def _put_raw(self, key: str, top: str, raw: bytes, *, moving_from: str | None = None) -> None:
+        """Commit bytes that arrive by rename (already under the commit lock); ``moving_from``:
+        the session they leave, which may share their sessionId."""
         path = f"/{top}/{META_NAME}"
+        with self._lock:  # a rename onto an unlinked meta.json is a save: no delete either way
+            cancelled = self._cancel_doom(key)
         try:
             entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
+            refuse_duplicate_session_id(self.store, key, entry, moving_from=moving_from)
             self.store.put(key, entry)
         except ReadOnlyStore:
             raise
         except (SessionfsError, OSError) as exc:
+            if cancelled:  # refused: the old entry stays, and shows again
+                with self._lock:
+                    self._hidden.pop(key, None)
             self.reject(path, exc)
             raise
         canonical = serialize_entry(entry)
@@ -397,6 +448,7 @@ class NamespaceOps(_Base):
             self._stored(key, top)
             if raw != canonical:
                 self._overlay[key] = (raw, canonical)
+            self._detach_handles(key)  # the file renamed over is gone, as on any filesystem
         self._notify(top)
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:

@@ -71,7 +71,6 @@ def errno_boundary(method: F) -> F:
     Also lets the view settle pending deletes first (see :meth:`SessionView.settle`).
     """
     parameters = list(inspect.signature(method).parameters)
-    fh_at = parameters.index("fh") if "fh" in parameters else None
     settles = method.__name__ not in _NO_SETTLE and len(parameters) > 1
 
     @functools.wraps(method)
@@ -79,9 +78,7 @@ def errno_boundary(method: F) -> F:
         try:
             view = getattr(args[0], "view", None) if args else None
             if settles and view is not None and view.has_dooms:
-                path = args[1] if len(args) > 1 and isinstance(args[1], str) else None
-                fh = args[fh_at] if fh_at is not None and len(args) > fh_at else kwargs.get("fh")
-                view.settle(path, fh)
+                view.settle()
             return method(*args, **kwargs)
         except Exception as exc:
             raise _to_oserror(method.__name__, exc) from exc
@@ -113,6 +110,7 @@ class SessionOperations(mfusepy.Operations):
 
     @overrides
     def destroy(self, path: str) -> None:
+        self.view.settle(everything=True)  # an unlinked meta.json still within its grace
         log.debug("unmounted")
 
     # -- attributes ------------------------------------------------------------------------------

@@ -594,20 +594,13 @@ class StateView:
             agents = list(self._agents.values())
         return any(agent.view.has_dooms for agent in agents)
 
-    def settle(self, path: str | None = None, fh: int | None = None) -> None:
+    def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
+        """Carry out each agent's deletes whose grace is over (``SessionView.settle``)."""
         with self._lock:
             agents = list(self._agents.values())
-        handle = self.handles.find(fh)
         for agent in agents:
-            if not agent.view.has_dooms:
-                continue
-            prefix = f"{agent.prefix}/{SESSIONS_D}"
-            inner = None
-            if path is not None and (path == prefix or path.startswith(prefix + "/")):
-                inner = path[len(prefix):] or "/"
-            inner_fh = (handle.inner_fh if isinstance(handle, _Delegated)
-                        and handle.agent is agent else None)
-            agent.view.settle(inner, inner_fh)
+            if agent.view.has_dooms:
+                agent.view.settle(everything=everything)
 
 
 # -- serving ---------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ Rules worth knowing:
 * What you write is what you read back: after a commit the raw bytes are served for as long
   as the store still holds the canonical bytes they produced (the *overlay*).
 * Renaming ``meta.json`` away (vim, Emacs backups) never deletes the session; the name is only
-  hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete.
-  libfuse turns ``unlink`` of an *open* file, and the first half of a rename over one, into a
-  rename to ``.fuse_hidden…``; the view keeps the session until the next request shows which
-  of the two it was (:meth:`SessionView.settle`), so a rename-over never leaves a gap.
+  hidden until a new ``meta.json`` appears or a grace period ends. ``unlink`` does delete:
+  the file is gone through the mount at once, the session leaves the store after
+  ``UNLINK_GRACE`` unless a new ``meta.json`` is created in the folder first (install, tar -x:
+  then it is a save). libfuse turns ``unlink`` of an *open* file, and the first half of a
+  rename over one, into a rename to ``.fuse_hidden…``: the same deferred delete, which the
+  rename-over cancels (:meth:`SessionView.settle`), so a rename-over never leaves a gap.
 * The view's own state is guarded by one lock that is never held across store I/O; store
   mutations from this mount are serialised by a second lock (the store lock does the rest).
 """
@@ -63,7 +65,7 @@ from sessionfs.fs.handles import (
     SinkHandle,
 )
 from sessionfs.fs.index import SessionIndex
-from sessionfs.fs.namespace import Doom, NamespaceOps
+from sessionfs.fs.namespace import UNLINK_GRACE, Doom, NamespaceOps
 from sessionfs.fs.paths import (
     CONTROL,
     CONTROL_DIR_MODE,
@@ -98,7 +100,7 @@ from sessionfs.fs.transcript import (
 )
 from sessionfs.maintenance import reappeared_legacy
 from sessionfs.store import StoreLocation, locate_store
-from sessionfs.store.base import EntryRecord, Store
+from sessionfs.store.base import EntryRecord, Store, refuse_duplicate_session_id
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
 
@@ -120,7 +122,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def __init__(self, store: Store, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None,
-                 hide_grace: float = 10.0,
+                 hide_grace: float = 10.0, unlink_grace: float = UNLINK_GRACE,
                  scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
                  scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES,
                  permissions: tuple[int, int] | None = None,
@@ -140,6 +142,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         #: store's own modes (``--allow-other``, see ``mount.shared_access``).
         self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
         self.hide_grace = hide_grace
+        self.unlink_grace = unlink_grace
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()
@@ -565,7 +568,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         hidden = self._hidden_now(key)
         try:
             data, record = self.served(key)
-            mtime_ns = record.mtime_ns
+            mtime_ns = self.index.entry_mtime(record)
         except SessionNotFound:
             data, mtime_ns, record = b"", time.time_ns(), None
         with self._lock:
@@ -583,6 +586,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             new_file = (create or writing) and not exists
             if new_file:
                 self._hidden.pop(key, None)
+                self._cancel_doom(key)  # unlink + create (install, tar -x): a save, see Doom
                 data = b""
             if writing:
                 handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=True,
@@ -714,7 +718,9 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         if where.kind in (INNER, TOP):
             fh = self.open(path, os.O_WRONLY)
             try:
-                self.handles.get(fh).truncate(length)
+                handle = self.handles.get(fh)
+                with self._lock:  # scratch files are shared by every open handle
+                    handle.truncate(length)
             finally:
                 self.release(fh)
             return
@@ -746,6 +752,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         canonical = serialize_entry(entry)
         with self._commit_lock:
             try:
+                refuse_duplicate_session_id(self.store, key, entry)  # a new session: own id
                 changed = self.store.put(key, entry)
             except ReadOnlyStore:
                 raise

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sessionfs import keys
-from sessionfs.errors import InvalidKey, InvalidName, ReadOnlyStore
+from sessionfs.errors import InvalidKey, InvalidName, ReadOnlyStore, SessionExists, SessionNotFound
 
 __all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store", "TranscriptSource",
-           "UpdateSummary"]
+           "UpdateSummary", "refuse_duplicate_session_id"]
 
 Entry = dict[str, Any]
 Layout = Literal["legacy", "directory", "sqlite"]
@@ -240,3 +240,26 @@ class Store(abc.ABC):
 
         The mutator edits the dict in place or returns a new one.
         """
+
+
+def refuse_duplicate_session_id(store: Store, key: str, entry: Entry, *,
+                                moving_from: str | None = None) -> None:
+    """Refuse to create ``key`` when another session already has ``entry``'s ``sessionId``.
+
+    Two keys with one sessionId point at one transcript (``cp -r MOUNT/S MOUNT/new``). Only a
+    NEW key is checked (an existing session keeps whatever it has); ``moving_from`` is the key
+    the entry is being moved away from, which may hold it. Reads every entry: O(n), paid only
+    when a session is created. :raises SessionExists: (EEXIST) naming the other session.
+    """
+    session_id = entry.get("sessionId")
+    if not isinstance(session_id, str):
+        return
+    try:
+        store.read(key)
+        return  # not a new session
+    except SessionNotFound:
+        pass
+    for other, existing in store.items():
+        if other not in (key, moving_from) and existing.get("sessionId") == session_id:
+            raise SessionExists(f"session {other!r} already has sessionId {session_id!r}; "
+                                f"a new session needs its own")
