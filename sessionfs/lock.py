@@ -66,6 +66,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from sessionfs.atomic import adopt_owner, folder_owner
 from sessionfs.errors import LockTimeout
 
 __all__ = [
@@ -591,6 +592,7 @@ class StoreLock:
         try:
             try:
                 st = os.fstat(fd)
+                adopt_owner(fd, folder_owner(self.path.parent))
                 if stat.S_IMODE(st.st_mode) != LOCK_MODE:
                     os.fchmod(fd, LOCK_MODE)
                 view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
