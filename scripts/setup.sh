@@ -9,7 +9,7 @@ SUDO=""
 
 packages=(fuse3 python3-venv)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(nodejs vim nano emacs-nox jq perl util-linux dosfstools)
+  packages+=(nodejs vim nano emacs-nox jq perl util-linux)
 fi
 missing=()
 for pkg in "${packages[@]}"; do

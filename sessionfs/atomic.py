@@ -31,7 +31,7 @@ from pathlib import Path
 
 __all__ = ["DIR_MODE", "FILE_MODE", "Owner", "adopt_owner", "atomic_write", "create_file",
            "folder_owner", "fsync_dir", "make_dir", "pid_alive", "remove_orphan_temps",
-           "sync_filesystem", "temp_name", "write_all"]
+           "set_mode", "sync_filesystem", "temp_name", "write_all"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ DIR_MODE = 0o700
 #: ``(uid, gid)`` a written file or folder should end up with.
 Owner = tuple[int, int]
 
-#: chown refusals that mean "not allowed here", never a reason to fail a write.
+#: chown/chmod refusals that mean "not allowed here", never a reason to fail a write.
 _CHOWN_REFUSED = {errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EROFS}
 
 
@@ -49,6 +49,21 @@ def folder_owner(directory: Path) -> Owner:
     """The owner and group that files and folders created inside ``directory`` take."""
     st = os.stat(directory)
     return st.st_uid, st.st_gid
+
+
+def set_mode(target: int | Path, mode: int) -> None:
+    """chmod an open file (descriptor) or a folder; a filesystem that decides modes itself
+    (vfat without ``quiet`` answers EPERM) keeps its own, since the write matters more."""
+    try:
+        if isinstance(target, int):
+            os.fchmod(target, mode)
+        else:
+            os.chmod(target, mode)
+    except OSError as exc:
+        if exc.errno not in _CHOWN_REFUSED:
+            raise
+        log.debug("cannot set mode %o on %s: %s", mode,
+                  target if not isinstance(target, int) else f"fd {target}", exc.strerror)
 
 
 def adopt_owner(target: int | Path, owner: Owner) -> None:
@@ -100,7 +115,7 @@ def make_dir(directory: Path, owner: Owner | None = None) -> bool:
     except FileExistsError:
         return False
     adopt_owner(directory, owner if owner is not None else folder_owner(directory.parent))
-    os.chmod(directory, DIR_MODE)
+    set_mode(directory, DIR_MODE)
     return True
 
 
@@ -114,7 +129,7 @@ def create_file(path: Path, data: bytes, owner: Owner) -> None:
                  FILE_MODE)
     try:
         adopt_owner(fd, owner)
-        os.fchmod(fd, FILE_MODE)
+        set_mode(fd, FILE_MODE)
         write_all(fd, data)
     finally:
         os.close(fd)
@@ -157,7 +172,7 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     try:
         try:
             adopt_owner(fd, owner)
-            os.fchmod(fd, mode)  # after the chown, which may clear mode bits
+            set_mode(fd, mode)  # after the chown, which may clear mode bits
             write_all(fd, data)
             if durable:
                 os.fsync(fd)
