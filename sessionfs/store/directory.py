@@ -278,7 +278,12 @@ class DirectoryStore(Store):
         validate_entry(entry, key=key)
         data = serialize_entry(entry)
         with self._lock():
-            return self._write_locked(key, data)
+            before = self.fingerprint()
+            if not (self.entry_dir(key) / META_FILE).is_file():
+                self._refuse_duplicate_session_id(key, entry)
+            written = self._write_locked(key, data)
+            self._index_session(before, added=(key, entry.get("sessionId")))
+            return written
 
     def _delete_locked(self, key: str) -> None:
         directory = self.entry_dir(key)
@@ -292,7 +297,9 @@ class DirectoryStore(Store):
     def delete(self, key: str) -> None:
         self._require_writable()
         with self._lock():
+            before = self.fingerprint()
             self._delete_locked(key)
+            self._index_session(before, removed=key)
 
     def rename(self, old: str, new: str) -> None:
         """One ``rename(2)`` of the session directory: never both, never neither.
@@ -307,6 +314,8 @@ class DirectoryStore(Store):
                 raise SessionNotFound(f"no session {old!r} in {self.path}")
             if old == new:
                 return
+            before = self.fingerprint()
+            session_id = self._indexed_session_id(old)
             target = self._session_dir_for_write(new)
             if (target / META_FILE).exists():
                 raise SessionExists(f"session {new!r} already exists in {self.path}")
@@ -337,6 +346,7 @@ class DirectoryStore(Store):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(target / leftover)
             fsync_dir(self.path)
+            self._index_session(before, removed=old, added=(new, session_id))
 
     def update(self, mutator: Mutator) -> UpdateSummary:
         """Diff-based bulk write, as in the seed: only changed entries are rewritten."""
