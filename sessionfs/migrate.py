@@ -39,6 +39,7 @@ from sessionfs.entry import validate_entry
 from sessionfs.errors import (
     InvalidEntry,
     ReadOnlyStore,
+    SessionExists,
     SessionfsError,
     SessionNotFound,
     StoreCorrupt,
@@ -439,7 +440,11 @@ def merge(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
                               f"{len(report.kept)}, then move it aside")
             return report
         for key, entry in plan:
-            directory.put(key, entry)
+            try:
+                directory.put(key, entry)
+            except SessionExists as exc:  # its sessionId is another session's: left out
+                report.added.remove(key)
+                report.invalid.append(f"{key}: {exc}")
         backup = _backup_path(location)
         os.rename(location.legacy_path, backup)
         fsync_dir(location.folder)

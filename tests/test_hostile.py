@@ -340,7 +340,8 @@ def _write_through(path: Path, data: bytes, chunk: int, flags: int) -> tuple[str
 
 def _assert_alive_and_writable(mount: Mount, key: str, path: Path) -> None:
     assert mount.proc is not None and mount.proc.poll() is None, mount.diagnostics()
-    good = dict(VALID, updatedAt=VALID["updatedAt"] + next(_counter))
+    number = next(_counter)  # a new session needs a sessionId of its own
+    good = dict(VALID, sessionId=f"h-{number}", updatedAt=VALID["updatedAt"] + number)
     path.write_bytes(compact(good))
     assert mount.store().get(key) == good, "a valid write after the hostile one did not land"
 
@@ -427,7 +428,8 @@ def test_mount_retry_after_a_refused_create(hmount: Mount) -> None:
                                  os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     assert (stage, code) == ("write", errno.EINVAL)
     assert key not in hmount.store().keys()
-    good = dict(VALID, updatedAt=VALID["updatedAt"] + next(_counter))
+    number = next(_counter)  # a new session needs a sessionId of its own
+    good = dict(VALID, sessionId=f"h-{number}", updatedAt=VALID["updatedAt"] + number)
     hmount.meta(key).write_bytes(compact(good))  # no sleep: well within the entry timeout
     assert hmount.store().get(key) == good
 
@@ -648,7 +650,7 @@ def test_lone_surrogates_and_other_odd_json_is_accepted_consistently(
         hmount: Mount, name: str, tmp_path: Path) -> None:
     """Decision: what JSON.parse accepts is accepted (lone surrogates included) and stored as
     ``JSON.stringify`` writes it, identically through the library, the CLI and the mount."""
-    data = ODD_BUT_VALID[name]
+    data = ODD_BUT_VALID[name].replace(b'"s-1"', f'"s-{name}"'.encode(), 1)  # one per session
     expected = node_stringify(data)
     entry = parse_entry(data)  # the library
     assert jsonfmt.dumps(entry) == expected
@@ -658,9 +660,10 @@ def test_lone_surrogates_and_other_odd_json_is_accepted_consistently(
     store = hmount.store()
     assert store.read(key).data == expected
     assert hmount.meta(key).read_bytes() == data  # what was written is what reads back
-    result = cli("put", str(hmount.store_folder), key + ":cli", "-", stdin=data)  # the CLI
+    cli_data = data.replace(f'"s-{name}"'.encode(), f'"s-{name}-cli"'.encode(), 1)
+    result = cli("put", str(hmount.store_folder), key + ":cli", "-", stdin=cli_data)  # the CLI
     assert result.returncode == 0, result.stderr
-    assert store.read(key + ":cli").data == expected
+    assert store.read(key + ":cli").data == node_stringify(cli_data)
     if store.layout == "directory":
         assert (store.path / keys.encode(key) / "meta.json").read_bytes() == expected
 

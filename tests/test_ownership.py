@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give fi
 
 USER_NAME = "sessionfs-owner"
 ENTRY = {"sessionId": "o-1", "updatedAt": 1_767_225_600_000}
+FRESH = {"sessionId": "o-fresh", "updatedAt": 1_767_225_600_000}
 LONG_KEY = "agent:main:" + "long-" * 60  # a hashed name with a key file
 
 
@@ -122,7 +123,7 @@ def test_library_writes_to_a_legacy_store_keep_its_owner_and_mode(
     store = open_store(folder)
     store.put(MAIN, ENTRY)
     assert owner_of(folder / "sessions.json") == (*user, 0o644)
-    store.put("agent:main:new", ENTRY)
+    store.put("agent:main:new", FRESH)
     store.rename("agent:main:new", "agent:main:renamed")
     store.delete(CRON)
     assert owner_of(folder / "sessions.json") == (*user, 0o644)
@@ -138,10 +139,10 @@ def test_library_writes_to_a_directory_store_keep_its_owner(
     store = open_store(folder)
     store.put(MAIN, ENTRY)  # a replaced meta.json keeps owner and mode
     assert owner_of(sessions_d / keys.encode(MAIN) / "meta.json") == (*user, 0o644)
-    store.put("agent:main:new", ENTRY)  # a new session folder and file: the folder's owner
+    store.put("agent:main:new", FRESH)  # a new session folder and file: the folder's owner
     assert owner_of(sessions_d / keys.encode("agent:main:new")) == (*user, 0o700)
     assert owner_of(sessions_d / keys.encode("agent:main:new") / "meta.json") == (*user, 0o600)
-    store.put(LONG_KEY, ENTRY)  # a hashed name and its key file
+    store.put(LONG_KEY, dict(ENTRY, sessionId="o-long"))  # a hashed name and its key file
     assert owner_of(sessions_d / keys.encode(LONG_KEY) / keys.KEY_FILE) == (*user, 0o600)
     store.rename(LONG_KEY, LONG_KEY + ":moved")
     store.rename(JAMES, LONG_KEY + ":james")
@@ -171,13 +172,13 @@ def test_the_lock_file_belongs_to_the_store_folders_owner(
 @pytest.mark.parametrize("layout", ["legacy", "directory"])
 def test_cli_put_keeps_the_owner(base: Path, layout: str, user: tuple[int, int]) -> None:
     folder = user_store(base, layout, user)
-    for key in (MAIN, "agent:main:from-cli"):
+    for key, entry in ((MAIN, ENTRY), ("agent:main:from-cli", FRESH)):
         result = subprocess.run([sys.executable, "-m", "sessionfs", "put", str(folder), key, "-"],
-                                input=jsonfmt.dumps(ENTRY), capture_output=True, timeout=60,
+                                input=jsonfmt.dumps(entry), capture_output=True, timeout=60,
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT),
                                 check=False)
         assert result.returncode == 0, result.stderr
-    assert open_store(folder).get("agent:main:from-cli") == ENTRY
+    assert open_store(folder).get("agent:main:from-cli") == FRESH
     if layout == "legacy":
         assert owner_of(folder / "sessions.json") == (*user, 0o644)
     else:
@@ -202,7 +203,7 @@ def test_migrate_rollback_and_merge_keep_the_owner(base: Path, user: tuple[int, 
 
     migrate(folder)
     reappeared = base / "reappeared"  # the user's legacy-era gateway writes sessions.json again
-    write_legacy_store(reappeared, {**ENTRIES, "agent:main:from-gateway": ENTRY})
+    write_legacy_store(reappeared, {**ENTRIES, "agent:main:from-gateway": FRESH})
     shutil.move(reappeared / "sessions.json", folder / "sessions.json")
     give_away(folder, user)
     report = merge(folder)
@@ -221,9 +222,9 @@ def test_a_root_mount_writes_the_users_store_as_theirs(
     with Mount(folder, base / "mnt") as mount:
         mount.meta(MAIN).write_bytes(jsonfmt.dumps(ENTRY))
         os.mkdir(mount.dir("agent:main:fresh"))
-        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(ENTRY))
+        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(FRESH))
         os.rename(mount.dir(JAMES), mount.dir("agent:main:renamed"))
-        assert wait_for(lambda: open_store(folder).get("agent:main:fresh") == ENTRY, 5)
+        assert wait_for(lambda: open_store(folder).get("agent:main:fresh") == FRESH, 5)
     store = open_store(folder)
     assert store.get(MAIN) == ENTRY and "agent:main:renamed" in store.keys()
     if layout == "legacy":

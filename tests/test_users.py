@@ -382,10 +382,11 @@ def test_hostile_keys_land_inside_sessions_d(base: Path) -> None:
     sd = folder / "sessions.d"
     store = open_store(folder)
     for number, key in enumerate(HOSTILE_KEYS):
-        assert store.put(key, dict(ENTRY, updatedAt=number))
+        assert store.put(key, dict(ENTRY, sessionId=f"u-h{number}", updatedAt=number))
     assert sorted(p.name for p in base.iterdir()) == around
     assert sorted(p.name for p in folder.iterdir()) == beside
-    expected = {**ENTRIES, **{k: dict(ENTRY, updatedAt=n) for n, k in enumerate(HOSTILE_KEYS)}}
+    expected = {**ENTRIES, **{k: dict(ENTRY, sessionId=f"u-h{n}", updatedAt=n)
+                              for n, k in enumerate(HOSTILE_KEYS)}}
     assert store.load() == expected
     names = {keys.encode(k) for k in expected}
     assert {p.name for p in sd.iterdir() if not p.name.startswith(".")} == names
@@ -397,10 +398,11 @@ def test_hostile_keys_land_inside_sessions_d(base: Path) -> None:
         for key in HOSTILE_KEYS:
             assert mount.meta(key).read_bytes() == store.read(key).data
         mount.meta("../../etc/passwd").write_bytes(jsonfmt.dumps(ENTRY))
-        for key in ("../mounted", "/mounted/../..", "a/../../x"):
+        for number, key in enumerate(("../mounted", "/mounted/../..", "a/../../x")):
+            entry = dict(ENTRY, sessionId=f"u-m{number}")  # one sessionId per session
             os.mkdir(mount.dir(key))
-            mount.meta(key).write_bytes(jsonfmt.dumps(ENTRY))
-            assert open_store(folder).get(key) == ENTRY
+            mount.meta(key).write_bytes(jsonfmt.dumps(entry))
+            assert open_store(folder).get(key) == entry
     assert sorted(p.name for p in base.iterdir()) == ["mnt", "mnt.daemon.log", "sessions"]
     assert sorted(p.name for p in folder.iterdir()) == beside
     assert not Path("/mounted").exists()
@@ -450,21 +452,22 @@ def test_library_creates_private_files_whatever_the_umask(base: Path, umask: int
     umask_set(umask)
     write_legacy_store(folder, ENTRIES)
     store = open_store(folder)
-    store.put("agent:main:new", ENTRY)  # legacy rewrite
+    store.put("agent:main:new", dict(ENTRY, sessionId="u-new"))  # legacy rewrite
     assert_private(folder)
     migrate(folder)  # staging, sessions.d, one folder per session, the backup
     store = open_store(folder)
-    store.put("agent:main:new-2", ENTRY)
+    store.put("agent:main:new-2", dict(ENTRY, sessionId="u-new-2"))
     store.put(LONG_KEY, ENTRY)  # a hashed name and its key file
     store.rename("agent:main:new-2", LONG_KEY + ":moved")
     store.delete(CRON)
     assert_private(folder)
-    result = cli("put", str(folder), "agent:main:from-cli", "-", stdin=jsonfmt.dumps(ENTRY),
+    result = cli("put", str(folder), "agent:main:from-cli", "-",
+                 stdin=jsonfmt.dumps(dict(ENTRY, sessionId="u-cli")),
                  umask=umask)
     assert result.returncode == 0, result.stderr
     assert_private(folder)
     rollback(folder)
-    open_store(folder).put("agent:main:after-rollback", ENTRY)
+    open_store(folder).put("agent:main:after-rollback", dict(ENTRY, sessionId="u-after"))
     assert_private(folder)
     assert stat.S_IMODE((folder / "sessions.json").stat().st_mode) == 0o600
 
@@ -483,7 +486,7 @@ def test_mount_daemon_creates_private_files_whatever_the_umask(
         status = Path(f"/proc/{mount.proc.pid}/status").read_text()  # type: ignore[union-attr]
         assert f"Umask:\t{umask:04o}" in status
         os.mkdir(mount.dir("agent:main:fresh"))
-        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(ENTRY))
+        mount.meta("agent:main:fresh").write_bytes(jsonfmt.dumps(dict(ENTRY, sessionId="u-f")))
         mount.meta(LONG_KEY).write_bytes(jsonfmt.dumps(ENTRY))  # rewrites meta.json (+ key)
         mount.meta(MAIN).write_bytes(jsonfmt.dumps(ENTRY))
         os.rename(mount.dir(JAMES), mount.dir("agent:main:renamed"))
