@@ -68,6 +68,10 @@ def test_what_stays_allowed(tmp_path: Path, layout: str) -> None:
     assert store.key_with_session_id("s-unknown") is None
     with pytest.raises(SessionExists):
         store.put("agent:main:late", {"sessionId": "s-nested", "updatedAt": 10})
+    # a move done as put-then-delete (the mount's meta.json between sessions) names its source
+    store.put("agent:main:moved", store.get("agent:main:main"), replacing="agent:main:main")
+    store.delete("agent:main:main")
+    assert store.key_with_session_id("s-main") == "agent:main:moved"
 
 
 def test_the_index_sees_a_change_made_by_another_process(tmp_path: Path) -> None:

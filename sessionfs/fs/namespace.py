@@ -358,7 +358,7 @@ class NamespaceOps(_Base):
             if dst_key == src_key:
                 return
             # Between sessions: copy, then delete (the entry is never in neither place).
-            self._put_raw(dst_key, dst.top, data)
+            self._put_raw(dst_key, dst.top, data, replacing=src_key)
             self.store.delete(src_key)
             with self._lock:
                 self._forget_session(src_key)
@@ -375,12 +375,13 @@ class NamespaceOps(_Base):
             self._hidden[src_key] = time.monotonic() + self.hide_grace
             self.index.changed(src_key)
 
-    def _put_raw(self, key: str, top: str, raw: bytes) -> None:
-        """Commit bytes that arrive by rename (already under the commit lock)."""
+    def _put_raw(self, key: str, top: str, raw: bytes, *, replacing: str | None = None) -> None:
+        """Commit bytes that arrive by rename (already under the commit lock); ``replacing``:
+        the session a move deletes next (its sessionId moves with the entry)."""
         path = f"/{top}/{META_NAME}"
         try:
             entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-            self.store.put(key, entry)
+            self.store.put(key, entry, replacing=replacing)
         except ReadOnlyStore:
             raise
         except (SessionfsError, OSError) as exc:

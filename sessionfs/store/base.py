@@ -143,16 +143,18 @@ class Store(abc.ABC):
         """Delete temp files left by writers that died; returns what was removed."""
 
     # -- sessionIds --------------------------------------------------------------------------------
-    def key_with_session_id(self, session_id: str, *, other_than: str | None = None
-                            ) -> str | None:
-        """The key of a session whose entry has this ``sessionId`` (not ``other_than``), or None.
+    def key_with_session_id(self, session_id: str, *,
+                            other_than: str | tuple[str, ...] | None = None) -> str | None:
+        """The key of a session whose entry has this ``sessionId`` (not ``other_than``: a key or
+        keys to ignore), or None.
 
         Two keys with one sessionId point at one transcript, so a new session must not take an
         existing one's. Cheap: candidates come from :meth:`_session_id_candidates` and each is
         confirmed by reading its entry, so a stale candidate never refuses anything.
         """
+        ignored = (other_than,) if isinstance(other_than, str) else other_than or ()
         for key in self._session_id_candidates(session_id):
-            if key == other_than:
+            if key in ignored:
                 continue
             try:
                 entry = self.read(key).entry
@@ -215,15 +217,18 @@ class Store(abc.ABC):
         """What the index says ``key``'s sessionId is (None when unknown or not indexed)."""
         return self._session_id_index[2].get(key) if self._session_id_index else None
 
-    def _refuse_duplicate_session_id(self, key: str, entry: Entry) -> None:
-        """Called by ``put`` of a new key, under the lock: its sessionId must be its own.
+    def _refuse_duplicate_session_id(self, key: str, entry: Entry,
+                                     replacing: str | None = None) -> None:
+        """Called by ``put`` of a new key, under the lock: its sessionId must be its own
+        (or that of ``replacing``, the session the caller deletes next: a move).
 
         :raises SessionExists: another session already has that sessionId (EEXIST).
         """
         session_id = entry.get("sessionId")
         if not isinstance(session_id, str):
             return
-        other = self.key_with_session_id(session_id, other_than=key)
+        ignored = (key,) if replacing is None else (key, replacing)
+        other = self.key_with_session_id(session_id, other_than=ignored)
         if other is not None:
             raise SessionExists(
                 f"session {key!r} not created: its sessionId {session_id!r} already belongs to "
@@ -232,8 +237,12 @@ class Store(abc.ABC):
 
     # -- writes (each takes the store lock) -------------------------------------------------------
     @abc.abstractmethod
-    def put(self, key: str, entry: Entry) -> bool:
-        """Validate and write one entry. Returns False when it was already stored as is."""
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
+        """Validate and write one entry. Returns False when it was already stored as is.
+
+        A new key must not take another session's sessionId (:class:`SessionExists`), except
+        that of ``replacing``: the session a move deletes right after this put.
+        """
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -273,14 +273,14 @@ class DirectoryStore(Store):
             return False
         return current == data
 
-    def put(self, key: str, entry: Entry) -> bool:
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
         self._require_writable()
         validate_entry(entry, key=key)
         data = serialize_entry(entry)
         with self._lock():
             before = self.fingerprint()
             if not (self.entry_dir(key) / META_FILE).is_file():
-                self._refuse_duplicate_session_id(key, entry)
+                self._refuse_duplicate_session_id(key, entry, replacing)
             written = self._write_locked(key, data)
             self._index_session(before, added=(key, entry.get("sessionId")))
             return written

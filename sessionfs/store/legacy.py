@@ -239,7 +239,7 @@ class LegacyStore(Store):
         self._snapshot_cache = _Snapshot((st.st_ino, st.st_mtime_ns, st.st_size), st.st_mtime_ns,
                                          pieces, entries)
 
-    def put(self, key: str, entry: Entry) -> bool:
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
         self._require_writable()
         validate_entry(entry, key=key)
         piece = indent_member(serialize_entry(entry))
@@ -248,7 +248,7 @@ class LegacyStore(Store):
             if snapshot.pieces.get(key) == piece:
                 return False
             if key not in snapshot.pieces:
-                self._refuse_duplicate_session_id(key, entry)
+                self._refuse_duplicate_session_id(key, entry, replacing)
             pieces = dict(snapshot.pieces)
             pieces[key] = piece
             entries = dict(snapshot.entries)
