@@ -2,6 +2,18 @@
 
 A reader of the target always sees either the old bytes or the new ones, never a mix, and a
 crash leaves at most a ``*.tmp`` file that ``check`` reports and the next start may clean.
+
+This module is also the one home of who owns what sessionfs writes. Root (or any process that
+may) writing someone else's store must not lock its owner out of it, so:
+
+* a file that replaces another keeps that file's owner, group and permission bits;
+* a new file or folder takes the owner and group of the folder it is created in (and so, down
+  the tree, of the store folder), mode 0600 (files) or 0700 (folders) whatever the umask.
+
+Ownership is only changed when it differs and the process may change it (root; or an owner
+moving a file to one of its own groups). A process that may not is never failed for it: it
+cannot give files away anyway, and where the filesystem decides ownership itself (vfat, NFS
+with root squashing) the write goes ahead as the filesystem has it.
 """
 
 from __future__ import annotations
@@ -9,16 +21,73 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
+import logging
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "fsync_dir", "make_dir", "pid_alive",
-           "remove_orphan_temps", "sync_filesystem", "temp_name", "write_all"]
+__all__ = ["DIR_MODE", "FILE_MODE", "Owner", "adopt_owner", "atomic_write", "create_file",
+           "folder_owner", "fsync_dir", "make_dir", "pid_alive", "remove_orphan_temps",
+           "set_mode", "sync_filesystem", "temp_name", "write_all"]
+
+log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+
+#: ``(uid, gid)`` a written file or folder should end up with.
+Owner = tuple[int, int]
+
+#: chown/chmod refusals that mean "not allowed here", never a reason to fail a write.
+_CHOWN_REFUSED = {errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EROFS}
+
+
+def folder_owner(directory: Path) -> Owner:
+    """The owner and group that files and folders created inside ``directory`` take."""
+    st = os.stat(directory)
+    return st.st_uid, st.st_gid
+
+
+def set_mode(target: int | Path, mode: int) -> None:
+    """chmod an open file (descriptor) or a folder; a filesystem that decides modes itself
+    (vfat without ``quiet`` answers EPERM) keeps its own, since the write matters more."""
+    try:
+        if isinstance(target, int):
+            os.fchmod(target, mode)
+        else:
+            os.chmod(target, mode)
+    except OSError as exc:
+        if exc.errno not in _CHOWN_REFUSED:
+            raise
+        log.debug("cannot set mode %o on %s: %s", mode,
+                  target if not isinstance(target, int) else f"fd {target}", exc.strerror)
+
+
+def adopt_owner(target: int | Path, owner: Owner) -> None:
+    """Give an open file (descriptor) or a path (never followed) the owner ``owner``.
+
+    Only what differs is changed, the user only by root; a refusal is logged, never raised.
+    """
+    st = os.fstat(target) if isinstance(target, int) else os.lstat(target)
+    uid = owner[0] if owner[0] != st.st_uid and os.geteuid() == 0 else -1
+    gid = owner[1] if owner[1] != st.st_gid else -1
+    if uid == -1 and gid == -1:
+        return
+    try:
+        if isinstance(target, int):
+            os.fchown(target, uid, gid)
+        else:
+            os.chown(target, uid, gid, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _CHOWN_REFUSED:
+            raise
+        level = logging.WARNING if os.geteuid() == 0 and uid != -1 else logging.DEBUG
+        log.log(level, "cannot give %s to uid %d gid %d: %s",
+                target if not isinstance(target, int) else f"fd {target}", owner[0], owner[1],
+                exc.strerror)
 
 
 def temp_name(target: Path) -> Path:
@@ -35,13 +104,35 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def make_dir(directory: Path) -> None:
-    """Create ``directory`` with mode 0700 whatever the umask; an existing one is fine."""
+def make_dir(directory: Path, owner: Owner | None = None) -> bool:
+    """Create ``directory`` with mode 0700 whatever the umask, owned by ``owner`` (default: the
+    owner of the folder it is made in); an existing one is left as it is.
+
+    :returns: whether it was created.
+    """
     try:
         os.mkdir(directory, DIR_MODE)
     except FileExistsError:
-        return
-    os.chmod(directory, DIR_MODE)
+        return False
+    adopt_owner(directory, owner if owner is not None else folder_owner(directory.parent))
+    set_mode(directory, DIR_MODE)
+    return True
+
+
+def create_file(path: Path, data: bytes, owner: Owner) -> None:
+    """Create ``path`` (which must not exist) with ``data``, mode 0600, owned by ``owner``.
+
+    No temp file and no fsync: for private staging folders that are synced and verified whole
+    before anyone reads them.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 FILE_MODE)
+    try:
+        adopt_owner(fd, owner)
+        set_mode(fd, FILE_MODE)
+        write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -51,20 +142,37 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _replaced_owner_and_mode(target: Path) -> tuple[Owner, int]:
+    """What a file written to ``target`` should have: the owner, group and permission bits of
+    the regular file it replaces, or the folder's owner and mode 0600 for a new file."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        return (st.st_uid, st.st_gid), stat.S_IMODE(st.st_mode) & 0o777
+    return folder_owner(target.parent), FILE_MODE
+
+
 def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``target`` with ``data`` atomically; the file ends up mode 0600.
+    """Replace ``target`` with ``data`` atomically.
+
+    The file keeps the owner, group and permission bits of the file it replaces; a new file
+    takes its folder's owner and group and mode 0600 (see the module docstring).
 
     :param durable: fsync the file and the directory (off only for bulk writes that sync the
         whole filesystem once afterwards, such as migration staging).
     :raises OSError: whatever the filesystem says (ENOSPC, EACCES, ...); the temp file is
         removed and ``target`` is untouched.
     """
+    owner, mode = _replaced_owner_and_mode(target)
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  FILE_MODE)
     try:
         try:
-            os.fchmod(fd, FILE_MODE)
+            adopt_owner(fd, owner)
+            set_mode(fd, mode)  # after the chown, which may clear mode bits
             write_all(fd, data)
             if durable:
                 os.fsync(fd)

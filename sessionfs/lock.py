@@ -3,8 +3,20 @@
 The gateway keeps running while sessionfs writes its store, so every write holds the gateway's
 own sidecar lock (openclaw ``withSessionStoreLock``, research notes §2.3):
 
-* the lock file is ``<realpath(store dir)>/sessions.json.lock``, created with
-  ``O_CREAT|O_EXCL|O_NOFOLLOW``, mode 0600 whatever the umask;
+* the lock file is ``<realpath(store dir)>/sessions.json.lock``, mode 0600 whatever the umask,
+  owned by the store folder's owner (root locking a user's store leaves a lock the user's
+  gateway can read and replace). It appears complete in one step: the payload goes into a
+  private ``sessions.json.lock.<pid>.<hex>.tmp`` that is then hard-linked to the lock name.
+  link(2) fails with EEXIST exactly where openclaw's ``O_CREAT|O_EXCL`` does, and nobody ever
+  sees the lock empty, so a process killed while locking leaves no half-made lock;
+* on a filesystem without hard links (link(2) fails with EPERM, ENOTSUP, ENOSYS, EMLINK or
+  EXDEV: vfat, some network and FUSE filesystems) the lock is made as openclaw makes it:
+  ``O_CREAT|O_EXCL|O_NOFOLLOW`` on the lock name, then the payload. Exclusion is the same
+  (O_EXCL is atomic there too); a reader that finds the file empty or half-written takes it as
+  being written and judges it by its mtime (below), and a process killed between the create and
+  the write leaves an empty lock that holds everyone off for up to 30 s, as openclaw's would.
+  Neither way fsyncs: after a power cut no holder is alive, and a lost or empty lock file is
+  absent or judged by its mtime. Which way works is remembered per lock path;
 * it holds ``JSON.stringify({pid, createdAt, starttime}, null, 2)``: two-space indent, no
   trailing newline, ``createdAt`` as ``Date.prototype.toISOString()`` writes it
   (``2026-01-02T03:04:05.678Z``), ``starttime`` field 22 of ``/proc/<pid>/stat`` (left out, as
@@ -51,6 +63,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -66,6 +79,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from sessionfs.atomic import adopt_owner, folder_owner, set_mode
 from sessionfs.errors import LockTimeout
 
 __all__ = [
@@ -104,6 +118,10 @@ _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
 _PIN_FLAGS = getattr(os, "O_PATH", 0) | _NOFOLLOW | _CLOEXEC  # pins symlinks and FIFOs too
 
 _Snapshot = tuple[int, int, int, int, int]  # dev, ino, mtime_ns, ctime_ns, size
+
+#: What link(2) says on a filesystem that has no hard links (or none across this directory).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
+                            errno.EMLINK, errno.EXDEV})
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +415,7 @@ def _remove_stale(path: Path, observed: _Observed) -> bool:
 class _Entry:
     """In-process state of one lock file; mutated only by the thread holding ``rlock``."""
 
-    __slots__ = ("acquired_at", "depth", "fd", "ident", "owner", "pid", "rlock")
+    __slots__ = ("acquired_at", "depth", "fd", "ident", "links_work", "owner", "pid", "rlock")
 
     def __init__(self) -> None:
         self.rlock = threading.RLock()
@@ -407,6 +425,7 @@ class _Entry:
         self.ident: tuple[int, int] | None = None  # its (st_dev, st_ino)
         self.pid = os.getpid()
         self.acquired_at = 0.0
+        self.links_work = True  # until link(2) says this filesystem has no hard links
 
 
 _registry: dict[str, _Entry] = {}
@@ -499,6 +518,10 @@ def install_signal_handlers(
 # The lock
 
 
+class _NoHardLinks(OSError):
+    """link(2) is not supported where the lock lives: use the O_EXCL protocol."""
+
+
 class StoreLock:
     """openclaw's store lock ``sessions.json.lock``; re-entrant and thread-safe within a process.
 
@@ -579,32 +602,71 @@ class StoreLock:
             delay = min(_MAX_DELAY, delay * _DELAY_GROWTH)
 
     def _create(self, entry: _Entry) -> bool:
-        """Publish a complete lock file in one step.
+        """Publish our lock file; False when another one is there (see the module docstring)."""
+        if entry.links_work:
+            try:
+                return self._create_by_link(entry)
+            except _NoHardLinks as exc:
+                entry.links_work = False
+                log.info("no hard links for the store lock %s (%s): creating it with O_EXCL",
+                         self.path, exc.strerror)
+        return self._create_exclusive(entry)
 
-        The payload is written to a private temp file first and then hard-linked to the lock
-        name: link(2) fails with EEXIST like O_EXCL does, but nobody ever sees the lock file
-        empty, so a process killed while locking leaves no half-made lock that would block
-        every writer (ours and the gateway's) until the 30 s mtime rule expires.
+    def _fill(self, fd: int) -> os.stat_result:
+        """Owner, mode and payload of a lock file we just created; its stat."""
+        adopt_owner(fd, folder_owner(self.path.parent))
+        st = os.fstat(fd)
+        if stat.S_IMODE(st.st_mode) != LOCK_MODE:
+            set_mode(fd, LOCK_MODE)
+        view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
+        while view:
+            view = view[os.write(fd, view):]
+        return st
+
+    def _create_by_link(self, entry: _Entry) -> bool:
+        """The complete file under a private temp name, then link(2) to the lock name.
+
+        :raises _NoHardLinks: this filesystem cannot link (nothing was left behind).
         """
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         fd = os.open(temp, _CREATE_FLAGS, LOCK_MODE)
         try:
             try:
-                st = os.fstat(fd)
-                if stat.S_IMODE(st.st_mode) != LOCK_MODE:
-                    os.fchmod(fd, LOCK_MODE)
-                view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
-                while view:
-                    view = view[os.write(fd, view):]
+                st = self._fill(fd)
                 try:
                     os.link(temp, self.path, follow_symlinks=False)
                 except FileExistsError:
                     os.close(fd)
                     return False
+                except OSError as exc:
+                    if exc.errno in _NO_HARD_LINKS:
+                        raise _NoHardLinks(exc.errno, exc.strerror) from exc
+                    raise
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
         except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        entry.fd, entry.ident, entry.pid = fd, (st.st_dev, st.st_ino), os.getpid()
+        return True
+
+    def _create_exclusive(self, entry: _Entry) -> bool:
+        """openclaw's own way: ``O_CREAT|O_EXCL`` on the lock name, then the payload."""
+        try:
+            fd = os.open(self.path, _CREATE_FLAGS, LOCK_MODE)
+        except FileExistsError:
+            return False
+        try:
+            st = self._fill(fd)
+        except BaseException:
+            # Ours since the create, and it cannot be finished (ENOSPC...): never leave it half
+            # made. The path is re-checked first: a contender may have judged it stale already.
+            with contextlib.suppress(OSError):
+                current = os.lstat(self.path)
+                if os.path.samestat(current, os.fstat(fd)):
+                    os.unlink(self.path)
             with contextlib.suppress(OSError):
                 os.close(fd)
             raise

@@ -126,6 +126,17 @@ def _entry_problems(store: Store, path_of: dict[str, Path] | None = None) -> Ite
             continue  # reported by the layout's own scan
 
 
+def _duplicate_problems(store: Store, path_of: dict[str, Path] | None = None
+                        ) -> Iterator[Problem]:
+    """Sessions sharing one sessionId: both keys point at one transcript."""
+    for session_id, sharing in store.duplicate_session_ids().items():
+        where = (path_of or {}).get(sharing[0], store.path)
+        named = ", ".join(repr(key) for key in sharing)
+        yield Problem("duplicate-session-id", where,
+                      f"sessionId {session_id!r} is shared by sessions {named}; they point at "
+                      "one transcript (give all but one a new sessionId)")
+
+
 def check(location: StoreLocation) -> list[Problem]:
     """Every problem ``sessionfs check`` reports; empty when the store is healthy."""
     if location.layout == "sqlite":
@@ -138,11 +149,13 @@ def check(location: StoreLocation) -> list[Problem]:
         except SessionfsError as exc:
             return [*problems, Problem("unreadable store", location.legacy_path, str(exc))]
         problems.extend(_entry_problems(store))
+        problems.extend(_duplicate_problems(store))
     elif location.layout == "directory":
         directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
         problems.extend(directory.problems())
-        problems.extend(_entry_problems(
-            directory, {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}))
+        meta_of = {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}
+        problems.extend(_entry_problems(directory, meta_of))
+        problems.extend(_duplicate_problems(directory, meta_of))
         problems.extend(_reappeared_legacy(location, directory))
     return problems
 

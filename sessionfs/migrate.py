@@ -26,17 +26,20 @@ from pathlib import Path
 from sessionfs import jsonfmt, keys
 from sessionfs.atomic import (
     DIR_MODE,
-    FILE_MODE,
+    adopt_owner,
     atomic_write,
+    create_file,
+    folder_owner,
     fsync_dir,
+    make_dir,
     pid_alive,
     sync_filesystem,
-    write_all,
 )
 from sessionfs.entry import validate_entry
 from sessionfs.errors import (
     InvalidEntry,
     ReadOnlyStore,
+    SessionExists,
     SessionfsError,
     SessionNotFound,
     StoreCorrupt,
@@ -135,32 +138,28 @@ def _same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
                for key in legacy_keys)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create a file in the private staging folder: no temp-and-rename needed there, since
-    nobody reads staging until it is complete, verified and synced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 FILE_MODE)
-    try:
-        write_all(fd, data)
-    finally:
-        os.close(fd)
-
-
 def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Progress | None
                    ) -> None:
+    """Write every entry into the private staging folder: no temp-and-rename needed there,
+    since nobody reads staging until it is complete, verified and synced. Everything staged
+    belongs to the store folder's owner (root migrating a user's store must not lock them out).
+    """
+    owner = folder_owner(staging.parent)
     old_umask = os.umask(0o077)  # 0700/0600 exactly, without a chmod per file
     try:
-        os.mkdir(staging, DIR_MODE)
+        if not make_dir(staging, owner):
+            raise FileExistsError(f"{staging}: staging folder exists")
         total = len(entries)
         for number, (key, data) in enumerate(entries, 1):
             entry_dir = staging / keys.encode(key)
             os.mkdir(entry_dir, DIR_MODE)
+            adopt_owner(entry_dir, owner)
             if keys.is_hashed(entry_dir.name):
-                _write_new(entry_dir / keys.KEY_FILE, key.encode("utf-8"))
-            _write_new(entry_dir / META_FILE, data)
+                create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
+            create_file(entry_dir / META_FILE, data, owner)
             if progress is not None:
                 progress(number, total)
-        _write_new(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]))
+        create_file(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]), owner)
     finally:
         os.umask(old_umask)
 
@@ -445,7 +444,11 @@ def merge(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
                               f"{len(report.kept)}, then move it aside")
             return report
         for key, entry in plan:
-            directory.put(key, entry)
+            try:
+                directory.put(key, entry)
+            except SessionExists as exc:  # its sessionId is another session's: left out
+                report.added.remove(key)
+                report.invalid.append(f"{key}: {exc}")
         backup = _backup_path(location)
         os.rename(location.legacy_path, backup)
         fsync_dir(location.folder)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from sessionfs import jsonfmt, keys
+from sessionfs.demo import write_legacy_store
 from sessionfs.errors import SessionExists, SessionNotFound, StoreCorrupt
 from sessionfs.maintenance import check
-from sessionfs.store import DirectoryStore, locate_store
+from sessionfs.migrate import migrate
+from sessionfs.store import DirectoryStore, locate_store, open_store
+from tests.mountutil import ROOT
 
 from .conftest import MakeStore
 
@@ -209,3 +219,106 @@ def test_named_keys_are_the_listing_with_the_names_on_disk(make_store: MakeStore
     assert dict(named) == expected and len(named) == len(expected)
     assert [key for _, key in named] == store.keys()
     assert keys.is_hashed(keys.encode(long_key))
+
+
+# -- renames between long (hashed) keys: a failure or a crash leaves exactly one state ----------
+LONG_A = "agent:main:" + "a" * 200
+LONG_B = "agent:main:" + "b" * 200
+SHORT = "agent:main:short"
+
+
+@pytest.mark.parametrize("old, new", [(LONG_A, LONG_B), (LONG_A, SHORT), (SHORT, LONG_B)],
+                         ids=["hashed-to-hashed", "hashed-to-plain", "plain-to-hashed"])
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EACCES])
+def test_failed_rename_leaves_both_sessions_as_they_were(
+        store: DirectoryStore, monkeypatch: pytest.MonkeyPatch, old: str, new: str,
+        error: int) -> None:
+    store.put(old, {"sessionId": "long-a", "updatedAt": 1})
+    assert keys.is_hashed(keys.encode(LONG_A)) and keys.is_hashed(keys.encode(LONG_B))
+    before = tree_state(store.path)
+    keys_before = sorted(store.keys())
+    source = store.entry_dir(old)
+    real_rename = os.rename
+
+    def failing_rename(src: object, dst: object, **kwargs: object) -> None:
+        if Path(os.fspath(src)) == source:  # only the session folder's own rename fails
+            raise OSError(error, os.strerror(error))
+        real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError) as excinfo:
+        store.rename(old, new)
+    assert excinfo.value.errno == error
+    monkeypatch.undo()
+    assert tree_state(store.path) == before  # byte-identical, no file added or removed
+    fresh = DirectoryStore(store.path, lock_path=store.lock_path)
+    assert sorted(fresh.keys()) == keys_before
+    assert fresh.get(old) == {"sessionId": "long-a", "updatedAt": 1}
+    with pytest.raises(SessionNotFound):
+        fresh.read(new)
+    assert not [p for p in check(locate_store(store.path)) if "key" in p.kind]
+
+
+def test_a_rename_halfway_shows_the_old_session_before_the_switch_and_the_new_after(
+        store: DirectoryStore) -> None:
+    """The states a crash can leave: key.next written (old visible), folder renamed (new)."""
+    store.put(LONG_A, {"sessionId": "long-a", "updatedAt": 1})
+    folder = store.entry_dir(LONG_A)
+    (folder / "key.next").write_bytes(LONG_B.encode())  # crash before the folder rename
+    fresh = DirectoryStore(store.path, lock_path=store.lock_path)
+    assert LONG_A in fresh.keys() and LONG_B not in fresh.keys()
+    assert fresh.get(LONG_A)["sessionId"] == "long-a"
+    os.rename(folder, store.entry_dir(LONG_B))  # crash before the key file is rewritten
+    fresh = DirectoryStore(store.path, lock_path=store.lock_path)
+    assert LONG_B in fresh.keys() and LONG_A not in fresh.keys()
+    assert fresh.get(LONG_B)["sessionId"] == "long-a"
+    with pytest.raises(SessionNotFound):
+        fresh.read(LONG_A)
+    assert not [p for p in check(locate_store(store.path)) if "key" in p.kind]
+    fresh.put(LONG_B, {"sessionId": "long-a", "updatedAt": 2})  # later writes settle it
+    assert (store.entry_dir(LONG_B) / keys.KEY_FILE).read_bytes() == LONG_B.encode()
+
+
+FLIPPER = """
+import sys
+from sessionfs.store import open_store
+store = open_store(sys.argv[1])
+a, b = sys.argv[2], sys.argv[3]
+print("ready", flush=True)
+while True:
+    store.rename(a, b)
+    store.rename(b, a)
+"""
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_during_renames_leaves_exactly_one_of_the_two(tmp_path: Path) -> None:
+    template = tmp_path / "template" / "sessions"
+    template.mkdir(parents=True)
+    write_legacy_store(template, {LONG_A: {"sessionId": "long-a", "updatedAt": 1},
+                                  SHORT: {"sessionId": "other", "updatedAt": 2}})
+    migrate(template)
+    data = open_store(template).read(LONG_A).data
+    rng = random.Random(5)
+    seen = {LONG_A: 0, LONG_B: 0}
+    for trial in range(30):
+        folder = tmp_path / f"trial{trial}"
+        shutil.copytree(template.parent, folder, symlinks=True)
+        child = subprocess.Popen([sys.executable, "-c", FLIPPER, str(folder / "sessions"),
+                                  LONG_A, LONG_B], stdout=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.15))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        store = open_store(folder / "sessions")
+        present = sorted(set(store.keys()) & {LONG_A, LONG_B})
+        assert len(present) == 1, (trial, store.keys())
+        assert sorted(store.keys()) == sorted([present[0], SHORT])
+        assert store.read(present[0]).data == data
+        missing = LONG_B if present[0] == LONG_A else LONG_A
+        with pytest.raises(SessionNotFound):
+            store.read(missing)
+        seen[present[0]] += 1
+    assert seen[LONG_A] and seen[LONG_B], seen  # kills landed on both sides of the switch

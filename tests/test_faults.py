@@ -267,14 +267,15 @@ def test_full_disk(base: Path, small_fs: Path, layout: str, leave_pages: int) ->
         before = tree(folder)
         store = open_store(folder)
         big = dict(ENTRIES[main], label=BIG_LABEL)
+        big_new = dict(big, sessionId="big-new")  # a new session needs a sessionId of its own
 
         steps = {
             "library put, existing session": lambda: store.put(main, big),
             "mount write, existing session":
                 lambda: write_through_mount(mount.meta(main), jsonfmt.dumps(big)),
             "mount write, new session": lambda: write_through_mount(
-                mount.meta(NEW2), jsonfmt.dumps(dict(big, sessionId="new2")), create=True),
-            "library put, new session": lambda: store.put(NEW, big),
+                mount.meta(NEW2), jsonfmt.dumps(dict(big, sessionId="big-new2")), create=True),
+            "library put, new session": lambda: store.put(NEW, big_new),
         }
         os.mkdir(mount.dir(NEW2))  # the mount keeps a new, empty directory in memory only
         for step, call in steps.items():
@@ -294,8 +295,8 @@ def test_full_disk(base: Path, small_fs: Path, layout: str, leave_pages: int) ->
         # space again: both writers succeed
         filler.unlink()
         assert tree(folder) == before, "a failed write was committed once space came back"
-        store.put(NEW, big)
-        assert open_store(folder).get(NEW) == big
+        store.put(NEW, big_new)
+        assert open_store(folder).get(NEW) == big_new
         write_through_mount(mount.meta(main), jsonfmt.dumps(big))
         assert open_store(folder).get(main) == big
         assert json.loads(mount.meta(main).read_bytes()) == big

@@ -168,10 +168,15 @@ def test_change_behind_our_back_is_noticed(tricky_store: LegacyStore) -> None:
     assert "agent:main:added" in open_store(tricky_store.path).keys()
 
 
-def test_written_file_is_0600_and_leaves_no_temp(tricky_store: LegacyStore) -> None:
-    os.chmod(tricky_store.path, 0o644)
+def test_written_file_keeps_its_mode_and_leaves_no_temp(tricky_store: LegacyStore) -> None:
+    """A replaced file keeps the mode its owner gave it (0600 stays 0600, 0644 stays 0644);
+    a new store file is 0600 (see test_ownership.py for owner and group)."""
+    os.chmod(tricky_store.path, 0o600)
     tricky_store.put("agent:main:main", {"sessionId": "abc", "updatedAt": 11})
     assert tricky_store.path.stat().st_mode & 0o777 == 0o600
+    os.chmod(tricky_store.path, 0o644)
+    tricky_store.put("agent:main:main", {"sessionId": "abc", "updatedAt": 12})
+    assert tricky_store.path.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tricky_store.path.parent.iterdir()] == ["sessions.json"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import select
@@ -10,8 +12,10 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -509,3 +513,106 @@ def test_symlink_at_the_lock_path_is_never_followed(tmp_path: Path, dangling: bo
         assert not target.exists()
     else:
         assert target.read_bytes() == b"keep me"
+
+
+# -- a filesystem without hard links (tests/nolinkfs.py: link(2) answers EPERM, as vfat does) --
+@pytest.fixture(scope="module")
+def nolinks() -> Iterator[Path]:
+    """A FUSE passthrough mount without hard links (this kernel has no vfat to loop-mount)."""
+    base = Path(tempfile.mkdtemp(prefix="sessionfs-nolinks-", dir="/var/tmp"))
+    backing, mountpoint = base / "backing", base / "mnt"
+    backing.mkdir()
+    mountpoint.mkdir()
+    with open(base / "daemon.log", "wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "tests.nolinkfs", str(backing),
+                                   str(mountpoint)], env=_env(), cwd=str(REPO),
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(mountpoint):
+            assert daemon.poll() is None, (base / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "nolinkfs did not mount"
+            time.sleep(0.05)
+        probe = mountpoint / "probe"
+        probe.write_bytes(b"x")
+        with pytest.raises(OSError) as excinfo:
+            os.link(probe, mountpoint / "probe-link")
+        assert excinfo.value.errno == errno.EPERM  # the point: no hard links here
+        probe.unlink()
+        yield mountpoint
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False, capture_output=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(10)
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def nolinks_folder(nolinks: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    folder = nolinks / request.node.name
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_writes_succeed_without_hard_links(nolinks_folder: Path) -> None:
+    from sessionfs.demo import write_legacy_store
+    from sessionfs.store import open_store
+
+    lock_path = nolinks_folder / LOCK_NAME
+    with StoreLock(lock_path) as held:
+        info = read_lock_info(lock_path)
+        assert info is not None and info.pid == os.getpid() and not info.stale
+        assert held.held
+    assert not lock_path.exists()
+    write_legacy_store(nolinks_folder, {"agent:main:main": {"sessionId": "a", "updatedAt": 1}})
+    store = open_store(nolinks_folder)
+    assert store.put("agent:main:new", {"sessionId": "b", "updatedAt": 2})
+    assert open_store(nolinks_folder).get("agent:main:new") == {"sessionId": "b", "updatedAt": 2}
+    assert sorted(p.name for p in nolinks_folder.iterdir()) == ["sessions.json"]  # no leftovers
+
+
+def test_stale_lock_is_reclaimed_without_hard_links(nolinks_folder: Path) -> None:
+    lock_path = nolinks_folder / LOCK_NAME
+    _write_lock(lock_path, _dead_pid(), iso_timestamp(), None)
+    assert _acquire_timed(lock_path, 5.0) < 1.0
+    # an empty lock is one being written: respected while fresh, reclaimed once old
+    lock_path.write_bytes(b"")
+    _expect_timeout(lock_path, 0.3)
+    assert lock_path.exists() and lock_path.read_bytes() == b""
+    _age(lock_path, OLD)
+    assert _acquire_timed(lock_path, 5.0) < 1.0
+
+
+def test_a_half_written_lock_counts_as_being_written(nolinks_folder: Path) -> None:
+    lock_path = nolinks_folder / LOCK_NAME
+    lock_path.write_bytes(lock_payload(os.getppid(), iso_timestamp(), None)[:9])  # '{\n  "pid"'
+    info = read_lock_info(lock_path)
+    assert info is not None and not info.stale and "may still be being written" in info.reason
+    _expect_timeout(lock_path, 0.3)
+
+
+def test_processes_exclude_each_other_without_hard_links(nolinks_folder: Path) -> None:
+    lock_path = nolinks_folder / LOCK_NAME
+    counter = nolinks_folder / "counter"
+    counter.write_text("0")
+    children = [_spawn(COUNTER, str(lock_path), str(counter), stdin=subprocess.PIPE)
+                for _ in range(3)]
+    try:
+        for child in children:
+            _wait_ready(child)
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            assert child.wait(90) == 0
+    finally:
+        for child in children:
+            _kill(child)
+    assert counter.read_text() == "300"
+    assert not lock_path.exists()

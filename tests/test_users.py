@@ -463,10 +463,11 @@ def test_hostile_keys_land_inside_sessions_d(base: Path) -> None:
     sd = folder / "sessions.d"
     store = open_store(folder)
     for number, key in enumerate(HOSTILE_KEYS):
-        assert store.put(key, dict(ENTRY, updatedAt=number))
+        assert store.put(key, dict(ENTRY, sessionId=f"u-h{number}", updatedAt=number))
     assert sorted(p.name for p in base.iterdir()) == around
     assert sorted(p.name for p in folder.iterdir()) == beside
-    expected = {**ENTRIES, **{k: dict(ENTRY, updatedAt=n) for n, k in enumerate(HOSTILE_KEYS)}}
+    expected = {**ENTRIES, **{k: dict(ENTRY, sessionId=f"u-h{n}", updatedAt=n)
+                              for n, k in enumerate(HOSTILE_KEYS)}}
     assert store.load() == expected
     names = {keys.encode(k) for k in expected}
     assert {p.name for p in sd.iterdir() if not p.name.startswith(".")} == names
@@ -532,21 +533,22 @@ def test_library_creates_private_files_whatever_the_umask(base: Path, umask: int
     umask_set(umask)
     write_legacy_store(folder, ENTRIES)
     store = open_store(folder)
-    store.put("agent:main:new", ENTRY)  # legacy rewrite
+    store.put("agent:main:new", dict(ENTRY, sessionId="u-new"))  # legacy rewrite
     assert_private(folder)
     migrate(folder)  # staging, sessions.d, one folder per session, the backup
     store = open_store(folder)
-    store.put("agent:main:new-2", ENTRY)
+    store.put("agent:main:new-2", dict(ENTRY, sessionId="u-new-2"))
     store.put(LONG_KEY, ENTRY)  # a hashed name and its key file
     store.rename("agent:main:new-2", LONG_KEY + ":moved")
     store.delete(CRON)
     assert_private(folder)
-    result = cli("put", str(folder), "agent:main:from-cli", "-", stdin=jsonfmt.dumps(ENTRY),
+    result = cli("put", str(folder), "agent:main:from-cli", "-",
+                 stdin=jsonfmt.dumps(dict(ENTRY, sessionId="u-cli")),
                  umask=umask)
     assert result.returncode == 0, result.stderr
     assert_private(folder)
     rollback(folder)
-    open_store(folder).put("agent:main:after-rollback", ENTRY)
+    open_store(folder).put("agent:main:after-rollback", dict(ENTRY, sessionId="u-after"))
     assert_private(folder)
     assert stat.S_IMODE((folder / "sessions.json").stat().st_mode) == 0o600
 

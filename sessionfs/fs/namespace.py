@@ -38,7 +38,6 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import ScratchFile, is_libfuse_hidden, is_root_scratch_name
-from sessionfs.store.base import refuse_duplicate_session_id
 
 if TYPE_CHECKING:
     from sessionfs.fs.view import SessionView
@@ -403,7 +402,7 @@ class NamespaceOps(_Base):
                 return
             # Between sessions: copy, then delete (the entry is never in neither place). Files
             # open on the source follow it to the target; never do they bring the source back.
-            self._put_raw(dst_key, dst.top, data, moving_from=src_key)
+            self._put_raw(dst_key, dst.top, data, replacing=src_key)
             with self._lock:
                 self._pending[src.top] = time.time_ns()  # the source folder stays until rmdir
             try:
@@ -425,16 +424,15 @@ class NamespaceOps(_Base):
             self._hidden[src_key] = time.monotonic() + self.hide_grace
             self.index.changed(src_key)
 
-    def _put_raw(self, key: str, top: str, raw: bytes, *, moving_from: str | None = None) -> None:
-        """Commit bytes that arrive by rename (already under the commit lock); ``moving_from``:
-        the session they leave, which may share their sessionId."""
+    def _put_raw(self, key: str, top: str, raw: bytes, *, replacing: str | None = None) -> None:
+        """Commit bytes that arrive by rename (already under the commit lock); ``replacing``:
+        the session a move deletes next (its sessionId moves with the entry)."""
         path = f"/{top}/{META_NAME}"
         with self._lock:  # a rename onto an unlinked meta.json is a save: no delete either way
             cancelled = self._cancel_doom(key)
         try:
             entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-            refuse_duplicate_session_id(self.store, key, entry, moving_from=moving_from)
-            self.store.put(key, entry)
+            self.store.put(key, entry, replacing=replacing)
         except ReadOnlyStore:
             raise
         except (SessionfsError, OSError) as exc:

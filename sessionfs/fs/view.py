@@ -100,7 +100,7 @@ from sessionfs.fs.transcript import (
 )
 from sessionfs.maintenance import reappeared_legacy
 from sessionfs.store import StoreLocation, locate_store
-from sessionfs.store.base import EntryRecord, Store, refuse_duplicate_session_id
+from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
 
@@ -752,7 +752,6 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         canonical = serialize_entry(entry)
         with self._commit_lock:
             try:
-                refuse_duplicate_session_id(self.store, key, entry)  # a new session: own id
                 changed = self.store.put(key, entry)
             except ReadOnlyStore:
                 raise

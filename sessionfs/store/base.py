@@ -8,16 +8,23 @@ is what ``meta.json`` holds and what the mount shows.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from sessionfs import keys
-from sessionfs.errors import InvalidKey, InvalidName, ReadOnlyStore, SessionExists, SessionNotFound
+from sessionfs.errors import (
+    InvalidKey,
+    InvalidName,
+    ReadOnlyStore,
+    SessionExists,
+    SessionNotFound,
+    StoreCorrupt,
+)
 
 __all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store", "TranscriptSource",
-           "UpdateSummary", "refuse_duplicate_session_id"]
+           "UpdateSummary"]
 
 Entry = dict[str, Any]
 Layout = Literal["legacy", "directory", "sqlite"]
@@ -152,6 +159,10 @@ class Store(abc.ABC):
 
         return open_file_transcript(self.path.parent, key, self.get(key))
 
+    #: (fingerprint, sessionId -> keys, key -> sessionId) as of that fingerprint: see
+    #: :meth:`key_with_session_id`.
+    _session_id_index: tuple[object, dict[str, list[str]], dict[str, str]] | None = None
+
     @property
     def read_only(self) -> bool:
         return self.read_only_reason is not None
@@ -221,10 +232,107 @@ class Store(abc.ABC):
     def remove_orphan_temps(self) -> list[Path]:
         """Delete temp files left by writers that died; returns what was removed."""
 
+    # -- sessionIds --------------------------------------------------------------------------------
+    def key_with_session_id(self, session_id: str, *,
+                            other_than: str | tuple[str, ...] | None = None) -> str | None:
+        """The key of a session whose entry has this ``sessionId`` (not ``other_than``: a key or
+        keys to ignore), or None.
+
+        Two keys with one sessionId point at one transcript, so a new session must not take an
+        existing one's. Cheap: candidates come from :meth:`_session_id_candidates` and each is
+        confirmed by reading its entry, so a stale candidate never refuses anything.
+        """
+        ignored = (other_than,) if isinstance(other_than, str) else other_than or ()
+        for key in self._session_id_candidates(session_id):
+            if key in ignored:
+                continue
+            try:
+                entry = self.read(key).entry
+            except (SessionNotFound, StoreCorrupt):
+                continue
+            if entry.get("sessionId") == session_id:
+                return key
+        return None
+
+    def duplicate_session_ids(self) -> dict[str, list[str]]:
+        """Every sessionId that more than one session has, with their keys (a full scan)."""
+        index = self._scan_session_ids()
+        return {session_id: found for session_id, found in index.items() if len(found) > 1}
+
+    def _scan_session_ids(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for key in self.keys():
+            try:
+                session_id = self.read(key).entry.get("sessionId")
+            except (SessionNotFound, StoreCorrupt):
+                continue
+            if isinstance(session_id, str):
+                index.setdefault(session_id, []).append(key)
+        return index
+
+    def _session_id_candidates(self, session_id: str) -> Iterable[str]:
+        """Keys that may have ``session_id``: from an index scanned once per store fingerprint
+        (and kept up to date by this instance's own writes, see :meth:`_index_session`)."""
+        fingerprint = self.fingerprint()
+        cached = self._session_id_index
+        if cached is None or cached[0] != fingerprint:
+            by_key = {key: session_id for session_id, found in self._scan_session_ids().items()
+                      for key in found}
+            by_id: dict[str, list[str]] = {}
+            for key, found_id in by_key.items():
+                by_id.setdefault(found_id, []).append(key)
+            cached = self._session_id_index = (fingerprint, by_id, by_key)
+        return list(cached[1].get(session_id, ()))
+
+    def _index_session(self, fingerprint_before: object, *, removed: str | None = None,
+                       added: tuple[str, object] | None = None) -> None:
+        """Carry the sessionId index over one of our own writes (``added``: key and its
+        sessionId), if it was current before it: creating many sessions never rescans."""
+        cached = self._session_id_index
+        if cached is None or cached[0] != fingerprint_before:
+            return
+        _, by_id, by_key = cached
+        for key in (removed, added[0] if added else None):
+            old_id = by_key.pop(key, None) if key is not None else None
+            if old_id is not None:
+                by_id[old_id].remove(key)  # type: ignore[arg-type]
+                if not by_id[old_id]:
+                    del by_id[old_id]
+        if added is not None and isinstance(added[1], str):
+            by_key[added[0]] = added[1]
+            by_id.setdefault(added[1], []).append(added[0])
+        self._session_id_index = (self.fingerprint(), by_id, by_key)
+
+    def _indexed_session_id(self, key: str) -> object:
+        """What the index says ``key``'s sessionId is (None when unknown or not indexed)."""
+        return self._session_id_index[2].get(key) if self._session_id_index else None
+
+    def _refuse_duplicate_session_id(self, key: str, entry: Entry,
+                                     replacing: str | None = None) -> None:
+        """Called by ``put`` of a new key, under the lock: its sessionId must be its own
+        (or that of ``replacing``, the session the caller deletes next: a move).
+
+        :raises SessionExists: another session already has that sessionId (EEXIST).
+        """
+        session_id = entry.get("sessionId")
+        if not isinstance(session_id, str):
+            return
+        ignored = (key,) if replacing is None else (key, replacing)
+        other = self.key_with_session_id(session_id, other_than=ignored)
+        if other is not None:
+            raise SessionExists(
+                f"session {key!r} not created: its sessionId {session_id!r} already belongs to "
+                f"session {other!r} (two sessions would share one transcript); give it a new "
+                "sessionId")
+
     # -- writes (each takes the store lock) -------------------------------------------------------
     @abc.abstractmethod
-    def put(self, key: str, entry: Entry) -> bool:
-        """Validate and write one entry. Returns False when it was already stored as is."""
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
+        """Validate and write one entry. Returns False when it was already stored as is.
+
+        A new key must not take another session's sessionId (:class:`SessionExists`), except
+        that of ``replacing``: the session a move deletes right after this put.
+        """
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -241,25 +349,3 @@ class Store(abc.ABC):
         The mutator edits the dict in place or returns a new one.
         """
 
-
-def refuse_duplicate_session_id(store: Store, key: str, entry: Entry, *,
-                                moving_from: str | None = None) -> None:
-    """Refuse to create ``key`` when another session already has ``entry``'s ``sessionId``.
-
-    Two keys with one sessionId point at one transcript (``cp -r MOUNT/S MOUNT/new``). Only a
-    NEW key is checked (an existing session keeps whatever it has); ``moving_from`` is the key
-    the entry is being moved away from, which may hold it. Reads every entry: O(n), paid only
-    when a session is created. :raises SessionExists: (EEXIST) naming the other session.
-    """
-    session_id = entry.get("sessionId")
-    if not isinstance(session_id, str):
-        return
-    try:
-        store.read(key)
-        return  # not a new session
-    except SessionNotFound:
-        pass
-    for other, existing in store.items():
-        if other not in (key, moving_from) and existing.get("sessionId") == session_id:
-            raise SessionExists(f"session {other!r} already has sessionId {session_id!r}; "
-                                f"a new session needs its own")

@@ -4,6 +4,11 @@ Every per-session operation touches only that session's directory, so get, put, 
 rename cost the same at 10 sessions and at 100k. Listing reads the directory, not the entries.
 Session directories and ``meta.json`` are opened without following symlinks: a link planted in
 ``sessions.d`` never redirects a read or a write outside the store.
+
+A hashed (long) name keeps its key in the folder's ``key`` file. Renaming to another hashed name
+first writes the new key beside the old one as ``key.next``, then renames the folder: a hashed
+name's key is whichever of the two files names it, so before the folder rename only the old
+session is visible and after it only the new one, whatever fails or crashes in between.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ __all__ = ["META_FILE", "DirectoryStore", "Problem"]
 log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
+#: The key a hashed folder takes on when a rename moves it to that key's name (see above).
+PENDING_KEY_FILE = keys.KEY_FILE + ".next"
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -89,12 +96,16 @@ class DirectoryStore(Store):
 
     # -- names -----------------------------------------------------------------------------------
     def _key_of_hashed(self, name: str) -> str | None:
-        """The exact key kept in the session's ``key`` file, if it has that name."""
-        try:
-            key = self._read_file(name, keys.KEY_FILE)[0].decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-        return key if keys.matches(name, key) else None
+        """The exact key kept in the session's ``key`` file (or, in the middle of a rename, its
+        ``key.next``), whichever has that name."""
+        for filename in (keys.KEY_FILE, PENDING_KEY_FILE):
+            try:
+                key = self._read_file(name, filename)[0].decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if keys.matches(name, key):
+                return key
+        return None
 
     def _read_file(self, name: str, filename: str) -> tuple[bytes, int]:
         dir_fd = os.open(f"{self._root}/{name}", _OPEN_DIR)  # no pathlib: every read
@@ -139,8 +150,12 @@ class DirectoryStore(Store):
         try:
             data, mtime_ns = self._read_file(name, META_FILE)
             if keys.is_hashed(name):
-                stored_key, _ = self._read_file(name, keys.KEY_FILE)
-                if stored_key.decode("utf-8", "replace") != key:
+                try:
+                    stored_key: str | None = self._read_file(name, keys.KEY_FILE)[0].decode(
+                        "utf-8", "replace")
+                except FileNotFoundError:
+                    stored_key = None
+                if stored_key != key and self._key_of_hashed(name) != key:  # mid-rename?
                     raise FileNotFoundError
         except FileNotFoundError:
             raise SessionNotFound(f"no session {key!r} in {self.path}") from None
@@ -258,12 +273,17 @@ class DirectoryStore(Store):
             return False
         return current == data
 
-    def put(self, key: str, entry: Entry) -> bool:
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
         self._require_writable()
         validate_entry(entry, key=key)
         data = serialize_entry(entry)
         with self._lock():
-            return self._write_locked(key, data)
+            before = self.fingerprint()
+            if not (self.entry_dir(key) / META_FILE).is_file():
+                self._refuse_duplicate_session_id(key, entry, replacing)
+            written = self._write_locked(key, data)
+            self._index_session(before, added=(key, entry.get("sessionId")))
+            return written
 
     def _delete_locked(self, key: str) -> None:
         directory = self.entry_dir(key)
@@ -277,10 +297,16 @@ class DirectoryStore(Store):
     def delete(self, key: str) -> None:
         self._require_writable()
         with self._lock():
+            before = self.fingerprint()
             self._delete_locked(key)
+            self._index_session(before, removed=key)
 
     def rename(self, old: str, new: str) -> None:
-        """One ``rename(2)`` of the session directory: never both, never neither."""
+        """One ``rename(2)`` of the session directory: never both, never neither.
+
+        A failed rename leaves both keys exactly as they were (see the module docstring for
+        how a hashed name's key moves with its folder).
+        """
         self._require_writable()
         with self._lock():
             source = self.entry_dir(old)
@@ -288,18 +314,39 @@ class DirectoryStore(Store):
                 raise SessionNotFound(f"no session {old!r} in {self.path}")
             if old == new:
                 return
+            before = self.fingerprint()
+            session_id = self._indexed_session_id(old)
             target = self._session_dir_for_write(new)
             if (target / META_FILE).exists():
                 raise SessionExists(f"session {new!r} already exists in {self.path}")
             if target.exists():  # a leftover without meta.json is not a session
                 shutil.rmtree(target)
+            new_key = new.encode("utf-8")
+            # The new key goes in beside the old: into key.next where the old name's key file
+            # must keep naming the old session, into the (ignored) key file otherwise.
+            staged_key = None
             if keys.is_hashed(target.name):
-                atomic_write(source / keys.KEY_FILE, new.encode("utf-8"))
-            os.rename(source, target)
-            if not keys.is_hashed(target.name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target / keys.KEY_FILE)
+                staged_key = source / (PENDING_KEY_FILE if keys.is_hashed(source.name)
+                                       else keys.KEY_FILE)
+                atomic_write(staged_key, new_key)
+            try:
+                os.rename(source, target)  # the switch
+            except BaseException:
+                if staged_key is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(staged_key)
+                raise
+            if keys.is_hashed(target.name):
+                if staged_key is not None and staged_key.name == PENDING_KEY_FILE:
+                    atomic_write(target / keys.KEY_FILE, new_key)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target / PENDING_KEY_FILE)
+            else:
+                for leftover in (keys.KEY_FILE, PENDING_KEY_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target / leftover)
             fsync_dir(self.path)
+            self._index_session(before, removed=old, added=(new, session_id))
 
     def update(self, mutator: Mutator) -> UpdateSummary:
         """Diff-based bulk write, as in the seed: only changed entries are rewritten."""

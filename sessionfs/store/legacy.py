@@ -211,6 +211,12 @@ class LegacyStore(Store):
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def _session_id_candidates(self, session_id: str) -> list[str]:
+        """Members whose bytes hold ``"sessionId": "<id>"`` as a top-level field: a byte search,
+        no parse (every member is kept in openclaw's layout, one level deep)."""
+        needle = b'\n    "sessionId": ' + jsonfmt.dumps(session_id, indent=None)
+        return [key for key, piece in self._read_snapshot().pieces.items() if needle in piece]
+
     def raw_bytes(self) -> bytes:
         """The file as it would be written now (identical to disk for openclaw-laid files)."""
         return assemble(self._read_snapshot().pieces.items())
@@ -233,7 +239,7 @@ class LegacyStore(Store):
         self._snapshot_cache = _Snapshot((st.st_ino, st.st_mtime_ns, st.st_size), st.st_mtime_ns,
                                          pieces, entries)
 
-    def put(self, key: str, entry: Entry) -> bool:
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
         self._require_writable()
         validate_entry(entry, key=key)
         piece = indent_member(serialize_entry(entry))
@@ -241,6 +247,8 @@ class LegacyStore(Store):
             snapshot = self._read_snapshot()  # re-checked under the lock: a change is re-read
             if snapshot.pieces.get(key) == piece:
                 return False
+            if key not in snapshot.pieces:
+                self._refuse_duplicate_session_id(key, entry, replacing)
             pieces = dict(snapshot.pieces)
             pieces[key] = piece
             entries = dict(snapshot.entries)

@@ -646,7 +646,7 @@ class SqliteStore(Store):
     def _refuse(self) -> ReadOnlyStore:
         return ReadOnlyStore(f"{self.path}: store is read-only: {self.read_only_reason}")
 
-    def put(self, key: str, entry: Entry) -> bool:
+    def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
         raise self._refuse()
 
     def delete(self, key: str) -> None:
