@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from sessionfs.projection import Projector
 from sessionfs.state import find_agents
 from sessionfs.store import StoreLocation, open_store
 from sessionfs.store.base import Store, TranscriptSource
+from sessionfs.store.transcripts import candidate_names, open_transcript_named
 
 __all__ = ["StateRoot", "StateView"]
 
@@ -54,6 +55,8 @@ SESSIONS_D = "sessions.d"
 INNER_TRANSCRIPT = "transcript.jsonl"
 READ_ONLY_FILE = 0o100400
 READ_ONLY_DIR = 0o040500
+#: Transcripts remembered per agent (see StateView._transcript); past this, start again.
+_TRANSCRIPT_CACHE_LIMIT = 50_000
 EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only in the state "
                 "mount; edit sessions.d/<name>/meta.json instead")
 
@@ -123,6 +126,11 @@ class _Agent:
     store: Store
     view: SessionView
     projector: Projector
+    #: transcript name -> (projection version, what opens it without asking the store again):
+    #: a shared SQLite source (no descriptor; its size holds while the version does), or the
+    #: file-era candidate file names (the entry is not read again per stat/open)
+    transcripts: dict[str, tuple[object, TranscriptSource | tuple[str, ...]]] = field(
+        default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -307,13 +315,40 @@ class StateView:
             return self._started_ns
 
     def _transcript(self, agent: _Agent, name: str) -> TranscriptSource:
-        key = agent.projector.get().names.get(name)
+        """The transcript ``name`` now. Every stat and open of a transcript comes here, so
+        what does not change while the projection's version holds is kept: a SQLite source
+        (its version is the database's fingerprint: any commit changes it) or a file-era
+        transcript's file names (the file itself is opened and measured every time, as the
+        gateway appends to it without touching the entry)."""
+        projection = agent.projector.get()
+        key = projection.names.get(name)
         if key is None:
             fail(errno.ENOENT)
-        source = agent.store.transcript(key)
+        cached = agent.transcripts.get(name)
+        known = cached[1] if cached is not None and cached[0] == projection.version else None
+        source: TranscriptSource | None
+        if isinstance(known, TranscriptSource):
+            return known
+        if isinstance(known, tuple):
+            source = open_transcript_named(agent.store.path.parent, known)
+        elif agent.store.layout == "sqlite":
+            source = agent.store.transcript(key)
+            if source is not None:
+                self._keep_transcript(agent, name, projection.version, source)
+        else:
+            names = tuple(candidate_names(key, agent.store.get(key)))
+            self._keep_transcript(agent, name, projection.version, names)
+            source = open_transcript_named(agent.store.path.parent, names)
         if source is None:
             fail(errno.ENOENT)
         return source
+
+    def _keep_transcript(self, agent: _Agent, name: str, version: object,
+                         known: TranscriptSource | tuple[str, ...]) -> None:
+        with self._lock:
+            if len(agent.transcripts) > _TRANSCRIPT_CACHE_LIMIT:
+                agent.transcripts.clear()
+            agent.transcripts[name] = (version, known)
 
     def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
         """``(mode, nlink, size, mtime_ns)`` for READDIRPLUS, or None when it vanished."""

@@ -15,11 +15,12 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from sessionfs.store.base import Entry, TranscriptSource
 
-__all__ = ["FileTranscript", "candidate_names", "open_file_transcript"]
+__all__ = ["FileTranscript", "candidate_names", "open_file_transcript", "open_transcript_named"]
 
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -87,12 +88,18 @@ class FileTranscript(TranscriptSource):
 def open_file_transcript(folder: Path, key: str, entry: Entry) -> FileTranscript | None:
     """The session's transcript in ``folder``, or None when none of its names is a regular
     file there (a symlink, a FIFO or a directory under that name does not count)."""
+    return open_transcript_named(folder, candidate_names(key, entry))
+
+
+def open_transcript_named(folder: Path, names: Iterable[str]) -> FileTranscript | None:
+    """The first of ``names`` (from :func:`candidate_names`, which a caller may keep instead of
+    reading the entry again) that is a regular file in ``folder``, or None."""
     try:
         dir_fd = os.open(folder, _OPEN_DIR)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        for name in candidate_names(key, entry):
+        for name in names:
             try:
                 fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
             except OSError:  # absent, a symlink (ELOOP), unreadable: try the next name
