@@ -112,6 +112,27 @@ def _run_and_kill(folder: Path, fn: str, after_entries: int | None, delay: float
     child.stdout.close()
 
 
+def _tail_seconds(template: Path, fn: str, scratch: Path) -> float:
+    """How long ``fn`` runs after reporting its last entry (verification, sync, the switch, the
+    backup rename, exit), measured on a copy now: the late kill points are spread over it, so
+    they reach the switch however loaded the machine is."""
+    folder = scratch / "tail-probe"
+    shutil.copytree(template, folder, symlinks=True)
+    child = subprocess.Popen([sys.executable, "-c", RUNNER.format(fn=fn), str(folder)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None
+    last = time.monotonic()
+    for line in child.stdout:
+        done, total = map(int, line.split())
+        if done == total:
+            last = time.monotonic()
+    child.wait()
+    child.stdout.close()
+    tail = time.monotonic() - last
+    shutil.rmtree(folder)
+    return max(tail, 0.01)
+
+
 def _entries_of(folder: Path) -> dict[str, bytes]:
     store = open_store(folder)
     return {key: jsonfmt.dumps(store.get(key)) for key in store.keys()}
@@ -129,6 +150,7 @@ def test_kill_minus_nine_at_many_points_loses_nothing(tmp_path: Path, fn: str) -
     expected = _entries_of(template)
     rng = random.Random(11)
     trials = 25  # per direction: 50 kill points in all
+    tail = _tail_seconds(template, fn, tmp_path)
     outcomes = {"before": 0, "after": 0}
     for trial in range(trials):
         folder = tmp_path / f"trial{trial}"
@@ -136,9 +158,10 @@ def test_kill_minus_nine_at_many_points_loses_nothing(tmp_path: Path, fn: str) -
         if trial < trials // 2:  # while entries are staged / assembled, spread over all of them
             _run_and_kill(folder, fn, 1 + (count - 1) * trial // (trials // 2), 0.0)
         else:  # read-back verification, sync, the switch, the backup rename, exit: the tail
-            # after the last entry lasts tens of milliseconds, so the delays crowd there
-            late = trial - trials // 2
-            _run_and_kill(folder, fn, None, 0.002 * late ** 1.5 * rng.uniform(0.8, 1.2))
+            # after the last entry: spread over it as measured on this machine now (tens of
+            # milliseconds when idle, far more when loaded), crowding early, the last past it
+            late = (trial - trials // 2) / (trials - 1 - trials // 2)
+            _run_and_kill(folder, fn, None, 1.3 * tail * late ** 1.5 * rng.uniform(0.8, 1.2))
         store = open_store(folder)  # whatever state: a complete store of one layout
         assert _entries_of(folder) == expected
         outcomes["after" if store.layout == ("directory" if fn == "migrate" else "legacy")
