@@ -988,7 +988,7 @@ def floorfs_main(count: int, mountpoint: str, single: bool) -> int:
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             return data[offset:offset + size]
 
-    from sessionfs.fs.operations import PinnedFUSE  # ctypes' thread states fixed, as sessionfs
+    from sessionfs.fs.fuse_glue import PinnedFUSE  # ctypes' thread states fixed, as sessionfs
 
     PinnedFUSE(Floor(), mountpoint, foreground=True, nothreads=single, entry_timeout=1.0,
                attr_timeout=1.0, negative_timeout=0, default_permissions=True)

@@ -203,7 +203,7 @@ def _check_fuse(device: str = FUSE_DEVICE) -> None:
         raise MountError(f"cannot open {device}: {exc.strerror}") from None
     os.close(fd)
     try:
-        import sessionfs.fs.operations  # noqa: F401  (loads libfuse through mfusepy)
+        import sessionfs.fs.fuse_glue  # noqa: F401  (loads libfuse through mfusepy)
     except (OSError, AttributeError) as exc:
         raise MountError(f"libfuse3 is not usable ({exc}): install the fuse3 package "
                          "(Debian/Ubuntu: apt install fuse3)") from None
@@ -320,7 +320,7 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
         # view deletes the session then) and fstat() of it keeps working; with hard_remove
         # libfuse answers ESTALE for it.
         # Worker threads live as long as the mount: each keeps its Python thread state (see
-        # operations.PinnedFUSE), which a thread that exits would leak. libfuse >= 3.12
+        # fuse_glue.PinnedFUSE), which a thread that exits would leak. libfuse >= 3.12
         # never ends idle workers by default, older ones ended all but 10.
         "max_idle_threads": MAX_IDLE_THREADS,
     }
@@ -469,7 +469,8 @@ def _open_log(path: str | None) -> logging.Handler | None:
 def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None,
            log_handler: logging.Handler | None = None) -> int:
     """Run the filesystem until it is unmounted (or a signal unmounts it)."""
-    from sessionfs.fs.operations import SessionFUSE, SessionOperations
+    from sessionfs.fs.fuse_glue import SessionFUSE
+    from sessionfs.fs.operations import SessionOperations
     from sessionfs.fs.view import SessionView
 
     if log_handler is not None:

@@ -622,7 +622,8 @@ class StateRoot:
         import signal
 
         mounting = importlib.import_module("sessionfs.fs.mount")
-        from sessionfs.fs.operations import SessionFUSE, SessionOperations
+        from sessionfs.fs.fuse_glue import SessionFUSE
+        from sessionfs.fs.operations import SessionOperations
 
         class StateFUSE(SessionFUSE):
             """SessionFUSE that also sets ``keep_cache`` from the handle."""
