@@ -112,7 +112,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     from sessionfs import keys as key_codec
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in keys:
         record = store.read(key)
         rows.append({"key": key, "updatedAt": record.updated_at, "size": len(record.data),

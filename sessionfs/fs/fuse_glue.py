@@ -103,7 +103,8 @@ class SessionFUSE(PinnedFUSE):
         super().init_fuse_3(conn, config)
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        return self.operations.rename_with_flags(_decode(self, old), _decode(self, new), flags)
+        return self.operations.rename_with_flags(old.decode(self.encoding, self.errors),
+                                                 new.decode(self.encoding, self.errors), flags)
 
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         fh = fip.contents.fh if fip else None
@@ -112,7 +113,7 @@ class SessionFUSE(PinnedFUSE):
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
         """mfusepy's getattr glue, with the ``struct stat`` filled field by field."""
         fh = fip.contents.fh if fip else None
-        attrs = self.operations.getattr(_decode(self, path), fh)  # type: ignore[arg-type]
+        attrs = self.operations.getattr(_decode(self, path), fh)
         st = buf.contents
         st.st_dev = st.st_ino = st.st_rdev = st.st_blksize = 0
         st.st_mode, st.st_nlink = attrs["st_mode"], attrs["st_nlink"]
@@ -132,15 +133,19 @@ class SessionFUSE(PinnedFUSE):
             # transcript.jsonl: keep the kernel's pages while the transcript is unchanged
             fi.keep_cache = int(getattr(handle, "keep_cache", False))
 
+    def _apply_file_flags(self, fip: Any) -> int:
+        self._file_flags(fip)
+        return 0
+
     def open(self, path: bytes, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.open(_decode(self, path), fi.flags)
-        return _guarded("open", lambda: self._file_flags(fip) or 0)
+        return _guarded("open", lambda: self._apply_file_flags(fip))
 
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.create(_decode(self, path), mode, fi.flags)
-        return _guarded("create", lambda: self._file_flags(fip) or 0)
+        return _guarded("create", lambda: self._apply_file_flags(fip))
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
                        flags: int) -> int:

@@ -643,7 +643,7 @@ class StateRoot:
                 ready()
 
         operations = SessionOperations(view, on_init=on_init)  # type: ignore[arg-type]
-        kwargs = mounting._fuse_kwargs(options, self, read_only=False)  # type: ignore[arg-type]
+        kwargs = mounting._fuse_kwargs(options, self, read_only=False)
         for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signo, signal.SIG_DFL)
         log.info("serving state %s at %s", self.path, mountpoint)

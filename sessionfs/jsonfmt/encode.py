@@ -176,7 +176,7 @@ def _encode(value: Any, gap: str, fast: bool = True) -> str:
         # Find the next value to write, closing finished containers.
         while stack:
             frame = stack[-1]
-            member = next(frame[0], _END)
+            member: Any = next(frame[0], _END)
             if member is _END:
                 stack.pop()
                 close = "}" if frame[1] else "]"
