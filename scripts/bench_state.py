@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_common import HarnessMount  # noqa: E402
+
 from sessionfs.demo import generate_entries, write_legacy_store  # noqa: E402
 from sessionfs.demo_sqlite import generate_sqlite_store  # noqa: E402
 from sessionfs.migrate import migrate  # noqa: E402
@@ -55,14 +57,16 @@ def timed(action, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
+#: The live mounts by mountpoint (the tests' harness, as every bench subcommand uses).
+_MOUNTS: dict[Path, HarnessMount] = {}
+
+
 def mount(state: Path, mp: Path) -> None:
-    mp.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "sessionfs", "mount", str(state), str(mp)],
-                   check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    _MOUNTS[mp] = HarnessMount(state, mp).start(timeout=300)
 
 
 def unmount(mp: Path) -> None:
-    subprocess.run(["fusermount3", "-u", str(mp)], check=False)
+    _MOUNTS.pop(mp).stop()
 
 
 def build_state(base: Path, sessions: int) -> Path:

@@ -227,7 +227,7 @@ def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
     A live pid (even a reused one) keeps its file: removing a temp file another process is
     still writing would make its rename fail.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     from sessionfs import keys as key_codec
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in keys:
         record = store.read(key)
         rows.append({"key": key, "updatedAt": record.updated_at, "size": len(record.data),
@@ -322,70 +323,6 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- parser -----------------------------------------------------------------------------------
-_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str, str]] = {
-    # name: (handler, positionals usage, help, example)
-    "ls": (cmd_ls, "[STORE]", "list session keys",
-           "sessionfs ls -l ~/.openclaw/agents/main/sessions"),
-    "get": (cmd_get, "[STORE] KEY", "print one entry as openclaw writes it",
-            "sessionfs get agent:main:main | jq .updatedAt"),
-    "put": (cmd_put, "[STORE] KEY [FILE|-]", "write one entry (validated) from FILE or stdin",
-            "jq '.label=\"x\"' entry.json | sessionfs put agent:main:main -"),
-    "rm": (cmd_rm, "[STORE] KEY", "delete one session", "sessionfs rm agent:main:cron:14bbd904"),
-    "mv": (cmd_mv, "[STORE] OLD NEW", "rename a session key",
-           "sessionfs mv agent:main:old agent:main:new"),
-    "migrate": (cmd_migrate, "[STORE]", "convert sessions.json into sessions.d (with a backup)",
-                "sessionfs migrate --dry-run ~/.openclaw/agents/main/sessions"),
-    "rollback": (cmd_rollback, "[STORE]", "convert sessions.d back into sessions.json",
-                 "sessionfs rollback ~/.openclaw/agents/main/sessions"),
-    "merge": (cmd_merge, "[STORE]",
-              "fold a sessions.json that reappeared beside sessions.d into it (newer wins)",
-              "sessionfs merge ~/.openclaw/agents/main/sessions"),
-    "prune": (cmd_prune, "[STORE]", "remove old or excess sessions with openclaw's rules",
-              "sessionfs prune --older-than 30d --max-entries 500 --dry-run"),
-    "check": (cmd_check, "[STORE]", "report damage, stale locks and orphan files (exit 1 if any)",
-              "sessionfs check ~/.openclaw/agents/main/sessions"),
-    "status": (cmd_status, "[STORE]",
-               "store path, generation, session count, read-only reason, stale files, "
-               "rows openclaw refuses", "sessionfs status ~/.openclaw/agents/main"),
-    "transcript": (cmd_transcript, "[STORE] KEY", "print one session's transcript (JSONL)",
-                   "sessionfs transcript agent:main:main | jq -c .type"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sessionfs", description="openclaw session stores as files: inspect, edit, migrate, "
-        "mount. STORE is a sessions.json, the folder holding it, or a sessions.d folder "
-        "(default: $OPENCLAW_STATE_DIR or ~/.openclaw, agents/main/sessions/sessions.json).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (handler, usage, help_text, example) in _COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text,
-                                  epilog=f"example: {example}")
-        sub.add_argument("positionals", nargs="*", metavar=usage)
-        sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
-        sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                         help="how long to wait for the store lock (default 10)")
-        sub.add_argument("--agent", metavar="ID",
-                         help="the store of agent ID under $OPENCLAW_STATE_DIR (or ~/.openclaw)")
-        sub.set_defaults(handler=handler, usage_hint=usage)
-        if name in {"ls", "migrate", "rollback", "merge", "prune", "check", "status"}:
-            sub.add_argument("--json", action="store_true", help="machine-readable output")
-        if name in {"migrate", "rollback", "merge", "prune"}:
-            sub.add_argument("--dry-run", action="store_true", help="report, change nothing")
-    ls_parser = commands.choices["ls"]
-    ls_parser.add_argument("-l", "--long", action="store_true",
-                           help="show updatedAt, size and the encoded directory name")
-    prune_parser = commands.choices["prune"]
-    prune_parser.add_argument("--older-than", metavar="DURATION",
-                              help="remove sessions idle longer than this (30d, 12h, ...)")
-    prune_parser.add_argument("--max-entries", type=int, metavar="N",
-                              help="keep only the N most recently updated sessions")
-    _add_mount_commands(commands)
-    return parser
-
-
 def cmd_mount(args: argparse.Namespace) -> int:
     from sessionfs.fs.mount import MountOptions, mount
 
@@ -472,20 +409,44 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _add_mount_commands(commands: Any) -> None:
-    sub = commands.add_parser(
-        "demo", help="generate a demo store, mount it and show it",
-        epilog="example: sessionfs demo ./demo")
-    sub.add_argument("positionals", nargs="*", metavar="[DIR]")
+# -- parser -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: the handler (one library call), its positionals, help and an example.
+
+    Every command takes ``--store``/``-s``, ``--lock-timeout`` and ``--agent`` unless it says
+    otherwise; ``add_options`` adds the command's own.
+    """
+
+    handler: Callable[[argparse.Namespace], int]
+    usage: str
+    help: str
+    example: str
+    description: str = ""  # what ``COMMAND --help`` opens with (default: help)
+    store_options: bool = True  # --store and --lock-timeout
+    agent_option: bool = True
+    lock_timeout_help: str = "how long to wait for the store lock (default 10)"
+    add_options: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def _ls_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-l", "--long", action="store_true",
+                     help="show updatedAt, size and the encoded directory name")
+
+
+def _prune_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--older-than", metavar="DURATION",
+                     help="remove sessions idle longer than this (30d, 12h, ...)")
+    sub.add_argument("--max-entries", type=int, metavar="N",
+                     help="keep only the N most recently updated sessions")
+
+
+def _demo_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--sqlite", action="store_true",
                      help="a SQLite-era store (openclaw >= 2026.8.1, read-only) instead")
-    sub.set_defaults(handler=cmd_demo, usage_hint="[DIR]", store=None, lock_timeout=10.0)
-    sub = commands.add_parser(
-        "mount", help="show the store as a directory tree (one folder per session)",
-        description="Mount STORE at MOUNTPOINT: every session is a folder holding meta.json.",
-        epilog="example: sessionfs mount ~/.openclaw/agents/main/sessions /mnt/sessions")
-    sub.add_argument("positionals", nargs="*", metavar="[STORE] MOUNTPOINT")
-    sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
+
+
+def _mount_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-f", "--foreground", action="store_true",
                      help="stay in the foreground and log rejected writes")
     sub.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
@@ -498,18 +459,90 @@ def _add_mount_commands(commands: Any) -> None:
                      help="extra FUSE mount options, comma-separated")
     sub.add_argument("--log", dest="log_file", metavar="FILE",
                      help="append the daemon's log (rejected writes, warnings) to FILE")
-    sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                     help="how long a commit waits for the store lock (default 10)")
     sub.add_argument("--scratch-max-bytes", type=_byte_size, default=64 << 20, metavar="SIZE",
                      help="memory for files other than meta.json, which are kept until "
                           "unmount only (default 64M; suffixes K, M, G)")
     sub.add_argument("--scratch-max-files", type=_count, default=1000, metavar="N",
                      help="how many such files the mount holds at most (default 1000)")
-    sub.set_defaults(handler=cmd_mount, usage_hint="[STORE] MOUNTPOINT")
-    sub = commands.add_parser("umount", help="unmount (also a mount whose daemon died)",
-                              epilog="example: sessionfs umount /mnt/sessions")
-    sub.add_argument("positionals", nargs="*", metavar="MOUNTPOINT")
-    sub.set_defaults(handler=cmd_umount, usage_hint="MOUNTPOINT", store=None, lock_timeout=10.0)
+
+
+_COMMANDS: dict[str, Command] = {
+    "ls": Command(cmd_ls, "[STORE]", "list session keys",
+                  "sessionfs ls -l ~/.openclaw/agents/main/sessions", add_options=_ls_options),
+    "get": Command(cmd_get, "[STORE] KEY", "print one entry as openclaw writes it",
+                   "sessionfs get agent:main:main | jq .updatedAt"),
+    "put": Command(cmd_put, "[STORE] KEY [FILE|-]",
+                   "write one entry (validated) from FILE or stdin",
+                   "jq '.label=\"x\"' entry.json | sessionfs put agent:main:main -"),
+    "rm": Command(cmd_rm, "[STORE] KEY", "delete one session",
+                  "sessionfs rm agent:main:cron:14bbd904"),
+    "mv": Command(cmd_mv, "[STORE] OLD NEW", "rename a session key",
+                  "sessionfs mv agent:main:old agent:main:new"),
+    "migrate": Command(cmd_migrate, "[STORE]",
+                       "convert sessions.json into sessions.d (with a backup)",
+                       "sessionfs migrate --dry-run ~/.openclaw/agents/main/sessions"),
+    "rollback": Command(cmd_rollback, "[STORE]", "convert sessions.d back into sessions.json",
+                        "sessionfs rollback ~/.openclaw/agents/main/sessions"),
+    "merge": Command(cmd_merge, "[STORE]",
+                     "fold a sessions.json that reappeared beside sessions.d into it (newer wins)",
+                     "sessionfs merge ~/.openclaw/agents/main/sessions"),
+    "prune": Command(cmd_prune, "[STORE]", "remove old or excess sessions with openclaw's rules",
+                     "sessionfs prune --older-than 30d --max-entries 500 --dry-run",
+                     add_options=_prune_options),
+    "check": Command(cmd_check, "[STORE]",
+                     "report damage, stale locks and orphan files (exit 1 if any)",
+                     "sessionfs check ~/.openclaw/agents/main/sessions"),
+    "status": Command(cmd_status, "[STORE]",
+                      "store path, generation, session count, read-only reason, stale files, "
+                      "rows openclaw refuses", "sessionfs status ~/.openclaw/agents/main"),
+    "transcript": Command(cmd_transcript, "[STORE] KEY", "print one session's transcript (JSONL)",
+                          "sessionfs transcript agent:main:main | jq -c .type"),
+    "demo": Command(cmd_demo, "[DIR]", "generate a demo store, mount it and show it",
+                    "sessionfs demo ./demo", store_options=False, agent_option=False,
+                    add_options=_demo_options),
+    "mount": Command(cmd_mount, "[STORE] MOUNTPOINT",
+                     "show the store as a directory tree (one folder per session)",
+                     "sessionfs mount ~/.openclaw/agents/main/sessions /mnt/sessions",
+                     description="Mount STORE at MOUNTPOINT: every session is a folder holding "
+                                 "meta.json.",
+                     agent_option=False,
+                     lock_timeout_help="how long a commit waits for the store lock (default 10)",
+                     add_options=_mount_options),
+    "umount": Command(cmd_umount, "MOUNTPOINT", "unmount (also a mount whose daemon died)",
+                      "sessionfs umount /mnt/sessions", store_options=False,
+                      agent_option=False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionfs", description="openclaw session stores as files: inspect, edit, migrate, "
+        "mount. STORE is a sessions.json, the folder holding it, or a sessions.d folder "
+        "(default: $OPENCLAW_STATE_DIR or ~/.openclaw, agents/main/sessions/sessions.json).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in _COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help,
+                                  description=command.description or command.help,
+                                  epilog=f"example: {command.example}")
+        sub.add_argument("positionals", nargs="*", metavar=command.usage)
+        if command.store_options:
+            sub.add_argument("--store", "-s", help="the store (instead of a leading STORE)")
+            sub.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                             help=command.lock_timeout_help)
+        else:  # what the shared error handling reads (the default store, the lock wait)
+            sub.set_defaults(store=None, lock_timeout=10.0)
+        if command.agent_option:
+            sub.add_argument("--agent", metavar="ID", help="the store of agent ID under "
+                             "$OPENCLAW_STATE_DIR (or ~/.openclaw)")
+        sub.set_defaults(handler=command.handler, usage_hint=command.usage)
+        if name in {"ls", "migrate", "rollback", "merge", "prune", "check", "status"}:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in {"migrate", "rollback", "merge", "prune"}:
+            sub.add_argument("--dry-run", action="store_true", help="report, change nothing")
+        if command.add_options is not None:
+            command.add_options(sub)
+    return parser
 
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

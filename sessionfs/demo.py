@@ -67,7 +67,7 @@ def make_entry(rng: random.Random, number: int, *, entry_bytes: int = 0) -> dict
     }
     if entry_bytes > 0:
         filler = entry_bytes - 700
-        skills = []
+        skills: list[dict[str, str]] = []
         while filler > 0:
             text = f"Skill {len(skills)}: " + "use the tool carefully; " * rng.randrange(10, 60)
             skills.append({"name": f"skill-{len(skills)}", "description": text})

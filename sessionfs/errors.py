@@ -16,6 +16,7 @@ __all__ = [
     "InvalidKey",
     "InvalidName",
     "LockTimeout",
+    "MountError",
     "ReadOnlyStore",
     "SessionExists",
     "SessionNotFound",
@@ -159,3 +160,9 @@ class TranscriptChanged(SessionfsError):
     """
 
     errno = _errno.ESTALE
+
+
+class MountError(SessionfsError):
+    """The filesystem could not be mounted or unmounted; the message says why."""
+
+    exit_code = 1

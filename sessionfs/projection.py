@@ -106,7 +106,7 @@ def restore_routing(key: str, entry: Entry) -> Entry:
     if kind == "internal":
         restored.append(("lastChannel", "webchat"))
     elif kind == "external":
-        route = delivery.get("route") if isinstance(delivery.get("route"), dict) else {}
+        route: dict[str, Any] = delivery["route"] if isinstance(delivery.get("route"), dict) else {}
         context = delivery.get("context") if isinstance(delivery.get("context"), dict) else None
         origin = delivery.get("origin") if isinstance(delivery.get("origin"), dict) else None
         channel = route.get("channel") if isinstance(route.get("channel"), str) else None

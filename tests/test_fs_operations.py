@@ -19,7 +19,8 @@ from sessionfs.errors import (
     StoreCorrupt,
     StoreNotFound,
 )
-from sessionfs.fs.operations import SessionFUSE, SessionOperations, errno_boundary
+from sessionfs.fs.fuse_glue import SessionFUSE
+from sessionfs.fs.operations import SessionOperations, errno_boundary
 from sessionfs.fs.scratch import is_root_scratch_name
 from sessionfs.fs.view import SessionView
 

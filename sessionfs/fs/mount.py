@@ -1,33 +1,31 @@
-"""``sessionfs mount`` / ``sessionfs umount``: pre-checks, daemonizing, the one ``FUSE()`` call.
+"""``sessionfs mount`` / ``sessionfs umount``: pre-checks, options, the one ``FUSE()`` call.
 
 Without ``-f`` the command returns only once the kernel has the mount (the daemon reports back
 over a pipe from the filesystem's ``init``), or fails with one line saying why. With ``-f`` it
 serves in the foreground, logs every rejected write, and SIGINT/SIGTERM unmount cleanly.
 ``unmount`` never stats the mountpoint first, so it also clears a mount whose daemon died
-("Transport endpoint is not connected").
+("Transport endpoint is not connected"). Forking the daemon, its ready pipe, its log and its
+heap are :mod:`sessionfs.fs.daemon`'s job.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import logging.handlers
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
-from sessionfs.errors import SessionfsError, UsageError
+from sessionfs.errors import MountError, SessionfsError, UsageError
+from sessionfs.fs import daemon
 from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
 
@@ -42,16 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sessionfs.fs")
-
-_READY = b"\0sessionfs-ready\0"
-_STARTUP_TIMEOUT = 60.0
-_LIBFUSE_NOISE = re.compile(r"Ignoring invalid max threads value")
-
-
-class MountError(SessionfsError):
-    """The filesystem could not be mounted or unmounted; the message says why."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -203,7 +191,7 @@ def _check_fuse(device: str = FUSE_DEVICE) -> None:
         raise MountError(f"cannot open {device}: {exc.strerror}") from None
     os.close(fd)
     try:
-        import sessionfs.fs.operations  # noqa: F401  (loads libfuse through mfusepy)
+        import sessionfs.fs.fuse_glue  # noqa: F401  (loads libfuse through mfusepy)
     except (OSError, AttributeError) as exc:
         raise MountError(f"libfuse3 is not usable ({exc}): install the fuse3 package "
                          "(Debian/Ubuntu: apt install fuse3)") from None
@@ -320,7 +308,7 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
         # view deletes the session then) and fstat() of it keeps working; with hard_remove
         # libfuse answers ESTALE for it.
         # Worker threads live as long as the mount: each keeps its Python thread state (see
-        # operations.PinnedFUSE), which a thread that exits would leak. libfuse >= 3.12
+        # fuse_glue.PinnedFUSE), which a thread that exits would leak. libfuse >= 3.12
         # never ends idle workers by default, older ones ended all but 10.
         "max_idle_threads": MAX_IDLE_THREADS,
     }
@@ -384,97 +372,20 @@ _MANAGED_FUSE_OPTIONS = {
 
 
 # -- serving ---------------------------------------------------------------------------------
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name is not None else None
-    except OSError:
-        return None
-
-
-def _return_big_buffers_to_the_os() -> None:
-    """Serve every allocation over 256 KiB from its own mapping (glibc ``mallopt``).
-
-    A 16 MiB write buffer is freed when its file is closed; glibc's default *dynamic* mmap
-    threshold would, after the first such free, take later big buffers from the heap, which
-    it never gives back, so the daemon's RSS would ratchet up with every large save.
-    """
-    libc = _libc()
-    try:
-        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (fixing it disables the dynamic one)
-        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
-    except AttributeError:
-        return
-
-
-#: How often the daemon hands freed heap back to the OS.
-HEAP_TRIM_SECONDS = 15.0
-
-
-def _start_heap_trimmer(interval: float = HEAP_TRIM_SECONDS) -> None:
-    """Call glibc's ``malloc_trim(0)`` periodically from a background thread.
-
-    Measured under the soak's churn (sessions created and deleted ~1000 ops/s): the heap
-    grows ~10 MB/min while the memory in use stays ~4 MB: freed 10-65 KB chunks in the middle
-    of the heap that glibc keeps (MALLOC_ARENA_MAX and the trim threshold did not help);
-    ``malloc_trim(0)`` returns them, bringing RSS back to its baseline. Started from ``init``,
-    after daemonizing (threads must not exist across the fork).
-    """
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return
-
-    def run() -> None:
-        while True:
-            time.sleep(interval)
-            trim(0)
-
-    threading.Thread(target=run, name="heap-trim", daemon=True).start()
-
-
-def _check_log_path(path: str | None) -> None:
-    """Refuse a log that could not be written before anything else happens (``--migrate``
-    writes the store), without creating it yet."""
-    if path is None:
-        return
-    if not path:
-        raise UsageError("--log: expected a file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise MountError(f"cannot write the log {path}: Is a directory")
-    if not os.path.isdir(folder):
-        raise MountError(f"cannot write the log {path}: {folder} is not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK) and not os.access(path, os.W_OK):
-        raise MountError(f"cannot write the log {path}: Permission denied")
-
-
-def _open_log(path: str | None) -> logging.Handler | None:
-    """A handler appending to ``path`` (created 0600: it names sessions), opened before
-    mounting so a bad path fails early; it reopens the file when logrotate moves it away."""
-    if path is None:
-        return None
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
-    except OSError as exc:
-        raise MountError(f"cannot write the log {path}: {exc.strerror}") from None
-    handler.setFormatter(logging.Formatter("%(asctime)s sessionfs[%(process)d]: %(message)s"))
-    return handler
+#: state_view.py starts the trimmer under this name.
+_start_heap_trimmer = daemon.start_heap_trimmer
 
 
 def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None,
            log_handler: logging.Handler | None = None) -> int:
     """Run the filesystem until it is unmounted (or a signal unmounts it)."""
-    from sessionfs.fs.operations import SessionFUSE, SessionOperations
+    from sessionfs.fs.fuse_glue import SessionFUSE
+    from sessionfs.fs.operations import SessionOperations
     from sessionfs.fs.view import SessionView
 
     if log_handler is not None:
         logging.getLogger("sessionfs").addHandler(log_handler)
-    _return_big_buffers_to_the_os()
+    daemon.return_big_buffers_to_the_os()
     if getattr(store, "layout", None) == "state":  # a whole state directory (state_view)
         return store.serve(mountpoint, options, ready)  # type: ignore[attr-defined]
 
@@ -484,7 +395,7 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
                        scratch_max_files=options.scratch_max_files,
                        **(shared_access(store) if options.allow_other else {}))
     def on_init() -> None:
-        _start_heap_trimmer()
+        daemon.start_heap_trimmer()
         if callable(ready):
             ready()
 
@@ -505,64 +416,6 @@ def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object =
     return 0
 
 
-def _daemonize(store: Store, mountpoint: str, options: MountOptions,
-               log_handler: logging.Handler | None = None) -> int:
-    """Fork the daemon; return once it reports the mount live, or raise with its last words."""
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the daemon
-        os.close(read_fd)
-        code = 1
-        try:
-            os.setsid()
-            os.chdir("/")
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
-
-            def ready() -> None:
-                os.write(write_fd, _READY)
-                os.dup2(devnull, 2)
-                os.close(write_fd)
-
-            code = _serve(store, mountpoint, options, ready, log_handler)
-        except SessionfsError as exc:
-            os.write(2, f"sessionfs: error: {exc}\n".encode())
-        except BaseException as exc:
-            os.write(2, f"sessionfs: error: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    output = b""
-    deadline = time.monotonic() + _STARTUP_TIMEOUT
-    try:
-        while _READY not in output:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
-                os.kill(pid, signal.SIGTERM)
-                raise MountError(f"timed out waiting for the mount at {mountpoint}")
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(read_fd)
-    if _READY in output:
-        return 0
-    os.waitpid(pid, 0)
-    lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines()
-             if line.strip() and not _LIBFUSE_NOISE.search(line)]
-    libfuse = [line for line in lines if line.startswith(("fuse:", "fusermount"))]
-    if libfuse:  # libfuse's own words say more than its exit status
-        raise MountError(f"could not mount {mountpoint}: {libfuse[-1]}")
-    reason = lines[-1].removeprefix("sessionfs: error: ") if lines else "the daemon exited"
-    raise MountError(reason if reason.startswith("could not mount") else
-                     f"could not mount {mountpoint}: {reason}")
-
-
 def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | str,
           options: MountOptions | None = None) -> int:
     """Mount ``store`` (default: openclaw's default store) at ``mountpoint``.
@@ -580,7 +433,7 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     _check_mountpoint(target)
     _check_fuse()
     _check_allow_other(options)
-    _check_log_path(options.log_file)
+    daemon.check_log_path(options.log_file)
     if _is_state(store):
         opened: Any = _open_state(store, options)  # type: ignore[arg-type]
     else:
@@ -588,10 +441,11 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
         notice = _read_only_notice(opened, options)
         if notice is not None:
             print(f"sessionfs: {notice}", file=sys.stderr, flush=True)
-    log_handler = _open_log(options.log_file)
+    log_handler = daemon.open_log(options.log_file)
     if options.foreground:
         return _serve(opened, target, options, log_handler=log_handler)
-    return _daemonize(opened, target, options, log_handler)
+    return daemon.daemonize(
+        lambda ready: _serve(opened, target, options, ready, log_handler), target)
 
 
 def unmount(mountpoint: os.PathLike[str] | str) -> None:

@@ -657,7 +657,8 @@ class StateRoot:
         import signal
 
         mounting = importlib.import_module("sessionfs.fs.mount")
-        from sessionfs.fs.operations import SessionFUSE, SessionOperations
+        from sessionfs.fs.fuse_glue import SessionFUSE
+        from sessionfs.fs.operations import SessionOperations
 
         class StateFUSE(SessionFUSE):
             """SessionFUSE that also sets ``keep_cache`` from the handle."""
@@ -677,7 +678,7 @@ class StateRoot:
                 ready()
 
         operations = SessionOperations(view, on_init=on_init)  # type: ignore[arg-type]
-        kwargs = mounting._fuse_kwargs(options, self, read_only=False)  # type: ignore[arg-type]
+        kwargs = mounting._fuse_kwargs(options, self, read_only=False)
         for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signo, signal.SIG_DFL)
         log.info("serving state %s at %s", self.path, mountpoint)

@@ -460,7 +460,7 @@ class SqliteStore(Store):
         ``data_version`` (on one kept connection) changes with every commit of another
         connection; the stats catch a replaced file. Cheap: two ``stat`` and one PRAGMA.
         """
-        stats = []
+        stats: list[os.stat_result | None] = []
         for suffix in ("", "-wal"):
             try:
                 stats.append(os.stat(f"{self.path}{suffix}"))
