@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionfs import jsonfmt
 from sessionfs.entry import validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
@@ -20,6 +19,9 @@ from sessionfs.store import (
     Problem,
     Store,
     StoreLocation,
+    differing_entries,
+    legacy_beside,
+    reappeared_legacy,
 )
 
 __all__ = ["PruneReport", "check", "differing_entries", "parse_duration", "plan_prune", "prune",
@@ -143,7 +145,7 @@ def check(location: StoreLocation) -> list[Problem]:
         problems.extend(directory.problems())
         problems.extend(_entry_problems(
             directory, {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}))
-        problems.extend(_reappeared_legacy(location, directory))
+        problems.extend(legacy_beside(location, directory))
     return problems
 
 
@@ -168,46 +170,3 @@ def _sqlite_problems(location: StoreLocation) -> list[Problem]:
         return problems
     finally:
         store.close()
-
-
-def reappeared_legacy(location: StoreLocation) -> Problem | None:
-    """A sessions.json beside a live sessions.d (a legacy-era gateway still writing), or None."""
-    if location.layout != "directory":
-        return None
-    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
-    return next(_reappeared_legacy(location, directory), None)
-
-
-def _reappeared_legacy(location: StoreLocation, directory: DirectoryStore) -> Iterator[Problem]:
-    """A sessions.json beside sessions.d: a legacy-era gateway still writing the old file."""
-    if not location.legacy_path.exists():
-        return
-    legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
-    try:
-        differing = differing_entries(legacy, directory)
-    except SessionfsError as exc:
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      f"unreadable: {exc}")
-        return
-    if differing:
-        shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      f"{len(differing)} sessions differ from sessions.d ({shown}); "
-                      "run 'sessionfs merge' to fold them in")
-    else:
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      "holds the same sessions as sessions.d; 'sessionfs merge' moves it aside")
-
-
-def differing_entries(legacy: LegacyStore, directory: DirectoryStore) -> list[str]:
-    """Keys of the legacy file whose entry is missing from, or differs from, sessions.d."""
-    differing = []
-    for key in legacy.keys():
-        try:
-            mine = jsonfmt.dumps(directory.read(key).entry)
-        except SessionfsError:
-            differing.append(key)
-            continue
-        if legacy.read(key).data != mine:
-            differing.append(key)
-    return differing

@@ -93,8 +93,7 @@ from sessionfs.fs.transcript import (
     TranscriptLeaf,
     store_status_lines,
 )
-from sessionfs.maintenance import reappeared_legacy
-from sessionfs.store import StoreLocation, locate_store
+from sessionfs.store import StoreLocation, legacy_beside_token, locate_store, reappeared_legacy
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
@@ -217,13 +216,8 @@ class SessionView:
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
     def _root_mtime(self) -> int:
-        fingerprint = self.store.fingerprint()
-        if isinstance(fingerprint, int):
-            return fingerprint
-        if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
-                fingerprint[1], int):
-            return fingerprint[1]
-        return self._started_ns
+        changed = self.store.change_time(self.store.fingerprint())
+        return self._started_ns if changed is None else changed
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         """``stat``: by open handle when the kernel passes one, else by path."""
@@ -413,15 +407,9 @@ class SessionView:
             return self._control.get(name, self.errors.version, self.errors.render)
         if self._location is None:
             self._location = locate_store(self.store.path)
-        stray: object = None
-        if self._location.layout == "directory":
-            try:
-                st = os.stat(self._location.legacy_path)
-            except OSError:
-                pass
-            else:
-                stray = (st.st_ino, st.st_mtime_ns, st.st_size,
-                         int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
+        stray: object = legacy_beside_token(self._location)
+        if stray is not None:
+            stray = (stray, int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
         budget = self.state.scratch.budget
         token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
                  self.read_only_reason)
