@@ -11,8 +11,8 @@ from pathlib import Path
 from sessionfs.entry import validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
-from sessionfs.migrate import STAGING_PREFIX
 from sessionfs.store import (
+    STAGING_PREFIX,
     DirectoryStore,
     Entry,
     LegacyStore,
@@ -83,7 +83,7 @@ def prune(store: Store, *, older_than_ms: int | None = None, max_entries: int | 
           dry_run: bool = False, now_ms: int | None = None) -> PruneReport:
     """Remove what ``plan_prune`` names, in one locked bulk update (or only report it)."""
     if max_entries is not None and max_entries < 0:
-        raise UsageError("--max-entries must be >= 0")
+        raise UsageError(f"max_entries must be >= 0, not {max_entries}")
     report = PruneReport(dry_run=dry_run)
     if dry_run:
         entries = store.load()

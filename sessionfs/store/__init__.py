@@ -39,6 +39,11 @@ from sessionfs.store.legacy import LegacyStore
 from sessionfs.store.sqlite import SqliteStore, is_sqlite_file
 
 __all__ = [
+    "DIRECTORY_NAME",
+    "LEGACY_NAME",
+    "ROLLED_BACK_PREFIX",
+    "SQLITE_NAME",
+    "STAGING_PREFIX",
     "DirectoryStore",
     "Entry",
     "EntryRecord",
@@ -64,6 +69,10 @@ __all__ = [
 LEGACY_NAME = "sessions.json"
 DIRECTORY_NAME = "sessions.d"
 SQLITE_NAME = "openclaw-agent.sqlite"
+#: A migration builds ``sessions.d`` here first (``<prefix><pid>``), then renames it into place.
+STAGING_PREFIX = "sessions.d.staging-"
+#: ``rollback`` moves the directory store aside under this name (plus a timestamp).
+ROLLED_BACK_PREFIX = "sessions.d.rolled-back."
 
 
 def default_agent_dir(agent: str = "main") -> Path:
