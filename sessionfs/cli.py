@@ -229,6 +229,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
     if args.older_than is None and args.max_entries is None:
         raise UsageError("prune: give --older-than and/or --max-entries")
+    if args.max_entries is not None and args.max_entries < 0:
+        raise UsageError("--max-entries must be >= 0")
     older = parse_duration(args.older_than) if args.older_than is not None else None
     report = prune(_open(args, read_only=args.dry_run), older_than_ms=older,
                    max_entries=args.max_entries, dry_run=args.dry_run)
@@ -365,8 +367,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
             db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30)
             print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
-    elif (not (store_folder / "sessions.json").exists()
-          and not (store_folder / "sessions.d").exists()):
+    elif (not (store_folder / LEGACY_NAME).exists()
+          and not (store_folder / DIRECTORY_NAME).exists()):
         write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
         print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
               f"{store_folder / 'sessions.json'}")

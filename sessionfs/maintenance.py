@@ -8,18 +8,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionfs import jsonfmt
 from sessionfs.entry import validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
-from sessionfs.migrate import STAGING_PREFIX
 from sessionfs.store import (
+    STAGING_PREFIX,
     DirectoryStore,
     Entry,
     LegacyStore,
     Problem,
     Store,
     StoreLocation,
+    differing_entries,
+    legacy_beside,
+    reappeared_legacy,
 )
 
 __all__ = ["PruneReport", "check", "differing_entries", "parse_duration", "plan_prune", "prune",
@@ -81,7 +83,7 @@ def prune(store: Store, *, older_than_ms: int | None = None, max_entries: int | 
           dry_run: bool = False, now_ms: int | None = None) -> PruneReport:
     """Remove what ``plan_prune`` names, in one locked bulk update (or only report it)."""
     if max_entries is not None and max_entries < 0:
-        raise UsageError("--max-entries must be >= 0")
+        raise UsageError(f"max_entries must be >= 0, not {max_entries}")
     report = PruneReport(dry_run=dry_run)
     if dry_run:
         entries = store.load()
@@ -156,7 +158,7 @@ def check(location: StoreLocation) -> list[Problem]:
         meta_of = {key: directory.entry_dir(key) / "meta.json" for key in directory.keys()}
         problems.extend(_entry_problems(directory, meta_of))
         problems.extend(_duplicate_problems(directory, meta_of))
-        problems.extend(_reappeared_legacy(location, directory))
+        problems.extend(legacy_beside(location, directory))
     return problems
 
 
@@ -181,46 +183,3 @@ def _sqlite_problems(location: StoreLocation) -> list[Problem]:
         return problems
     finally:
         store.close()
-
-
-def reappeared_legacy(location: StoreLocation) -> Problem | None:
-    """A sessions.json beside a live sessions.d (a legacy-era gateway still writing), or None."""
-    if location.layout != "directory":
-        return None
-    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
-    return next(_reappeared_legacy(location, directory), None)
-
-
-def _reappeared_legacy(location: StoreLocation, directory: DirectoryStore) -> Iterator[Problem]:
-    """A sessions.json beside sessions.d: a legacy-era gateway still writing the old file."""
-    if not location.legacy_path.exists():
-        return
-    legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
-    try:
-        differing = differing_entries(legacy, directory)
-    except SessionfsError as exc:
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      f"unreadable: {exc}")
-        return
-    if differing:
-        shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      f"{len(differing)} sessions differ from sessions.d ({shown}); "
-                      "run 'sessionfs merge' to fold them in")
-    else:
-        yield Problem("sessions.json beside sessions.d", location.legacy_path,
-                      "holds the same sessions as sessions.d; 'sessionfs merge' moves it aside")
-
-
-def differing_entries(legacy: LegacyStore, directory: DirectoryStore) -> list[str]:
-    """Keys of the legacy file whose entry is missing from, or differs from, sessions.d."""
-    differing = []
-    for key in legacy.keys():
-        try:
-            mine = jsonfmt.dumps(directory.read(key).entry)
-        except SessionfsError:
-            differing.append(key)
-            continue
-        if legacy.read(key).data != mine:
-            differing.append(key)
-    return differing

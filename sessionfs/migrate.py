@@ -47,6 +47,8 @@ from sessionfs.errors import (
 )
 from sessionfs.lock import StoreLock, read_lock_info
 from sessionfs.store import (
+    ROLLED_BACK_PREFIX,
+    STAGING_PREFIX,
     DirectoryStore,
     LegacyStore,
     StoreLocation,
@@ -68,8 +70,6 @@ __all__ = [
     "rollback",
 ]
 
-STAGING_PREFIX = "sessions.d.staging-"
-ROLLED_BACK_PREFIX = "sessions.d.rolled-back."
 BACKUP_INFIX = ".pre-directory-migration."
 #: Inside sessions.d: the legacy key order, so rollback can restore it. No key encodes to '.*'.
 ORDER_FILE = ".sessionfs-order.json"

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from sessionfs.store import StoreLocation, locate_store
+from sessionfs.store import DIRECTORY_NAME, LEGACY_NAME, StoreLocation, locate_store
 
 __all__ = ["AGENT_ID", "default_state_dir", "find_agents", "is_state_dir"]
 
@@ -30,7 +30,7 @@ def is_state_dir(path: os.PathLike[str] | str) -> bool:
     if not (folder / "agents").is_dir():
         return False
     return not ((folder / "sessions").is_dir() or (folder / "agent").is_dir()
-                or (folder / "sessions.json").exists() or (folder / "sessions.d").is_dir())
+                or (folder / LEGACY_NAME).exists() or (folder / DIRECTORY_NAME).is_dir())
 
 
 def agent_location(state: Path, agent_id: str) -> StoreLocation | None:

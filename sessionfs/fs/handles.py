@@ -2,7 +2,8 @@
 
 A ``meta.json`` opened for writing gets a private buffer (the entry's bytes, or nothing with
 ``O_TRUNC``); ``write``, ``truncate`` and ``ftruncate`` act on that buffer like on a normal file,
-and nothing reaches the store until the view commits it at ``flush``, ``fsync`` or ``release``.
+and nothing reaches the store until the mount commits it (:class:`Committer`) at ``flush``,
+``fsync`` or ``release``.
 A write after which the buffer can no longer become valid JSON, whatever follows, fails right
 away with EINVAL (shells ignore errors from ``close``); so does everything after it on that
 handle, and nothing is committed. Readers get the bytes as they were at ``open``.
@@ -18,17 +19,15 @@ import itertools
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sessionfs import jsonfmt
 from sessionfs.errors import EntryTooLarge, InvalidJSON, SessionfsError
 from sessionfs.fs.control import RestoreSinks, SinkFile
 from sessionfs.fs.scratch import ScratchBudget, ScratchFile
 
-if TYPE_CHECKING:
-    from sessionfs.fs.view import SessionView
-
-__all__ = ["ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle", "SinkHandle"]
+__all__ = ["Committer", "ConstHandle", "Handle", "HandleTable", "MetaHandle", "ScratchHandle",
+           "SinkHandle"]
 
 
 def _fail(code: int) -> OSError:
@@ -196,12 +195,27 @@ class ScratchHandle(Handle):
             self._budget = None
 
 
+class Committer(Protocol):
+    """What an open ``meta.json`` needs from the mount (:class:`sessionfs.fs.state.MountState`):
+    its size limit, the one commit, the error log, and to be told when its buffer changed."""
+
+    @property
+    def max_entry_size(self) -> int: ...
+
+    def commit(self, key: str, top: str, raw: bytes, *,
+               source: MetaHandle | None = None) -> bool: ...
+
+    def reject(self, path: str, exc: SessionfsError | OSError) -> None: ...
+
+    def buffer_changed(self, handle: MetaHandle) -> None: ...
+
+
 class MetaHandle(Handle):
     """An open ``meta.json``. Read-only: a snapshot. Writable: a private, validated buffer."""
 
-    def __init__(self, view: SessionView, key: str, top: str, data: bytes, *, mtime_ns: int,
+    def __init__(self, committer: Committer, key: str, top: str, data: bytes, *, mtime_ns: int,
                  writable: bool, append: bool = False, dirty: bool = False) -> None:
-        self._view = view
+        self._committer = committer
         self.key = key
         self.top = top  # the directory name at open time (for messages)
         self.writable = writable
@@ -241,7 +255,7 @@ class MetaHandle(Handle):
     def _changed(self) -> None:
         self.dirty = True
         self.version += 1
-        self._view.buffer_changed(self)
+        self._committer.buffer_changed(self)
 
     def write(self, data: bytes, offset: int) -> int:
         if not self.writable:
@@ -253,7 +267,7 @@ class MetaHandle(Handle):
         if self._append:
             offset = len(buffer)
         end = offset + len(data)
-        limit = self._view.max_entry_size
+        limit = self._committer.max_entry_size
         if end > limit:
             exc = EntryTooLarge(f"entry would be {end} bytes, over the limit of {limit} bytes")
             self._reject(exc)
@@ -292,7 +306,7 @@ class MetaHandle(Handle):
 
     def _reject(self, exc: SessionfsError) -> None:
         self.rejected = exc
-        self._view.reject(self.path, exc)
+        self._committer.reject(self.path, exc)
         raise exc
 
     def truncate(self, length: int) -> None:
@@ -300,7 +314,7 @@ class MetaHandle(Handle):
             raise _fail(errno.EBADF)
         if self.rejected is not None:
             raise self.rejected
-        limit = self._view.max_entry_size
+        limit = self._committer.max_entry_size
         if length > limit:
             raise EntryTooLarge(f"entry would be {length} bytes, over the limit of {limit} bytes")
         buffer = self._data
@@ -331,7 +345,7 @@ class MetaHandle(Handle):
 
     # -- committing ------------------------------------------------------------------------------
     def commit(self) -> None:
-        """Hand the buffer to the view if it changed; the same failure is reported once."""
+        """Hand the buffer to the committer if it changed; the same failure is reported once."""
         if not self.writable or not self.dirty or self.detached:
             return
         if self.rejected is not None:
@@ -340,7 +354,7 @@ class MetaHandle(Handle):
             raise self._failed[1]
         version = self.version
         try:
-            self._view.commit(self.key, self.top, bytes(self._data), source=self)
+            self._committer.commit(self.key, self.top, bytes(self._data), source=self)
         except (SessionfsError, OSError) as exc:
             self._failed = (version, exc)
             raise

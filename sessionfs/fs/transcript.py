@@ -15,8 +15,8 @@ open, or the SQLite events of the session's current window); this module turns i
 * every change (write, truncate, unlink, rename, setattr) fails and leaves the session as it
   was: EROFS for the content and attributes, EPERM for the name.
 
-No FUSE import: the view mixes :class:`TranscriptLeaf` in and the adapter only reads the
-handle's ``direct_io``/``keep_cache``.
+No FUSE import: the view holds a :class:`TranscriptLeaf` (composed, not mixed in) and the
+adapter only reads the handle's ``direct_io``/``keep_cache``.
 """
 
 from __future__ import annotations
@@ -134,17 +134,14 @@ class TranscriptHandle(Handle):
 
 
 class TranscriptLeaf:
-    """The transcript part of the view (a mixin of :class:`~sessionfs.fs.view.SessionView`).
+    """The transcript part of the view (held by :class:`~sessionfs.fs.view.SessionView`):
+    which paths are transcripts, their attributes and opens, and refusing their changes."""
 
-    Expects ``store``, ``index``, ``errors``, ``timeout`` and ``transcripts`` on ``self``.
-    """
-
-    store: Store
-    index: SessionIndex
-    errors: ErrorLog
-    transcripts: bool
-
-    def _init_transcripts(self, enabled: bool) -> None:
+    def __init__(self, store: Store, index: SessionIndex, errors: ErrorLog, *,
+                 enabled: bool) -> None:
+        self.store = store
+        self.index = index
+        self.errors = errors
         self.transcripts = enabled
         self._transcript_stats: dict[str, tuple[object, TranscriptStat | None]] = {}
         self._opened_tokens: dict[str, object] = {}  # key -> token the last open saw
@@ -289,28 +286,6 @@ class TranscriptLeaf:
             if key is not None and self.index.meta_of(key) is not None and \
                     self.has_transcript(key):
                 self.refuse_transcript_change(path, errno.EPERM)
-
-    # -- namespace operations (ahead of NamespaceOps in the view's bases) -------------------------
-    def unlink(self, path: str) -> None:
-        self.guard_transcript_name(path)
-        super().unlink(path)  # type: ignore[misc]
-
-    def rename(self, old: str, new: str, flags: int = 0) -> None:
-        self.guard_transcript_name(old, new)
-        super().rename(old, new, flags)  # type: ignore[misc]
-
-    def mkdir(self, path: str) -> None:
-        self.guard_transcript_name(path)
-        super().mkdir(path)  # type: ignore[misc]
-
-    def rmdir(self, path: str) -> None:
-        if self.transcript_path(path) is not None:
-            self.guard_transcript_name(path)
-        super().rmdir(path)  # type: ignore[misc]
-
-    def symlink(self, path: str, target: str) -> None:
-        self.guard_transcript_name(path)
-        super().symlink(path, target)  # type: ignore[misc]
 
 
 def store_status_lines(store: Store) -> list[str]:

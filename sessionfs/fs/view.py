@@ -41,17 +41,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES, parse_entry, serialize_entry
-from sessionfs.errors import (
-    ReadOnlyStore,
-    SessionfsError,
-    SessionNotFound,
-)
+from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
+from sessionfs.errors import SessionfsError, SessionNotFound
 from sessionfs.fs.control import (
     CONTROL_DIR,
     CONTROL_FILES,
     ControlFiles,
-    ErrorLog,
     RestoreSinks,
     SinkFile,
     render_status,
@@ -65,7 +60,7 @@ from sessionfs.fs.handles import (
     SinkHandle,
 )
 from sessionfs.fs.index import SessionIndex
-from sessionfs.fs.namespace import UNLINK_GRACE, Doom, NamespaceOps
+from sessionfs.fs.namespace import Namespace
 from sessionfs.fs.paths import (
     CONTROL,
     CONTROL_DIR_MODE,
@@ -86,11 +81,11 @@ from sessionfs.fs.paths import (
 from sessionfs.fs.scratch import (
     DEFAULT_SCRATCH_MAX_BYTES,
     DEFAULT_SCRATCH_MAX_FILES,
-    ScratchBudget,
     ScratchFile,
     ScratchTree,
     is_root_scratch_name,
 )
+from sessionfs.fs.state import UNLINK_GRACE, MountState
 from sessionfs.fs.transcript import (
     TRANSCRIPT_MODE,
     TRANSCRIPT_NAME,
@@ -98,8 +93,7 @@ from sessionfs.fs.transcript import (
     TranscriptLeaf,
     store_status_lines,
 )
-from sessionfs.maintenance import reappeared_legacy
-from sessionfs.store import StoreLocation, locate_store
+from sessionfs.store import StoreLocation, legacy_beside_token, locate_store, reappeared_legacy
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
@@ -115,9 +109,15 @@ class DirHandle(Handle):
         self.entries = entries
 
 
-class SessionView(TranscriptLeaf, NamespaceOps):
+class SessionView:
     """The mounted tree over one store. Thread-safe; every method may raise OSError or
-    SessionfsError (whose ``errno`` the adapter answers)."""
+    SessionfsError (whose ``errno`` the adapter answers).
+
+    Its parts: :attr:`state` (the one owner of what the mount remembers and of the commit, see
+    :mod:`sessionfs.fs.state` for the locks), :attr:`namespace` (mkdir, rename, ...),
+    :attr:`transcript` (``transcript.jsonl``); the view itself answers attributes, listings,
+    opens and the control files, and routes each call to the part it concerns.
+    """
 
     def __init__(self, store: Store, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
@@ -130,91 +130,73 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
+        read_only_reason: str | None = None
         if store.read_only_reason is not None:
-            self.read_only_reason: str | None = store.read_only_reason
+            read_only_reason = store.read_only_reason
         elif read_only:
-            self.read_only_reason = "mounted with --read-only"
-        else:
-            self.read_only_reason = None
+            read_only_reason = "mounted with --read-only"
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
         #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
         #: store's own modes (``--allow-other``, see ``mount.shared_access``).
         self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
-        self.hide_grace = hide_grace
-        self.unlink_grace = unlink_grace
         self.handles = HandleTable()
-        self.errors = ErrorLog()
-        self._lock = threading.RLock()
-        self._commit_lock = threading.Lock()
-        self._scratch = ScratchTree(ScratchBudget(scratch_max_bytes, scratch_max_files,
-                                                  on_refuse=self.reject))
-        self._pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
-        self._hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
-        self._overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
         # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
-        self.index = SessionIndex(store, shown=self.served, shown_size=self._shown_size,
-                                  probe_interval=min(timeout, 0.1))
-        self._init_transcripts(transcripts)  # /<name>/transcript.jsonl (see fs.transcript)
+        self.state = MountState(store, max_entry_size=max_entry_size,
+                                read_only_reason=read_only_reason, hide_grace=hide_grace,
+                                unlink_grace=unlink_grace, scratch_max_bytes=scratch_max_bytes,
+                                scratch_max_files=scratch_max_files,
+                                probe_interval=min(timeout, 0.1))
+        self.errors = self.state.errors
+        self.index: SessionIndex = self.state.index
+        self.namespace = Namespace(self.state, getattr=self.getattr)
+        #: /<name>/transcript.jsonl (see fs.transcript)
+        self.transcript = TranscriptLeaf(store, self.index, self.errors, enabled=transcripts)
         if store.read_only_reason is not None:  # the kernel refuses writes (ro): say why here
             self.errors.add("/", errno.EROFS, f"read-only: {store.read_only_reason}",
                             quiet=True)
-        self._doomed: dict[str, Doom] = {}
-        self._open_meta: dict[str, list[MetaHandle]] = {}
         self._started_ns = time.time_ns()
         self._control = ControlFiles(self._started_ns)
         self._sinks = RestoreSinks()
         self._location: StoreLocation | None = None  # found at the first status
-        #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
-        #: whose mtime, i.e. updatedAt, this mount just changed).
-        self.invalidate: Callable[[str], None] | None = None
 
-    # -- store reads -----------------------------------------------------------------------------
+    # -- the state's settings, as the adapter and the tests see them -----------------------------
+    @property
+    def read_only_reason(self) -> str | None:
+        return self.state.read_only_reason
+
+    @property
+    def unlink_grace(self) -> float:
+        return self.state.unlink_grace
+
+    @property
+    def hide_grace(self) -> float:
+        return self.state.hide_grace
+
+    @property
+    def invalidate(self) -> Callable[[str], None] | None:
+        """Set by the adapter: drop the kernel's cached attributes of a path."""
+        return self.state.invalidate
+
+    @invalidate.setter
+    def invalidate(self, function: Callable[[str], None] | None) -> None:
+        self.state.invalidate = function
+
+    @property
+    def transcripts(self) -> bool:
+        return self.transcript.transcripts
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self.state.lock
+
+    @property
+    def _scratch(self) -> ScratchTree:
+        return self.state.scratch
+
     def served(self, key: str) -> tuple[bytes, EntryRecord]:
         """The bytes ``meta.json`` shows now. :raises SessionNotFound:"""
-        record = self.store.read(key)
-        with self._lock:
-            overlay = self._overlay.get(key)
-            if overlay is not None:
-                if overlay[1] == record.data:
-                    return overlay[0], record
-                del self._overlay[key]  # changed behind the mount: show the store's bytes
-        return record.data, record
-
-    def _shown_size(self, key: str, data: bytes) -> int:
-        """The size ``meta.json`` shows when the store holds ``data`` for ``key``."""
-        with self._lock:
-            overlay = self._overlay.get(key)
-        return len(overlay[0]) if overlay is not None and overlay[1] == data else len(data)
-
-    def _hidden_now(self, key: str) -> bool:
-        deadline = self._hidden.get(key)
-        if deadline is None:
-            return False
-        if time.monotonic() < deadline:
-            return True
-        self._hidden.pop(key, None)
-        return False
-
-    def _dir_exists(self, top: str, key: str | None) -> str | None:
-        """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
-        if key is not None and self.index.meta_of(key) is not None:
-            return "session"
-        with self._lock:
-            if top in self._pending or self._scratch.has_any(top):
-                return "pending"
-        return None
-
-    def _require_dir(self, top: str) -> tuple[str | None, str]:
-        key = self.index.key_of(top)
-        state = self._dir_exists(top, key)
-        if state is None:
-            fail(errno.ENOENT)
-        return key, state
-
-    def _require_writable(self) -> None:
-        if self.read_only_reason is not None:
-            raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
+        return self.state.served(key)
 
     # -- attributes ------------------------------------------------------------------------------
     def _shown_mode(self, mode: int) -> int:
@@ -234,13 +216,8 @@ class SessionView(TranscriptLeaf, NamespaceOps):
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
     def _root_mtime(self) -> int:
-        fingerprint = self.store.fingerprint()
-        if isinstance(fingerprint, int):
-            return fingerprint
-        if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
-                fingerprint[1], int):
-            return fingerprint[1]
-        return self._started_ns
+        changed = self.store.change_time(self.store.fingerprint())
+        return self._started_ns if changed is None else changed
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         """``stat``: by open handle when the kernel passes one, else by path."""
@@ -268,13 +245,13 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         if kind == META:
             return self._meta_attrs(where.top)
         if kind == INNER:
-            if self.is_transcript(where):
+            if self.transcript.is_transcript(where):
                 found = self._transcript_getattr(where)
                 if found is not None:
                     return found
-            self._require_dir(where.top)
-            with self._lock:
-                file = self._scratch.get(where.top, where.name)
+            self.state.require_dir(where.top)
+            with self.state.lock:
+                file = self.state.scratch.get(where.top, where.name)
             if file is None:
                 fail(errno.ENOENT)
             return self._attrs(file.mode, file.size, file.mtime_ns)
@@ -304,7 +281,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def _transcript_getattr(self, where: Where) -> dict[str, Any] | None:
         """Attributes of a session's transcript.jsonl, or None when it has none."""
         try:
-            mode, size, mtime_ns = self.transcript_attrs(where)
+            mode, size, mtime_ns = self.transcript.transcript_attrs(where)
         except FileNotFoundError:
             return None
         return self._attrs(mode, size, mtime_ns)
@@ -315,7 +292,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             return self._attrs(TRANSCRIPT_MODE, size, mtime_ns)
         if isinstance(handle, ConstHandle):
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
-        with self._lock:
+        with self.state.lock:
             size = handle.size()
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
 
@@ -325,11 +302,11 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             meta = self.index.meta_of(key)
             if meta is not None:
                 return self._attrs(DIR_MODE, 0, meta.updated_ns, 2)
-        with self._lock:
-            pending = self._pending.get(top)
-            if pending is not None or (key is not None and self._scratch.has_any(top)):
+        with self.state.lock:
+            pending = self.state.pending.get(top)
+            if pending is not None or (key is not None and self.state.scratch.has_any(top)):
                 return self._attrs(DIR_MODE, 0, pending or self._started_ns, 2)
-            file = self._scratch.get("", top)
+            file = self.state.scratch.get("", top)
         if file is None:
             fail(errno.ENOENT)
         return self._attrs(file.mode, file.size, file.mtime_ns)
@@ -340,10 +317,10 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             fail(errno.ENOENT)
         stored = self.index.meta_of(key)
         if stored is None:
-            self._require_dir(top)
-        meta = None if self._hidden_now(key) else stored
-        with self._lock:
-            writers = [h for h in self._open_meta.get(key, ()) if h.writable]
+            self.state.require_dir(top)
+        meta = None if self.state.hidden_now(key) else stored
+        with self.state.lock:
+            writers = [h for h in self.state.open_meta.get(key, ()) if h.writable]
             latest = next((h for h in reversed(writers) if h.dirty), None)
             if meta is None:
                 if not writers:  # a meta.json only exists while it is being created
@@ -365,29 +342,30 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             entries.append((CONTROL_DIR, CONTROL_DIR_MODE))
             sessions = self._session_entries()
             entries.extend(sessions)
-            with self._lock:
-                if self._pending:
+            with self.state.lock:
+                if self.state.pending:
                     listed = {name for name, _ in sessions}
-                    entries.extend((name, DIR_MODE) for name in self._pending
+                    entries.extend((name, DIR_MODE) for name in self.state.pending
                                    if name not in listed)
-                entries.extend((name, file.mode) for name, file in self._scratch.items(""))
+                entries.extend((name, file.mode) for name, file in self.state.scratch.items(""))
             return entries
         if where.kind == CONTROL:
             return entries + [(name, CONTROL_FILE_MODE)
                               for name in (*CONTROL_FILES, *self._sinks.names())]
         if where.kind == TOP:
-            key, state = self._require_dir(where.top)
-            if key is not None and state == "session" and not self._hidden_now(key):
+            key, state = self.state.require_dir(where.top)
+            if key is not None and state == "session" and not self.state.hidden_now(key):
                 entries.append((META_NAME, FILE_MODE))
             elif key is not None:
-                with self._lock:
-                    if any(h.writable for h in self._open_meta.get(key, ())):
+                with self.state.lock:
+                    if any(h.writable for h in self.state.open_meta.get(key, ())):
                         entries.append((META_NAME, FILE_MODE))
             if (self.transcripts and key is not None and state == "session"
-                    and self.has_transcript(key)):
+                    and self.transcript.has_transcript(key)):
                 entries.append((TRANSCRIPT_NAME, TRANSCRIPT_MODE))
-            with self._lock:
-                entries.extend((name, file.mode) for name, file in self._scratch.items(where.top)
+            with self.state.lock:
+                entries.extend((name, file.mode)
+                               for name, file in self.state.scratch.items(where.top)
                                if not (self.transcripts and name == TRANSCRIPT_NAME
                                        and (TRANSCRIPT_NAME, TRANSCRIPT_MODE) in entries))
             return entries
@@ -399,9 +377,9 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         """One ``(name, DIR_MODE)`` per stored session."""
         sessions, fresh = self.index.session_entries()
         if fresh:
-            with self._lock:
-                keep_keys = {*self._open_meta, *self._overlay, *self._hidden, *self._doomed}
-                self.index.prune({name for name, _ in sessions}, keep_keys, set(self._pending))
+            with self.state.lock:
+                keep_keys = self.state.kept_keys()
+                self.index.prune({name for name, _ in sessions}, keep_keys, set(self.state.pending))
         return sessions
 
     def opendir(self, path: str) -> int:
@@ -429,16 +407,10 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             return self._control.get(name, self.errors.version, self.errors.render)
         if self._location is None:
             self._location = locate_store(self.store.path)
-        stray: object = None
-        if self._location.layout == "directory":
-            try:
-                st = os.stat(self._location.legacy_path)
-            except OSError:
-                pass
-            else:
-                stray = (st.st_ino, st.st_mtime_ns, st.st_size,
-                         int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
-        budget = self._scratch.budget
+        stray: object = legacy_beside_token(self._location)
+        if stray is not None:
+            stray = (stray, int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
+        budget = self.state.scratch.budget
         token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
                  self.read_only_reason)
         return self._control.get(name, token, self._render_status)
@@ -452,7 +424,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             return self._sqlite_status(count)
         assert self._location is not None
         stray = reappeared_legacy(self._location)  # a legacy gateway still writing
-        budget = self._scratch.budget
+        budget = self.state.scratch.budget
         return render_status(store_path=self.store.path, layout=self.store.layout,
                              sessions=count, read_only_reason=self.read_only_reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size,
@@ -469,10 +441,6 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         extra = "".join(f"{' '.join(line.split())}\n" for line in store_status_lines(self.store))
         return head + extra.encode("utf-8", "replace")
 
-    def reject(self, path: str, exc: SessionfsError | OSError) -> None:
-        """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
-        self.errors.add(path, exc.errno, str(exc))
-
     # -- opening files ---------------------------------------------------------------------------
     def open(self, path: str, flags: int) -> int:
         where = parse_path(path)
@@ -485,22 +453,22 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             if writing or sink is not None:
                 return self._open_sink(where.name, sink, flags)
             return self.handles.add(ConstHandle(*self._control_snapshot(where.name)))
-        if self.is_transcript(where) and self._transcript_getattr(where) is not None:
+        if self.transcript.is_transcript(where) and self._transcript_getattr(where) is not None:
             if writing:
-                self.refuse_transcript_change(path)
-            return self.handles.add(self.open_transcript(where, flags))
+                self.transcript.refuse_transcript_change(path)
+            return self.handles.add(self.transcript.open_transcript(where, flags))
         if writing:
-            self._require_writable()
+            self.state.require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=False)
         if where.kind in (INNER, TOP):
             if where.kind == INNER:
-                self._require_dir(where.top)
-            with self._lock:
-                file = self._scratch.get(where.directory, where.leaf)
+                self.state.require_dir(where.top)
+            with self.state.lock:
+                file = self.state.scratch.get(where.directory, where.leaf)
                 if file is None:
                     key = self.index.key_of(where.top)
-                    if where.kind == TOP and self._dir_exists(where.top, key):
+                    if where.kind == TOP and self.state.dir_exists(where.top, key):
                         fail(errno.EISDIR)
                     fail(errno.ENOENT)
                 return self._open_scratch(file, flags, path)
@@ -513,7 +481,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         nothing of it kept. ``sink`` None: a control file itself, opened for writing."""
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writable or flags & os.O_TRUNC:
-            self._require_writable()
+            self.state.require_writable()
             log.info("discarding what is written to /%s/%s (the control files show this "
                      "mount's state)", CONTROL_DIR, name)
         if sink is None:
@@ -527,7 +495,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def control_unlink(self, name: str) -> None:
         """``unlink`` in ``/.sessionfs``: a sink goes; a control file is hidden until a restore
         creates it again (``tar -x``), then shows its own content again."""
-        self._require_writable()
+        self.state.require_writable()
         if self._sinks.get(name) is not None and self._sinks.unlink(name):
             return
         if name not in CONTROL_FILES or self._sinks.hidden(name):
@@ -537,7 +505,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def control_rename(self, old: str, new: str, flags: int) -> None:
         """``rename`` within ``/.sessionfs``: only a sink moves (``rsync``'s temp file onto
         ``status``); the control files themselves stay where they are."""
-        self._require_writable()
+        self.state.require_writable()
         if self._sinks.get(old) is None:
             if old in CONTROL_FILES:
                 fail(errno.EACCES, "the control files cannot be moved")
@@ -552,7 +520,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
                                limit=2 * self.max_entry_size + (1 << 20),
-                               budget=self._scratch.budget, path=path)
+                               budget=self.state.scratch.budget, path=path)
         if flags & os.O_TRUNC:
             handle.truncate(0)
         return self.handles.add(handle)
@@ -562,17 +530,17 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         if key is None:
             fail(errno.ENOENT)
         if create or (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
-            self._require_dir(top)  # a plain read finds out below, from the store
+            self.state.require_dir(top)  # a plain read finds out below, from the store
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         truncate = bool(flags & os.O_TRUNC)
-        hidden = self._hidden_now(key)
+        hidden = self.state.hidden_now(key)
         try:
-            data, record = self.served(key)
+            data, record = self.state.served(key)
             mtime_ns = self.index.entry_mtime(record)
         except SessionNotFound:
             data, mtime_ns, record = b"", time.time_ns(), None
-        with self._lock:
-            opened = self._open_meta.get(key, [])
+        with self.state.lock:
+            opened = self.state.open_meta.get(key, [])
             being_created = any(h.writable for h in opened)
             exists = record is not None and not hidden
             writing = writable or truncate
@@ -585,24 +553,24 @@ class SessionView(TranscriptLeaf, NamespaceOps):
                 fail(errno.EEXIST)
             new_file = (create or writing) and not exists
             if new_file:
-                self._hidden.pop(key, None)
-                self._cancel_doom(key)  # unlink + create (install, tar -x): a save, see Doom
+                self.state.hidden.pop(key, None)
+                self.state.cancel_doom(key)  # unlink + create (install, tar -x): a save, see Doom
                 data = b""
             if writing:
-                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=True,
+                handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=True,
                                     append=bool(flags & os.O_APPEND), dirty=new_file)
                 if truncate:
                     handle.truncate_on_open()
             else:
-                handle = MetaHandle(self, key, top, data, mtime_ns=mtime_ns, writable=False)
-            self._open_meta.setdefault(key, []).append(handle)
+                handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=False)
+            self.state.opened(handle)
             return self.handles.add(handle)
 
     def create(self, path: str, flags: int) -> int:
         """``open(O_CREAT)`` of a name the kernel did not find."""
         where = parse_path(path)
         if where.kind == CONTROL_FILE:
-            self._require_writable()
+            self.state.require_writable()
             if where.name in CONTROL_FILES and self._sinks.get(where.name) is None \
                     and not self._sinks.hidden(where.name):
                 if flags & os.O_EXCL:
@@ -611,17 +579,17 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             return self._open_sink(where.name, self._sinks.create(where.name), flags)
         if where.kind == CONTROL:
             fail(errno.EACCES, "the control folder is read-only")
-        if self.is_transcript(where) and self._transcript_getattr(where) is not None:
+        if self.transcript.is_transcript(where) and self._transcript_getattr(where) is not None:
             if flags & os.O_EXCL:
                 fail(errno.EEXIST)
-            self.refuse_transcript_change(path)
-        self._require_writable()
+            self.transcript.refuse_transcript_change(path)
+        self.state.require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=True)
         if where.kind == INNER:
-            self._require_dir(where.top)
+            self.state.require_dir(where.top)
         elif where.kind == TOP:
-            if self._dir_exists(where.top, self.index.key_of(where.top)):
+            if self.state.dir_exists(where.top, self.index.key_of(where.top)):
                 fail(errno.EISDIR)
             if not is_root_scratch_name(where.top):
                 fail(errno.EPERM, "only session folders (and editor scratch files) live here")
@@ -629,13 +597,13 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             fail(errno.EEXIST)
         else:
             fail(errno.ENOENT)
-        with self._lock:
-            file = self._scratch.get(where.directory, where.leaf)
+        with self.state.lock:
+            file = self.state.scratch.get(where.directory, where.leaf)
             if file is not None and flags & os.O_EXCL:
                 fail(errno.EEXIST)
             if file is None:
                 file = ScratchFile()
-                self._scratch.put(where.directory, where.leaf, file)
+                self.state.scratch.put(where.directory, where.leaf, file)
             return self._open_scratch(file, flags, path)
 
     # -- handle operations -----------------------------------------------------------------------
@@ -643,20 +611,13 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         handle = self.handles.get(fh)
         if isinstance(handle, TranscriptHandle):  # store I/O: never under the view's lock
             return handle.read(size, offset)
-        with self._lock:
+        with self.state.lock:
             return handle.read(size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self.handles.get(fh)
-        with self._lock:
+        with self.state.lock:
             return handle.write(data, offset)
-
-    def buffer_changed(self, handle: MetaHandle) -> None:
-        """Called by a handle (under the lock) after its buffer changed."""
-        opened = self._open_meta.get(handle.key)
-        if opened and opened[-1] is not handle and handle in opened:
-            opened.remove(handle)
-            opened.append(handle)  # the latest writer is last
 
     def flush(self, fh: int) -> None:
         self.handles.get(fh).flush()
@@ -671,12 +632,7 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         finally:
             self.handles.pop(fh)
             if isinstance(handle, MetaHandle):
-                with self._lock:
-                    opened = self._open_meta.get(handle.key)
-                    if opened is not None and handle in opened:
-                        opened.remove(handle)
-                        if not opened:
-                            del self._open_meta[handle.key]
+                self.state.closed(handle)
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
         """``truncate``/``ftruncate``: an open handle's buffer when there is one."""
@@ -684,14 +640,14 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         if handle is None and path is not None:
             handle = self._writer_for(path)
         if isinstance(handle, TranscriptHandle):
-            self.refuse_transcript_change(path or f"/{handle.key}")
-        if handle is None and self.transcript_path(path) is not None and \
+            self.transcript.refuse_transcript_change(path or f"/{handle.key}")
+        if handle is None and self.transcript.transcript_path(path) is not None and \
                 self._transcript_getattr(parse_path(path or "")) is not None:
-            self.refuse_transcript_change(path or "")
+            self.transcript.refuse_transcript_change(path or "")
         if handle is not None:
             if isinstance(handle, ConstHandle):
                 fail(errno.EACCES)
-            with self._lock:
+            with self.state.lock:
                 handle.truncate(length)
             return
         if path is None:
@@ -706,20 +662,20 @@ class SessionView(TranscriptLeaf, NamespaceOps):
             return
         if where.kind in (CONTROL, CONTROL_FILE):
             fail(errno.EACCES, "the control folder is read-only")
-        self._require_writable()
+        self.state.require_writable()
         if where.kind == META:  # no open file: the truncated entry is committed right away
-            key, _ = self._require_dir(where.top)
-            if key is None or self._hidden_now(key):
+            key, _ = self.state.require_dir(where.top)
+            if key is None or self.state.hidden_now(key):
                 fail(errno.ENOENT)
-            data, _record = self.served(key)
+            data, _record = self.state.served(key)
             data = data[:length] + bytes(max(0, length - len(data)))
-            self.commit(key, where.top, data)
+            self.state.commit(key, where.top, data)
             return
         if where.kind in (INNER, TOP):
             fh = self.open(path, os.O_WRONLY)
             try:
                 handle = self.handles.get(fh)
-                with self._lock:  # scratch files are shared by every open handle
+                with self.state.lock:  # scratch files are shared by every open handle
                     handle.truncate(length)
             finally:
                 self.release(fh)
@@ -730,59 +686,59 @@ class SessionView(TranscriptLeaf, NamespaceOps):
         where = parse_path(path)
         if where.kind != META:
             return None
-        key = self.index.key_of(where.top)
-        with self._lock:
-            writers = [h for h in self._open_meta.get(key or "", ()) if h.writable]
+        writers = self.state.writers(self.index.key_of(where.top) or "")
         return writers[-1] if writers else None
 
     # -- committing ------------------------------------------------------------------------------
-    def commit(self, key: str, top: str, raw: bytes, *, source: MetaHandle | None = None) -> bool:
-        """Validate ``raw`` as the entry of ``key`` and store it (one ``put``).
+    def commit(self, key: str, top: str, raw: bytes) -> bool:
+        """Validate and store ``raw`` as ``key``'s entry (:meth:`MountState.commit`)."""
+        return self.state.commit(key, top, raw)
 
-        :return: whether the store changed (False: the entry was already stored as is).
-        :raises InvalidJSON, InvalidEntry, EntryTooLarge: refused; recorded in ``errors``.
-        """
-        self._require_writable()
-        path = f"/{top}/{META_NAME}"
-        try:
-            entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-        except SessionfsError as exc:
-            self.reject(path, exc)
-            raise
-        canonical = serialize_entry(entry)
-        with self._commit_lock:
-            try:
-                changed = self.store.put(key, entry)
-            except ReadOnlyStore:
-                raise
-            except (SessionfsError, OSError) as exc:  # lock timeout, ENOSPC, EIO, ...
-                self.reject(path, exc)
-                raise
-            with self._lock:
-                self._stored(key, top)
-                if raw != canonical:
-                    self._overlay[key] = (raw, canonical)
-        if changed:
-            self._notify(top)
-        return changed
+    def reject(self, path: str, exc: SessionfsError | OSError) -> None:
+        """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
+        self.state.reject(path, exc)
 
-    def _notify(self, *tops: str) -> None:
-        """Tell the kernel that these session folders' attributes changed (best effort)."""
-        if self.invalidate is None:
+    # -- namespace operations (sessionfs.fs.namespace), after the transcript and control rules --
+    @property
+    def has_dooms(self) -> bool:
+        return self.state.has_dooms
+
+    def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
+        """Carry out the deletes whose grace is over (:meth:`MountState.settle`)."""
+        self.state.settle(exempt=exempt, everything=everything)
+
+    def unlink(self, path: str) -> None:
+        self.transcript.guard_transcript_name(path)
+        where = parse_path(path)
+        if where.kind == CONTROL_FILE:  # a restore replacing a control file (tar -x)
+            self.control_unlink(where.name)
             return
-        for top in tops:
-            try:
-                self.invalidate(f"/{top}")
-            except Exception:  # the kernel never saw the path, or the mount is going away
-                log.debug("invalidating /%s failed", top, exc_info=True)
+        self.namespace.unlink(path)
 
-    def _stored(self, key: str, top: str) -> None:
-        """Bookkeeping after ``key`` was written by this mount (under the lock)."""
-        self._overlay.pop(key, None)
-        self.index.changed(key)
-        self._hidden.pop(key, None)
-        self._doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
-        self._pending.pop(top, None)
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        self.transcript.guard_transcript_name(old, new)
+        if not flags & ~RENAME_NOREPLACE:
+            src, dst = parse_path(old), parse_path(new)
+            if src.kind == CONTROL_FILE and dst.kind == CONTROL_FILE:  # rsync's temp file
+                self.control_rename(src.name, dst.name, flags)
+                return
+        self.namespace.rename(old, new, flags)
+
+    def mkdir(self, path: str) -> None:
+        self.transcript.guard_transcript_name(path)
+        self.namespace.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        if self.transcript.transcript_path(path) is not None:
+            self.transcript.guard_transcript_name(path)
+        self.namespace.rmdir(path)
+
+    def symlink(self, path: str, target: str) -> None:
+        self.transcript.guard_transcript_name(path)
+        self.namespace.symlink(path, target)
+
+    def readlink(self, path: str) -> str:
+        return self.namespace.readlink(path)
 
     # -- attributes that do not exist here -------------------------------------------------------
     def accept_metadata_change(self, path: str | None) -> None:
@@ -793,9 +749,9 @@ class SessionView(TranscriptLeaf, NamespaceOps):
     def accept_attribute_change(self, path: str | None) -> None:
         """chmod, chown, utimens: like :meth:`accept_metadata_change`, but a transcript
         refuses them (EROFS), as it refuses every change."""
-        where = self.transcript_path(path)
+        where = self.transcript.transcript_path(path)
         if where is not None and self._transcript_getattr(where) is not None:
-            self.refuse_transcript_change(path or "")
+            self.transcript.refuse_transcript_change(path or "")
         self.accept_metadata_change(path)
 
     def statfs(self) -> dict[str, int]:

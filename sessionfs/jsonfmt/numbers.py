@@ -11,6 +11,7 @@ __all__ = [
     "js_float",
     "js_int",
     "js_number_token",
+    "numbers_like_javascript",
 ]
 
 _MAX_SAFE_INT = 2**53
@@ -113,6 +114,19 @@ def fix_numbers_indented(out: bytes) -> bytes:
         last = end
     parts.append(out[last:])
     return b"".join(parts)
+
+
+def numbers_like_javascript(out: bytes) -> bool:
+    """Whether indented output already writes every number as JavaScript does
+    (``fix_numbers_indented(out) is out``), without building the fixed copy. The text is
+    reversed in a bytearray: ``out[::-1]`` costs a Python-level step per byte."""
+    reversed_out = bytearray(out)
+    reversed_out.reverse()
+    for match in _NUMBER_LINE_REVERSED.finditer(reversed_out):
+        token = bytes(match.group(1))[::-1]
+        if js_number_token(token) != token:
+            return False
+    return True
 
 
 def fix_numbers_compact(out: bytes) -> bytes:

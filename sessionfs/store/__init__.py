@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessionfs.errors import StoreNotFound
+from sessionfs import jsonfmt
+from sessionfs.errors import SessionfsError, StoreNotFound
 from sessionfs.store.base import (
     Entry,
     EntryRecord,
@@ -37,6 +39,11 @@ from sessionfs.store.legacy import LegacyStore
 from sessionfs.store.sqlite import SqliteStore, is_sqlite_file
 
 __all__ = [
+    "DIRECTORY_NAME",
+    "LEGACY_NAME",
+    "ROLLED_BACK_PREFIX",
+    "SQLITE_NAME",
+    "STAGING_PREFIX",
     "DirectoryStore",
     "Entry",
     "EntryRecord",
@@ -50,14 +57,22 @@ __all__ = [
     "UpdateSummary",
     "default_agent_dir",
     "default_store_path",
+    "differing_entries",
+    "legacy_beside",
+    "legacy_beside_token",
     "locate_store",
     "open_store",
+    "reappeared_legacy",
     "sqlite_generation_db",
 ]
 
 LEGACY_NAME = "sessions.json"
 DIRECTORY_NAME = "sessions.d"
 SQLITE_NAME = "openclaw-agent.sqlite"
+#: A migration builds ``sessions.d`` here first (``<prefix><pid>``), then renames it into place.
+STAGING_PREFIX = "sessions.d.staging-"
+#: ``rollback`` moves the directory store aside under this name (plus a timestamp).
+ROLLED_BACK_PREFIX = "sessions.d.rolled-back."
 
 
 def default_agent_dir(agent: str = "main") -> Path:
@@ -240,3 +255,59 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
                               read_only_reason=reason, lock_timeout=lock_timeout)
     return LegacyStore(location.legacy_path, lock_path=location.lock_path,
                        read_only_reason=reason, lock_timeout=lock_timeout)
+
+
+# -- a sessions.json beside a live sessions.d (a legacy-era gateway still writing) ------------
+def reappeared_legacy(location: StoreLocation) -> Problem | None:
+    """A sessions.json beside a live sessions.d (a legacy-era gateway still writing), or None."""
+    if location.layout != "directory":
+        return None
+    directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
+    return next(legacy_beside(location, directory), None)
+
+
+def legacy_beside_token(location: StoreLocation) -> object | None:
+    """A cheap token (one ``stat``) of a sessions.json lying beside a live sessions.d, or None
+    when there is none: what :func:`reappeared_legacy` would say changes only with it."""
+    if location.layout != "directory":
+        return None
+    try:
+        st = os.stat(location.legacy_path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def legacy_beside(location: StoreLocation, directory: DirectoryStore) -> Iterator[Problem]:
+    """A sessions.json beside sessions.d: a legacy-era gateway still writing the old file."""
+    if not location.legacy_path.exists():
+        return
+    legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
+    try:
+        differing = differing_entries(legacy, directory)
+    except SessionfsError as exc:
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      f"unreadable: {exc}")
+        return
+    if differing:
+        shown = ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else "")
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      f"{len(differing)} sessions differ from sessions.d ({shown}); "
+                      "run 'sessionfs merge' to fold them in")
+    else:
+        yield Problem("sessions.json beside sessions.d", location.legacy_path,
+                      "holds the same sessions as sessions.d; 'sessionfs merge' moves it aside")
+
+
+def differing_entries(legacy: LegacyStore, directory: DirectoryStore) -> list[str]:
+    """Keys of the legacy file whose entry is missing from, or differs from, sessions.d."""
+    differing = []
+    for key in legacy.keys():
+        try:
+            mine = jsonfmt.dumps(directory.read(key).entry)
+        except SessionfsError:
+            differing.append(key)
+            continue
+        if legacy.read(key).data != mine:
+            differing.append(key)
+    return differing

@@ -23,12 +23,15 @@ from sessionfs.errors import (
     StoreCorrupt,
 )
 
-__all__ = ["Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store", "TranscriptSource",
-           "UpdateSummary"]
+__all__ = ["MISSING", "Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store",
+           "TranscriptSource", "UpdateSummary"]
 
 Entry = dict[str, Any]
 Layout = Literal["legacy", "directory", "sqlite"]
 Mutator = Callable[[dict[str, Entry]], "dict[str, Entry] | None"]
+
+#: What :meth:`Store.entry_token` and :meth:`Store.peek` answer when a session is surely absent.
+MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +230,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def fingerprint(self) -> object:
         """A cheap token that changes whenever the store changes (for caches and polling)."""
+
+    # -- change tokens for caches (the filesystem's index); each layout knows its files ----------
+    #: Whether each entry is a file of its own, so that :meth:`entry_token` and :meth:`peek`
+    #: measure the entry itself (directory layout). Otherwise ``entry_token`` is the
+    #: fingerprint and ``peek`` answers None.
+    entry_files: bool = False
+
+    def entry_token(self, name: str) -> object:
+        """A cheap token for the session stored under folder name ``name`` that changes
+        whenever its entry changes; :data:`MISSING` when it is surely not stored; None when
+        only :meth:`read` can tell. Default: the store's fingerprint."""
+        return self.fingerprint()
+
+    def peek(self, name: str) -> tuple[bytes, int, object] | object | None:
+        """``(bytes, mtime_ns, entry token)`` of the entry under folder name ``name``, read the
+        cheapest way; :data:`MISSING`; or None: use :meth:`read`. Only for attributes: it
+        skips the checks :meth:`read` makes."""
+        return None
+
+    def change_time(self, token: object) -> int | None:
+        """The time (ns) of the last change recorded in a token of this store (a
+        fingerprint or an entry token), or None when it records none."""
+        if isinstance(token, int):
+            return token
+        if isinstance(token, tuple) and len(token) > 1 and isinstance(token[1], int):
+            return token[1]
+        return None
+
+    def token_is_versioned(self, token: object) -> bool:
+        """Whether a fingerprint carries a counter that moves with every change whatever the
+        clock (SQLite's ``data_version``), so it can be trusted at once."""
+        return False
 
     @abc.abstractmethod
     def remove_orphan_temps(self) -> list[Path]:

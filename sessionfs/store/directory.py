@@ -14,6 +14,7 @@ session is visible and after it only the new one, whatever fails or crashes in b
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -34,7 +35,7 @@ from sessionfs.errors import (
     StoreNotFound,
 )
 from sessionfs.lock import StoreLock
-from sessionfs.store.base import Entry, EntryRecord, Mutator, Store, UpdateSummary
+from sessionfs.store.base import MISSING, Entry, EntryRecord, Mutator, Store, UpdateSummary
 
 __all__ = ["META_FILE", "DirectoryStore", "Problem"]
 
@@ -180,6 +181,50 @@ class DirectoryStore(Store):
             except (SessionNotFound, StoreCorrupt) as exc:
                 log.warning("skipping %s", exc)
         return entries
+
+    # -- change tokens (see Store.entry_token) ----------------------------------------------
+    entry_files = True
+
+    def entry_token(self, name: str) -> object:
+        """``(inode, mtime, size)`` of ``<name>/meta.json`` from one ``lstat`` (every write is
+        a rename onto that name, so the inode changes); MISSING when it is not there."""
+        try:
+            st = os.stat(f"{self._root}/{name}/{META_FILE}", follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING
+        except OSError:
+            return None  # let read() say what is wrong
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def peek(self, name: str) -> tuple[bytes, int, object] | object | None:
+        """``<name>/meta.json`` read with one open (no key file check: hashed names answer
+        None, so that :meth:`read` checks their key file)."""
+        if "~" in name:
+            return None
+        try:  # like read(): a symlink or a file where a session folder should be is none
+            folder = os.open(f"{self._root}/{name}", _OPEN_DIR)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING
+        except OSError as exc:
+            return MISSING if exc.errno == errno.ELOOP else None
+        try:
+            fd = os.open(META_FILE, _OPEN_FILE, dir_fd=folder)
+        except FileNotFoundError:
+            return MISSING
+        except OSError:
+            return None  # e.g. a symlinked meta.json: read() reports the damage
+        finally:
+            os.close(folder)
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, st.st_size + 1)
+            if len(data) != st.st_size:
+                return None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return data, st.st_mtime_ns, (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def fingerprint(self) -> object:
         """The root's mtime: changes when sessions appear, vanish or are renamed."""

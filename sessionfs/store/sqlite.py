@@ -454,6 +454,10 @@ class SqliteStore(Store):
                     "openclaw refuses to read this agent's sessions", REMEDY))
         return refused
 
+    def token_is_versioned(self, token: object) -> bool:
+        """A fingerprint here starts with ``PRAGMA data_version`` (see :meth:`fingerprint`)."""
+        return isinstance(token, tuple) and bool(token) and isinstance(token[0], int)
+
     def fingerprint(self) -> object:
         """``(data_version, newest mtime of the db and -wal, inode, db size, -wal size)``.
 

@@ -1,0 +1,350 @@
+"""The mount's state, in one object: what the tree shows beyond the store, the open
+``meta.json`` files, and every transition between them.
+
+:class:`MountState` owns
+
+* ``overlay``: key → (raw bytes written through the mount, the canonical bytes they produced);
+  served while the store still holds those canonical bytes;
+* ``hidden``: key → monotonic deadline: ``meta.json`` renamed away (vim, Emacs) or unlinked;
+* ``pending``: folder name → mtime: a folder that is not (or no longer) a session;
+* ``doomed``: key → :class:`Doom`: an unlinked ``meta.json`` whose session leaves the store
+  after :data:`UNLINK_GRACE`;
+* ``open_meta``: key → the open ``meta.json`` handles of that session (the latest writer last);
+* the scratch tree, the error log and the session index.
+
+It has the one ``commit`` (a buffer at close, bytes renamed onto ``meta.json``, a truncate by
+path) and the one place deciding what happens to open files when their session is deleted,
+replaced or moved (:meth:`MountState.retarget_open_files`).
+
+Lock discipline:
+
+* ``lock`` (re-entrant) guards every dict above, the scratch tree and the buffers of open
+  handles. It is never held across store I/O.
+* ``commit_lock`` (re-entrant) serialises this mount's store mutations (put, delete, rename)
+  together with the checks that decide them; the store's own lock serialises us with others.
+* Order: ``commit_lock`` before ``lock``, never the other way round. The index keeps its own
+  consistency (atomic dict operations, every cached answer checked against its store token).
+
+No FUSE import; :mod:`sessionfs.fs.view` and :mod:`sessionfs.fs.namespace` use this object,
+it uses neither.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sessionfs.entry import parse_entry, serialize_entry
+from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound
+from sessionfs.fs.control import ErrorLog
+from sessionfs.fs.handles import MetaHandle
+from sessionfs.fs.index import SessionIndex
+from sessionfs.fs.paths import META_NAME, fail
+from sessionfs.fs.scratch import ScratchBudget, ScratchTree
+from sessionfs.store.base import EntryRecord, Store
+
+__all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "MountState"]
+
+log = logging.getLogger("sessionfs.fs")
+
+#: How long a deleted ``meta.json`` keeps its session in the store, invisible through the mount,
+#: in case a new ``meta.json`` is created in the same folder: ``install``, ``tar -x`` and
+#: ``cp --remove-destination`` unlink the old file and then create the new one, which must
+#: behave like a save (the old entry stays until the new one commits, and for good if the new
+#: one is refused). A plain ``rm`` reaches the store this much later, or at once when the folder
+#: is removed or renamed, or at unmount.
+UNLINK_GRACE = 0.5
+#: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
+DOOM_GRACE = UNLINK_GRACE
+
+
+@dataclass(frozen=True, slots=True)
+class Doom:
+    """A session whose ``meta.json`` was unlinked: deleted from the store after the grace.
+
+    Two ways in: ``unlink()`` of a closed meta.json, and libfuse's rename of an open one to
+    ``.fuse_hidden…``, which stands for an ``unlink()`` and, right before the real rename on the
+    same thread, for the first half of a rename over the open file. Whatever stores the key
+    again in the meantime (a create, a rename onto it) cancels the delete.
+    """
+
+    top: str
+    thread: int
+    since: float
+
+
+class MountState:
+    """The state of one mounted store (see the module docstring for what and which lock)."""
+
+    def __init__(self, store: Store, *, max_entry_size: int, read_only_reason: str | None,
+                 hide_grace: float, unlink_grace: float, scratch_max_bytes: int,
+                 scratch_max_files: int, probe_interval: float) -> None:
+        self.store = store
+        self.max_entry_size = max_entry_size
+        self.read_only_reason = read_only_reason
+        self.hide_grace = hide_grace
+        self.unlink_grace = unlink_grace
+        self.lock = threading.RLock()
+        self.commit_lock = threading.RLock()
+        self.errors = ErrorLog()
+        self.scratch = ScratchTree(ScratchBudget(scratch_max_bytes, scratch_max_files,
+                                                 on_refuse=self.reject))
+        self.pending: dict[str, int] = {}  # mkdir'd names, not yet sessions -> mtime_ns
+        self.hidden: dict[str, float] = {}  # key -> monotonic deadline (meta.json renamed away)
+        self.overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
+        self.doomed: dict[str, Doom] = {}
+        self.open_meta: dict[str, list[MetaHandle]] = {}
+        # SQLite: the store's fingerprint is probed at most every probe_interval.
+        self.index = SessionIndex(store, shown=self.served, shown_size=self.shown_size,
+                                  probe_interval=probe_interval)
+        #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
+        #: whose mtime, i.e. updatedAt, this mount just changed).
+        self.invalidate: Callable[[str], None] | None = None
+
+    # -- what the tree shows ----------------------------------------------------------------------
+    def served(self, key: str) -> tuple[bytes, EntryRecord]:
+        """The bytes ``meta.json`` shows now. :raises SessionNotFound:"""
+        record = self.store.read(key)
+        with self.lock:
+            overlay = self.overlay.get(key)
+            if overlay is not None:
+                if overlay[1] == record.data:
+                    return overlay[0], record
+                del self.overlay[key]  # changed behind the mount: show the store's bytes
+        return record.data, record
+
+    def shown_size(self, key: str, data: bytes) -> int:
+        """The size ``meta.json`` shows when the store holds ``data`` for ``key``."""
+        with self.lock:
+            overlay = self.overlay.get(key)
+        return len(overlay[0]) if overlay is not None and overlay[1] == data else len(data)
+
+    def hidden_now(self, key: str) -> bool:
+        deadline = self.hidden.get(key)
+        if deadline is None:
+            return False
+        if time.monotonic() < deadline:
+            return True
+        self.hidden.pop(key, None)
+        return False
+
+    def dir_exists(self, top: str, key: str | None) -> str | None:
+        """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
+        if key is not None and self.index.meta_of(key) is not None:
+            return "session"
+        with self.lock:
+            if top in self.pending or self.scratch.has_any(top):
+                return "pending"
+        return None
+
+    def require_dir(self, top: str) -> tuple[str | None, str]:
+        key = self.index.key_of(top)
+        state = self.dir_exists(top, key)
+        if state is None:
+            fail(errno.ENOENT)
+        return key, state
+
+    def require_writable(self) -> None:
+        if self.read_only_reason is not None:
+            raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
+
+    def kept_keys(self) -> set[str]:
+        """Keys the index must remember even when a listing no longer shows them (under the
+        lock)."""
+        return {*self.open_meta, *self.overlay, *self.hidden, *self.doomed}
+
+    # -- errors and the kernel -------------------------------------------------------------------
+    def reject(self, path: str, exc: SessionfsError | OSError) -> None:
+        """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
+        self.errors.add(path, exc.errno, str(exc))
+
+    def notify(self, *tops: str) -> None:
+        """Tell the kernel that these session folders' attributes changed (best effort)."""
+        if self.invalidate is None:
+            return
+        for top in tops:
+            try:
+                self.invalidate(f"/{top}")
+            except Exception:  # the kernel never saw the path, or the mount is going away
+                log.debug("invalidating /%s failed", top, exc_info=True)
+
+    # -- open meta.json files --------------------------------------------------------------------
+    def opened(self, handle: MetaHandle) -> None:
+        """Register an open ``meta.json`` (under the lock)."""
+        self.open_meta.setdefault(handle.key, []).append(handle)
+
+    def closed(self, handle: MetaHandle) -> None:
+        """The last descriptor of ``handle`` is gone."""
+        with self.lock:
+            opened = self.open_meta.get(handle.key)
+            if opened is not None and handle in opened:
+                opened.remove(handle)
+                if not opened:
+                    del self.open_meta[handle.key]
+
+    def writers(self, key: str) -> list[MetaHandle]:
+        """The open writable handles of ``key``'s meta.json, the latest writer last."""
+        with self.lock:
+            return [h for h in self.open_meta.get(key, ()) if h.writable]
+
+    def buffer_changed(self, handle: MetaHandle) -> None:
+        """Called by a handle (under the lock) after its buffer changed."""
+        opened = self.open_meta.get(handle.key)
+        if opened and opened[-1] is not handle and handle in opened:
+            opened.remove(handle)
+            opened.append(handle)  # the latest writer is last
+
+    def retarget_open_files(self, key: str, *, moved_to: tuple[str, str] | None = None) -> None:
+        """What happens to the files open on ``key``'s meta.json when that file goes away
+        (under the lock): deleted or replaced (``moved_to`` None), they commit nothing more, as
+        writes to an unlinked file reach nothing; moved to ``(key, folder)``, they follow it as
+        an open file follows its inode, and commit there. Never do they bring ``key`` back."""
+        handles = self.open_meta.pop(key, [])
+        if moved_to is None:
+            for handle in handles:
+                handle.detach()
+            return
+        dst_key, dst_top = moved_to
+        for handle in handles:
+            handle.key, handle.top = dst_key, dst_top
+            self.open_meta.setdefault(dst_key, []).append(handle)
+
+    # -- committing ------------------------------------------------------------------------------
+    def commit(self, key: str, top: str, raw: bytes, *, source: MetaHandle | None = None,
+               moving_from: str | None = None, replaces_file: bool = False) -> bool:
+        """Validate ``raw`` as the entry of ``key`` and store it (one ``put``): the one way
+        bytes reach the store from this mount.
+
+        :param source: the open file whose buffer ``raw`` is: checked again under the commit
+            lock, so that a file deleted (detached) or moved meanwhile commits nothing, or
+            commits where it went.
+        :param moving_from: the session the bytes leave (a ``meta.json`` moved between
+            sessions), which may share their sessionId.
+        :param replaces_file: the bytes arrive by rename onto ``meta.json``: a pending delete
+            of ``key`` is off whatever happens (a rename onto an unlinked meta.json is a save),
+            and the files open on the ``meta.json`` renamed over are detached.
+        :return: whether the store changed (False: the entry was already stored as is).
+        :raises InvalidJSON, InvalidEntry, EntryTooLarge: refused; recorded in ``errors``.
+        """
+        self.require_writable()
+        path = f"/{top}/{META_NAME}"
+        with self.commit_lock:
+            if source is not None:
+                with self.lock:
+                    if source.detached:  # its meta.json was deleted or replaced meanwhile
+                        return False
+                    key, top = source.key, source.top
+                path = f"/{top}/{META_NAME}"
+            cancelled = False
+            if replaces_file:
+                with self.lock:
+                    cancelled = self.cancel_doom(key)
+            try:
+                entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
+                # a new key may not take another session's sessionId, except the one it moves
+                # away from (EEXIST from the store, recorded below like any refusal)
+                changed = self.store.put(key, entry, replacing=moving_from)
+            except ReadOnlyStore:
+                raise
+            except (SessionfsError, OSError) as exc:  # invalid, lock timeout, ENOSPC, EIO, ...
+                if cancelled:  # refused: the old entry stays, and shows again
+                    with self.lock:
+                        self.hidden.pop(key, None)
+                self.reject(path, exc)
+                raise
+            canonical = serialize_entry(entry)
+            with self.lock:
+                self._stored(key, top)
+                if raw != canonical:
+                    self.overlay[key] = (raw, canonical)
+                if replaces_file:  # the file renamed over is gone, as on any filesystem
+                    self.retarget_open_files(key)
+        if changed or replaces_file:
+            self.notify(top)
+        return changed
+
+    def _stored(self, key: str, top: str) -> None:
+        """Bookkeeping after ``key`` was written by this mount (under the lock)."""
+        self.overlay.pop(key, None)
+        self.index.changed(key)
+        self.hidden.pop(key, None)
+        self.doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
+        self.pending.pop(top, None)
+
+    def forget_session(self, key: str) -> None:
+        """``key`` left the store (under the lock)."""
+        self.doomed.pop(key, None)
+        self.overlay.pop(key, None)
+        self.hidden.pop(key, None)
+        self.index.forget(key)
+
+    # -- deferred deletes ------------------------------------------------------------------------
+    @property
+    def has_dooms(self) -> bool:
+        return bool(self.doomed)
+
+    def doom(self, key: str, top: str) -> None:
+        """Hide ``key``'s meta.json now and delete the session after the grace (see Doom)."""
+        with self.lock:
+            self.hidden[key] = float("inf")
+            self.doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
+            self.index.changed(key)
+        timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
+        timer.daemon = True
+        timer.start()
+        self.notify(top)
+
+    def cancel_doom(self, key: str) -> bool:
+        """Something stores ``key`` again: its pending delete is off (under the lock)."""
+        return self.doomed.pop(key, None) is not None
+
+    def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
+        """Carry out the deletes whose grace (:data:`UNLINK_GRACE`) is over.
+
+        Called at the start of every callback (by the adapter), by a timer, and with
+        ``everything`` at unmount. ``exempt``: the key a rename is about to store again.
+        """
+        if not self.doomed:
+            return
+        now = time.monotonic()
+        with self.lock:
+            due = [key for key, doom in self.doomed.items() if key != exempt and (
+                everything or now - doom.since >= self.unlink_grace)]
+        for key in due:
+            self.execute_doom(key)
+
+    def execute_doom_of(self, top: str) -> None:
+        """The folder itself is being removed or moved: a pending delete in it happens now."""
+        key = self.index.key_of(top)
+        if key is not None and key in self.doomed:
+            self.execute_doom(key)
+
+    def execute_doom(self, key: str) -> None:
+        with self.commit_lock:
+            with self.lock:
+                doom = self.doomed.pop(key, None)
+                if doom is None:
+                    return
+                # the folder stays until rmdir: never missing while the store drops the entry
+                had_pending = doom.top in self.pending
+                self.pending.setdefault(doom.top, time.time_ns())
+            try:
+                self.store.delete(key)
+            except SessionNotFound:
+                pass
+            except (SessionfsError, OSError) as exc:
+                log.warning("could not delete %r (its meta.json was unlinked): %s", key, exc)
+                with self.lock:
+                    self.hidden.pop(key, None)
+                    if not had_pending:
+                        self.pending.pop(doom.top, None)
+                return
+            with self.lock:
+                self.forget_session(key)
+                self.pending[doom.top] = time.time_ns()
+                self.retarget_open_files(key)  # writing to an unlinked file does not recreate it
+        self.notify(doom.top)

@@ -1,0 +1,142 @@
+"""Which module may import which: the layering the README describes, checked by reading the
+source (``ast``, no import, no mount).
+
+* The store and the library (``sessionfs/store/*``, atomic, lock, keys, jsonfmt, entry, migrate,
+  maintenance, projection, state, errors) know nothing of the filesystem, the CLI or mfusepy.
+* Only the FUSE adapter (modules under ``sessionfs/fs/`` named ``operations*`` or ``fuse*``)
+  imports mfusepy.
+* The modules of ``sessionfs/fs/`` import one way: no cycle, counting every import, also those
+  under ``if TYPE_CHECKING:`` and inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
+LIBRARY = ("atomic", "lock", "keys", "jsonfmt", "entry", "migrate", "maintenance", "projection",
+           "state", "errors")
+FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(path: Path) -> Iterator[str]:
+    """Every module ``path`` imports, wherever the import statement is (module level, under
+    ``if TYPE_CHECKING:``, inside a function). ``from a import b`` yields ``a.b`` as well as
+    ``a``, since ``b`` may be a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" \
+        else module_name(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield base
+            for alias in node.names:
+                yield f"{base}.{alias.name}"
+
+
+def is_under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def is_library(name: str) -> bool:
+    if is_under(name, "sessionfs.store"):
+        return True
+    return any(is_under(name, f"sessionfs.{lib}") for lib in LIBRARY)
+
+
+def is_fuse_adapter(name: str) -> bool:
+    if not is_under(name, "sessionfs.fs") or name == "sessionfs.fs":
+        return False
+    leaf = name.split(".")[2]
+    return leaf.startswith(("operations", "fuse"))
+
+
+def test_the_modules_are_found() -> None:
+    found = modules()
+    assert "sessionfs.store.base" in found
+    assert "sessionfs.fs.view" in found
+    assert "sessionfs.fs.handles" in sessionfs_fs_imports(found["sessionfs.fs.view"], found)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if is_library(n)))
+def test_the_library_knows_nothing_of_fuse_or_the_cli(name: str) -> None:
+    path = modules()[name]
+    bad = sorted({imported for imported in imports_of(path)
+                  if any(is_under(imported, f) for f in FORBIDDEN_IN_LIBRARY)})
+    assert not bad, f"{name} imports {bad}"
+
+
+def test_only_the_adapter_imports_mfusepy() -> None:
+    bad = sorted(name for name, path in modules().items()
+                 if not is_fuse_adapter(name)
+                 and any(is_under(imported, "mfusepy") for imported in imports_of(path)))
+    assert not bad, f"mfusepy imported outside the adapter by {bad}"
+
+
+def sessionfs_fs_imports(path: Path, found: dict[str, Path]) -> set[str]:
+    """The ``sessionfs.fs`` modules that ``path`` imports (the package ``__init__`` counts
+    only when it is imported by name)."""
+    return {imported for imported in imports_of(path)
+            if is_under(imported, "sessionfs.fs") and imported in found}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle is not None:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle is not None:
+                return cycle
+    return None
+
+
+def test_fs_modules_form_no_cycle() -> None:
+    found = modules()
+    graph = {name: sessionfs_fs_imports(path, found) - {name}
+             for name, path in found.items() if is_under(name, "sessionfs.fs")}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among fs modules: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
