@@ -36,8 +36,9 @@ def modules() -> dict[str, Path]:
 
 def imports_of(path: Path) -> Iterator[str]:
     """Every module ``path`` imports, wherever the import statement is (module level, under
-    ``if TYPE_CHECKING:``, inside a function). ``from a import b`` yields ``a.b`` as well as
-    ``a``, since ``b`` may be a module."""
+    ``if TYPE_CHECKING:``, inside a function). ``from a import b`` yields ``a.b`` when ``b`` is
+    a module of this package (importing a submodule is not importing its package's
+    ``__init__`` facade), else ``a``, and ``a.b`` too, since ``b`` may be a module elsewhere."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" \
         else module_name(path)
@@ -51,9 +52,16 @@ def imports_of(path: Path) -> Iterator[str]:
                 anchor = package.split(".")
                 anchor = anchor[:len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            for alias in node.names:
-                yield f"{base}.{alias.name}"
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            if not all(_is_package_module(name) for name in names):
+                yield base
+            yield from names
+
+
+def _is_package_module(name: str) -> bool:
+    """Whether ``name`` is a module file or package folder of this repository's package."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def is_under(name: str, prefix: str) -> bool:
