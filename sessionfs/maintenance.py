@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionfs.entry import validate_entry
+from sessionfs.entry import updated_at_ms, validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
 from sessionfs.store import (
@@ -41,13 +41,6 @@ def parse_duration(text: str) -> int:
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
-def _updated_at(entry: Entry) -> float | None:
-    value = entry.get("updatedAt")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
 @dataclass
 class PruneReport:
     removed: list[str] = field(default_factory=list)
@@ -67,13 +60,13 @@ def plan_prune(entries: dict[str, Entry], *, older_than_ms: int | None = None,
     if older_than_ms is not None:
         cutoff = now_ms - older_than_ms
         doomed.update(key for key, entry in entries.items()
-                      if (stamp := _updated_at(entry)) is not None and stamp < cutoff)
+                      if (stamp := updated_at_ms(entry)) is not None and stamp < cutoff)
     if max_entries is not None:
         survivors = [key for key in entries if key not in doomed]
         excess = len(survivors) - max_entries
         if excess > 0:
             def age_rank(key: str) -> tuple[bool, float]:
-                stamp = _updated_at(entries[key])
+                stamp = updated_at_ms(entries[key])
                 return (stamp is not None, stamp if stamp is not None else 0.0)
             doomed.update(sorted(survivors, key=age_rank)[:excess])
     return [key for key in entries if key in doomed]

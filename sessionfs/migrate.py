@@ -35,7 +35,7 @@ from sessionfs.atomic import (
     pid_alive,
     sync_filesystem,
 )
-from sessionfs.entry import validate_entry
+from sessionfs.entry import updated_at_ms, validate_entry
 from sessionfs.errors import (
     InvalidEntry,
     ReadOnlyStore,
@@ -398,8 +398,8 @@ class MergeReport:
 
 
 def _stamp(entry: dict[str, object]) -> float:
-    value = entry.get("updatedAt")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+    stamp = updated_at_ms(entry)
+    return -1.0 if stamp is None else float(stamp)
 
 
 def merge(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
