@@ -29,9 +29,10 @@ import stat
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "Owner", "adopt_owner", "atomic_write", "create_file",
-           "folder_owner", "fsync_dir", "make_dir", "pid_alive", "remove_orphan_temps",
-           "set_mode", "sync_filesystem", "temp_name", "write_all"]
+__all__ = ["DIR_MODE", "FILE_MODE", "TEMP_SUFFIX", "Owner", "adopt_owner", "atomic_write",
+           "create_file", "folder_owner", "fsync_dir", "is_stray_temp", "is_temp_name",
+           "make_dir", "pid_alive", "remove_orphan_temps", "set_mode", "sync_filesystem",
+           "temp_name", "write_all"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,14 @@ def adopt_owner(target: int | Path, owner: Owner) -> None:
                 exc.strerror)
 
 
+# -- the one home of temp-file naming: how a temp name is made and how one is recognised -------
+TEMP_SUFFIX = ".tmp"
+
+
 def temp_name(target: Path) -> Path:
-    """``<target>.<pid>.<uuid>.tmp``: openclaw's own naming, so its orphan cleanup knows ours."""
-    return target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4()}.tmp")
+    """``<target>.<pid>.<uuid>.tmp``: openclaw's own naming, so its orphan cleanup knows ours
+    (and :func:`remove_orphan_temps` knows theirs and the lock's staging file)."""
+    return target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4()}{TEMP_SUFFIX}")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -208,6 +214,12 @@ _TEMP_NAME = re.compile(r".+\.(\d+)\.[0-9a-fA-F-]{32,36}\.tmp")
 def is_temp_name(name: str) -> bool:
     """Whether a file name is one of those temp names (errors name the store instead)."""
     return _TEMP_NAME.fullmatch(name) is not None
+
+
+def is_stray_temp(name: str) -> bool:
+    """Whether a file name has the temp suffix at all: what ``check`` reports as left by an
+    interrupted write (any writer's, not only names :func:`is_temp_name` knows)."""
+    return name.endswith(TEMP_SUFFIX)
 
 
 def pid_alive(pid: int) -> bool:

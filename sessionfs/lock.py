@@ -6,7 +6,7 @@ own sidecar lock (openclaw ``withSessionStoreLock``, research notes §2.3):
 * the lock file is ``<realpath(store dir)>/sessions.json.lock``, mode 0600 whatever the umask,
   owned by the store folder's owner (root locking a user's store leaves a lock the user's
   gateway can read and replace). It appears complete in one step: the payload goes into a
-  private ``sessions.json.lock.<pid>.<hex>.tmp`` that is then hard-linked to the lock name.
+  private ``sessions.json.lock.<pid>.<uuid>.tmp`` that is then hard-linked to the lock name.
   link(2) fails with EEXIST exactly where openclaw's ``O_CREAT|O_EXCL`` does, and nobody ever
   sees the lock empty, so a process killed while locking leaves no half-made lock;
 * on a filesystem without hard links (link(2) fails with EPERM, ENOTSUP, ENOSYS, EMLINK or
@@ -72,14 +72,13 @@ import signal
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from sessionfs.atomic import adopt_owner, folder_owner, set_mode
+from sessionfs.atomic import adopt_owner, folder_owner, set_mode, temp_name
 from sessionfs.errors import LockTimeout
 
 __all__ = [
@@ -628,7 +627,7 @@ class StoreLock:
 
         :raises _NoHardLinks: this filesystem cannot link (nothing was left behind).
         """
-        temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        temp = temp_name(self.path)
         fd = os.open(temp, _CREATE_FLAGS, LOCK_MODE)
         try:
             try:

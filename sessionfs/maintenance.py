@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sessionfs.atomic import is_stray_temp
 from sessionfs.entry import updated_at_ms, validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
@@ -30,7 +31,6 @@ __all__ = ["PruneReport", "check", "differing_entries", "parse_duration", "plan_
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
             "w": 604_800_000, None: 86_400_000}
-_TEMP = re.compile(r".*\.tmp$")
 
 
 def parse_duration(text: str) -> int:
@@ -102,7 +102,7 @@ def _folder_problems(location: StoreLocation) -> Iterator[Problem]:
     if info is not None and info.stale:
         yield Problem("stale lock", location.lock_path, info.reason)
     for item in sorted(location.folder.iterdir()):
-        if item.name.startswith(location.legacy_path.name + ".") and _TEMP.match(item.name):
+        if item.name.startswith(location.legacy_path.name + ".") and is_stray_temp(item.name):
             yield Problem("orphan temp file", item, "left by an interrupted store write")
         elif item.name.startswith(STAGING_PREFIX):
             yield Problem("leftover staging folder", item,

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionfs import jsonfmt, keys
-from sessionfs.atomic import atomic_write, fsync_dir, make_dir, remove_orphan_temps
+from sessionfs.atomic import (
+    atomic_write,
+    fsync_dir,
+    is_stray_temp,
+    make_dir,
+    remove_orphan_temps,
+)
 from sessionfs.entry import serialize_entry, validate_entry
 from sessionfs.errors import (
     InvalidJSON,
@@ -238,7 +244,7 @@ class DirectoryStore(Store):
         for item in self._scan():
             path = Path(item.path)
             if item.name.startswith("."):
-                if item.name.endswith(".tmp"):
+                if is_stray_temp(item.name):
                     yield Problem("stray temp file", path, "left by an interrupted write")
                 continue
             if item.is_symlink():
@@ -258,7 +264,7 @@ class DirectoryStore(Store):
                               "missing or does not match the hashed name")
                 continue
             for child in os.listdir(path):
-                if child.endswith(".tmp"):
+                if is_stray_temp(child):
                     yield Problem("stray temp file", path / child, "left by an interrupted write")
             try:
                 self.read(key)
