@@ -29,9 +29,11 @@ import stat
 import uuid
 from pathlib import Path
 
+from sessionfs.processes import process_alive
+
 __all__ = ["DIR_MODE", "FILE_MODE", "TEMP_SUFFIX", "Owner", "adopt_owner", "atomic_write",
            "create_file", "folder_owner", "fsync_dir", "is_stray_temp", "is_temp_name",
-           "make_dir", "pid_alive", "remove_orphan_temps", "set_mode", "sync_filesystem",
+           "make_dir", "remove_orphan_temps", "set_mode", "sync_filesystem",
            "temp_name", "write_all"]
 
 log = logging.getLogger(__name__)
@@ -222,17 +224,6 @@ def is_stray_temp(name: str) -> bool:
     return name.endswith(TEMP_SUFFIX)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (EPERM: it does, owned by someone else)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
     """Delete temp files in ``directory`` whose writing process is gone; returns them.
 
@@ -246,7 +237,7 @@ def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
         return removed
     for name in names:
         match = _TEMP_NAME.fullmatch(name)
-        if match is None or not name.startswith(prefix) or pid_alive(int(match.group(1))):
+        if match is None or not name.startswith(prefix) or process_alive(int(match.group(1))):
             continue
         path = directory / name
         if path.is_symlink() or path.is_file():

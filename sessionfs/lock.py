@@ -80,6 +80,7 @@ from types import FrameType, TracebackType
 
 from sessionfs.atomic import adopt_owner, folder_owner, set_mode, temp_name
 from sessionfs.errors import LockTimeout
+from sessionfs.processes import process_alive, process_starttime
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -155,45 +156,6 @@ def lock_payload(pid: int, created_at: str, starttime: int | None) -> bytes:
     if starttime is not None:
         record["starttime"] = starttime
     return json.dumps(record, indent=2, ensure_ascii=False).encode()
-
-
-def _proc_stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` from field 3 (state) on, or None when unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # Field 2, the command name, is in parentheses and may itself hold ") " and spaces.
-    _, sep, rest = data.rpartition(b")")
-    if not sep:
-        return None
-    return rest.decode("ascii", "replace").split()
-
-
-def process_starttime(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat`` (clock ticks after boot); None without process or /proc."""
-    fields = _proc_stat_fields(pid)
-    if fields is None or len(fields) < 20:
-        return None
-    try:
-        return int(fields[19])  # field 22 overall; fields[0] is field 3
-    except ValueError:
-        return None
-
-
-def _pid_running(pid: int) -> bool:
-    """Whether ``pid`` names a process that can still hold a lock (a zombie cannot)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except OSError:
-        return True  # unknown: fail closed, never reclaim on a guess
-    fields = _proc_stat_fields(pid)
-    return not (fields and fields[0] in ("Z", "X"))
 
 
 _own_starttime: tuple[int, int | None] | None = None
@@ -302,7 +264,7 @@ def _judge(
     if pid == os.getpid() and not held_here:
         return LockInfo(pid, created_at, starttime, age, True,
                         f"names this process (pid {pid}) but this process does not hold it")
-    if not _pid_running(pid):
+    if not process_alive(pid):
         return LockInfo(pid, created_at, starttime, age, True, f"pid {pid} is not running")
     if starttime is not None:
         live = process_starttime(pid)

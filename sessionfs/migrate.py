@@ -32,7 +32,6 @@ from sessionfs.atomic import (
     folder_owner,
     fsync_dir,
     make_dir,
-    pid_alive,
     sync_filesystem,
 )
 from sessionfs.entry import updated_at_ms, validate_entry
@@ -46,6 +45,7 @@ from sessionfs.errors import (
     StoreNotFound,
 )
 from sessionfs.lock import StoreLock, read_lock_info
+from sessionfs.processes import process_alive
 from sessionfs.store import (
     ROLLED_BACK_PREFIX,
     STAGING_PREFIX,
@@ -115,7 +115,7 @@ def _remove_dead_staging(folder: Path) -> list[Path]:
         if not item.name.startswith(STAGING_PREFIX) or item.is_symlink() or not item.is_dir():
             continue
         owner = item.name[len(STAGING_PREFIX):]
-        if owner.isdigit() and int(owner) != os.getpid() and pid_alive(int(owner)):
+        if owner.isdigit() and int(owner) != os.getpid() and process_alive(int(owner)):
             continue  # a concurrent migration is still staging
         shutil.rmtree(item)
         removed.append(item)
