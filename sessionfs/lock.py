@@ -128,9 +128,11 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 # Paths, payload, processes
 
 
-def lock_path_for(store_dir: os.PathLike[str] | str) -> Path:
-    """``<realpath(store_dir)>/sessions.json.lock``, the path openclaw locks for that store."""
-    return Path(os.path.realpath(store_dir)) / LOCK_NAME
+# -- the one home of the lock path -----------------------------------------------------------
+def lock_path_for(store_dir: os.PathLike[str] | str, store_file: str = "sessions.json") -> Path:
+    """``<realpath(store_dir)>/<store_file>.lock`` (``sessions.json.lock`` by default): the path
+    openclaw locks for the store file ``store_file`` in ``store_dir``, in every file layout."""
+    return Path(os.path.realpath(store_dir)) / f"{store_file}.lock"
 
 
 def _resolve_lock_path(lock_path: os.PathLike[str] | str) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sessionfs import jsonfmt
 from sessionfs.errors import SessionfsError, StoreNotFound
+from sessionfs.lock import lock_path_for
 from sessionfs.store.base import (
     Entry,
     EntryRecord,
@@ -107,7 +108,7 @@ class StoreLocation:
     @property
     def lock_path(self) -> Path:
         """``<realpath(folder)>/sessions.json.lock``, as openclaw derives it, in both layouts."""
-        return Path(os.path.realpath(self.folder)) / f"{self.legacy_path.name}.lock"
+        return lock_path_for(self.folder, self.legacy_path.name)
 
     @property
     def path(self) -> Path:
