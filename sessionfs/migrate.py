@@ -53,6 +53,7 @@ from sessionfs.store import (
     LegacyStore,
     StoreLocation,
     locate_store,
+    same_entries,
     sqlite_generation_db,
 )
 from sessionfs.store.directory import META_FILE
@@ -128,14 +129,6 @@ def _now_ms() -> int:
 
 def _backup_path(location: StoreLocation) -> Path:
     return location.folder / f"{location.legacy_path.name}{BACKUP_INFIX}{_now_ms()}"
-
-
-def _same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
-    legacy_keys = legacy.keys()
-    if set(legacy_keys) != set(directory.keys()):
-        return False
-    return all(legacy.read(key).data == jsonfmt.dumps(directory.read(key).entry)
-               for key in legacy_keys)
 
 
 def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Progress | None
@@ -280,7 +273,7 @@ def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> Migrat
     legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
     directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
     try:
-        same = _same_entries(legacy, directory)
+        same = same_entries(legacy, directory)
     except SessionfsError:
         same = False
     if not same:
