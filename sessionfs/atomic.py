@@ -143,6 +143,7 @@ def create_file(path: Path, data: bytes, owner: Owner) -> None:
         os.close(fd)
 
 
+# -- the one home of the write loop ------------------------------------------------------------
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte (os.write may write less than asked)."""
     view = memoryview(data)

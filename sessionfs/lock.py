@@ -78,7 +78,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from sessionfs.atomic import adopt_owner, folder_owner, set_mode, temp_name
+from sessionfs.atomic import adopt_owner, folder_owner, set_mode, temp_name, write_all
 from sessionfs.errors import LockTimeout
 from sessionfs.processes import process_alive, process_starttime
 
@@ -581,9 +581,7 @@ class StoreLock:
         st = os.fstat(fd)
         if stat.S_IMODE(st.st_mode) != LOCK_MODE:
             set_mode(fd, LOCK_MODE)
-        view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
         return st
 
     def _create_by_link(self, entry: _Entry) -> bool:
