@@ -25,8 +25,6 @@ from pathlib import Path
 
 from sessionfs import jsonfmt, keys
 from sessionfs.atomic import (
-    DIR_MODE,
-    adopt_owner,
     atomic_write,
     create_file,
     folder_owner,
@@ -56,7 +54,7 @@ from sessionfs.store import (
     same_entries,
     sqlite_generation_db,
 )
-from sessionfs.store.directory import META_FILE
+from sessionfs.store.directory import META_FILE, create_session_dir
 from sessionfs.store.legacy import assemble, indent_member
 
 __all__ = [
@@ -144,12 +142,7 @@ def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Pr
             raise FileExistsError(f"{staging}: staging folder exists")
         total = len(entries)
         for number, (key, data) in enumerate(entries, 1):
-            entry_dir = staging / keys.encode(key)
-            os.mkdir(entry_dir, DIR_MODE)
-            adopt_owner(entry_dir, owner)
-            if keys.is_hashed(entry_dir.name):
-                create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
-            create_file(entry_dir / META_FILE, data, owner)
+            create_session_dir(staging, key, data, owner)
             if progress is not None:
                 progress(number, total)
         create_file(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]), owner)
