@@ -29,9 +29,12 @@ import stat
 import uuid
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "Owner", "adopt_owner", "atomic_write", "create_file",
-           "folder_owner", "fsync_dir", "make_dir", "pid_alive", "remove_orphan_temps",
-           "set_mode", "sync_filesystem", "temp_name", "write_all"]
+from sessionfs.processes import process_alive
+
+__all__ = ["DIR_MODE", "FILE_MODE", "TEMP_SUFFIX", "Owner", "adopt_owner", "atomic_write",
+           "create_file", "folder_owner", "fsync_dir", "is_stray_temp", "is_temp_name",
+           "make_dir", "remove_orphan_temps", "set_mode", "sync_filesystem",
+           "temp_name", "write_all"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +93,14 @@ def adopt_owner(target: int | Path, owner: Owner) -> None:
                 exc.strerror)
 
 
+# -- the one home of temp-file naming: how a temp name is made and how one is recognised -------
+TEMP_SUFFIX = ".tmp"
+
+
 def temp_name(target: Path) -> Path:
-    """``<target>.<pid>.<uuid>.tmp``: openclaw's own naming, so its orphan cleanup knows ours."""
-    return target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4()}.tmp")
+    """``<target>.<pid>.<uuid>.tmp``: openclaw's own naming, so its orphan cleanup knows ours
+    (and :func:`remove_orphan_temps` knows theirs and the lock's staging file)."""
+    return target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4()}{TEMP_SUFFIX}")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -135,6 +143,7 @@ def create_file(path: Path, data: bytes, owner: Owner) -> None:
         os.close(fd)
 
 
+# -- the one home of the write loop ------------------------------------------------------------
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte (os.write may write less than asked)."""
     view = memoryview(data)
@@ -210,15 +219,10 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.fullmatch(name) is not None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (EPERM: it does, owned by someone else)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def is_stray_temp(name: str) -> bool:
+    """Whether a file name has the temp suffix at all: what ``check`` reports as left by an
+    interrupted write (any writer's, not only names :func:`is_temp_name` knows)."""
+    return name.endswith(TEMP_SUFFIX)
 
 
 def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
@@ -234,7 +238,7 @@ def remove_orphan_temps(directory: Path, *, prefix: str = "") -> list[Path]:
         return removed
     for name in names:
         match = _TEMP_NAME.fullmatch(name)
-        if match is None or not name.startswith(prefix) or pid_alive(int(match.group(1))):
+        if match is None or not name.startswith(prefix) or process_alive(int(match.group(1))):
             continue
         path = directory / name
         if path.is_symlink() or path.is_file():

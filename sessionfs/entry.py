@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sessionfs import jsonfmt
@@ -19,6 +20,8 @@ __all__ = [
     "SESSION_ID_PATTERN",
     "parse_entry",
     "serialize_entry",
+    "updated_at_from_bytes",
+    "updated_at_ms",
     "validate_entry",
 ]
 
@@ -32,6 +35,33 @@ def _describe(value: Any) -> str:
     kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value))
     return kind or ("a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+# -- the one home of "updatedAt as a number": a JSON number (epoch ms), never a boolean --------
+def _is_number(value: Any) -> bool:
+    """A JSON number as parsed: an int or a float, but not a bool (a Python int subclass)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def updated_at_ms(entry: Mapping[str, Any]) -> float | None:
+    """The entry's ``updatedAt`` (epoch ms) when it is a number, else None."""
+    value = entry.get("updatedAt")
+    return value if _is_number(value) else None
+
+
+# ``updatedAt`` as a top-level member of JSON.stringify(entry, null, 2): two-space indent.
+_UPDATED_AT_MEMBER = re.compile(
+    rb'^  "updatedAt": (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)[,\n]', re.MULTILINE)
+
+
+def updated_at_from_bytes(data: bytes) -> float | None:
+    """``updatedAt`` (ms) of canonical entry bytes without parsing them; None when it is not
+    found there or is negative (a caller then parses the entry)."""
+    found = _UPDATED_AT_MEMBER.search(data)
+    if found is None:
+        return None
+    value = float(found.group(1))
+    return value if value >= 0 else None
 
 
 def validate_entry(entry: Any, *, key: str | None = None) -> None:
@@ -52,7 +82,7 @@ def validate_entry(entry: Any, *, key: str | None = None) -> None:
     if "updatedAt" not in entry:
         raise InvalidEntry("field 'updatedAt' is missing", field="updatedAt", key=key)
     updated_at = entry["updatedAt"]
-    if isinstance(updated_at, bool) or not isinstance(updated_at, int | float):
+    if not _is_number(updated_at):
         raise InvalidEntry(
             f"field 'updatedAt' must be a number (epoch ms), not {_describe(updated_at)}",
             field="updatedAt", key=key)

@@ -6,7 +6,7 @@ own sidecar lock (openclaw ``withSessionStoreLock``, research notes §2.3):
 * the lock file is ``<realpath(store dir)>/sessions.json.lock``, mode 0600 whatever the umask,
   owned by the store folder's owner (root locking a user's store leaves a lock the user's
   gateway can read and replace). It appears complete in one step: the payload goes into a
-  private ``sessions.json.lock.<pid>.<hex>.tmp`` that is then hard-linked to the lock name.
+  private ``sessions.json.lock.<pid>.<uuid>.tmp`` that is then hard-linked to the lock name.
   link(2) fails with EEXIST exactly where openclaw's ``O_CREAT|O_EXCL`` does, and nobody ever
   sees the lock empty, so a process killed while locking leaves no half-made lock;
 * on a filesystem without hard links (link(2) fails with EPERM, ENOTSUP, ENOSYS, EMLINK or
@@ -72,15 +72,15 @@ import signal
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from sessionfs.atomic import adopt_owner, folder_owner, set_mode
+from sessionfs.atomic import adopt_owner, folder_owner, set_mode, temp_name, write_all
 from sessionfs.errors import LockTimeout
+from sessionfs.processes import process_alive, process_starttime
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -128,9 +128,11 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 # Paths, payload, processes
 
 
-def lock_path_for(store_dir: os.PathLike[str] | str) -> Path:
-    """``<realpath(store_dir)>/sessions.json.lock``, the path openclaw locks for that store."""
-    return Path(os.path.realpath(store_dir)) / LOCK_NAME
+# -- the one home of the lock path -----------------------------------------------------------
+def lock_path_for(store_dir: os.PathLike[str] | str, store_file: str = "sessions.json") -> Path:
+    """``<realpath(store_dir)>/<store_file>.lock`` (``sessions.json.lock`` by default): the path
+    openclaw locks for the store file ``store_file`` in ``store_dir``, in every file layout."""
+    return Path(os.path.realpath(store_dir)) / f"{store_file}.lock"
 
 
 def _resolve_lock_path(lock_path: os.PathLike[str] | str) -> Path:
@@ -156,45 +158,6 @@ def lock_payload(pid: int, created_at: str, starttime: int | None) -> bytes:
     if starttime is not None:
         record["starttime"] = starttime
     return json.dumps(record, indent=2, ensure_ascii=False).encode()
-
-
-def _proc_stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` from field 3 (state) on, or None when unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # Field 2, the command name, is in parentheses and may itself hold ") " and spaces.
-    _, sep, rest = data.rpartition(b")")
-    if not sep:
-        return None
-    return rest.decode("ascii", "replace").split()
-
-
-def process_starttime(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat`` (clock ticks after boot); None without process or /proc."""
-    fields = _proc_stat_fields(pid)
-    if fields is None or len(fields) < 20:
-        return None
-    try:
-        return int(fields[19])  # field 22 overall; fields[0] is field 3
-    except ValueError:
-        return None
-
-
-def _pid_running(pid: int) -> bool:
-    """Whether ``pid`` names a process that can still hold a lock (a zombie cannot)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except OSError:
-        return True  # unknown: fail closed, never reclaim on a guess
-    fields = _proc_stat_fields(pid)
-    return not (fields and fields[0] in ("Z", "X"))
 
 
 _own_starttime: tuple[int, int | None] | None = None
@@ -303,7 +266,7 @@ def _judge(
     if pid == os.getpid() and not held_here:
         return LockInfo(pid, created_at, starttime, age, True,
                         f"names this process (pid {pid}) but this process does not hold it")
-    if not _pid_running(pid):
+    if not process_alive(pid):
         return LockInfo(pid, created_at, starttime, age, True, f"pid {pid} is not running")
     if starttime is not None:
         live = process_starttime(pid)
@@ -618,9 +581,7 @@ class StoreLock:
         st = os.fstat(fd)
         if stat.S_IMODE(st.st_mode) != LOCK_MODE:
             set_mode(fd, LOCK_MODE)
-        view = memoryview(lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, lock_payload(os.getpid(), iso_timestamp(), _my_starttime()))
         return st
 
     def _create_by_link(self, entry: _Entry) -> bool:
@@ -628,7 +589,7 @@ class StoreLock:
 
         :raises _NoHardLinks: this filesystem cannot link (nothing was left behind).
         """
-        temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        temp = temp_name(self.path)
         fd = os.open(temp, _CREATE_FLAGS, LOCK_MODE)
         try:
             try:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionfs.entry import validate_entry
+from sessionfs.atomic import is_stray_temp
+from sessionfs.entry import updated_at_ms, validate_entry
 from sessionfs.errors import InvalidEntry, SessionfsError, UsageError
 from sessionfs.lock import read_lock_info
 from sessionfs.store import (
@@ -30,7 +31,6 @@ __all__ = ["PruneReport", "check", "differing_entries", "parse_duration", "plan_
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
             "w": 604_800_000, None: 86_400_000}
-_TEMP = re.compile(r".*\.tmp$")
 
 
 def parse_duration(text: str) -> int:
@@ -39,13 +39,6 @@ def parse_duration(text: str) -> int:
     if match is None:
         raise UsageError(f"bad duration {text!r}: use a number with ms, s, m, h, d or w (30d)")
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
-
-
-def _updated_at(entry: Entry) -> float | None:
-    value = entry.get("updatedAt")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
 
 
 @dataclass
@@ -67,13 +60,13 @@ def plan_prune(entries: dict[str, Entry], *, older_than_ms: int | None = None,
     if older_than_ms is not None:
         cutoff = now_ms - older_than_ms
         doomed.update(key for key, entry in entries.items()
-                      if (stamp := _updated_at(entry)) is not None and stamp < cutoff)
+                      if (stamp := updated_at_ms(entry)) is not None and stamp < cutoff)
     if max_entries is not None:
         survivors = [key for key in entries if key not in doomed]
         excess = len(survivors) - max_entries
         if excess > 0:
             def age_rank(key: str) -> tuple[bool, float]:
-                stamp = _updated_at(entries[key])
+                stamp = updated_at_ms(entries[key])
                 return (stamp is not None, stamp if stamp is not None else 0.0)
             doomed.update(sorted(survivors, key=age_rank)[:excess])
     return [key for key in entries if key in doomed]
@@ -109,7 +102,7 @@ def _folder_problems(location: StoreLocation) -> Iterator[Problem]:
     if info is not None and info.stale:
         yield Problem("stale lock", location.lock_path, info.reason)
     for item in sorted(location.folder.iterdir()):
-        if item.name.startswith(location.legacy_path.name + ".") and _TEMP.match(item.name):
+        if item.name.startswith(location.legacy_path.name + ".") and is_stray_temp(item.name):
             yield Problem("orphan temp file", item, "left by an interrupted store write")
         elif item.name.startswith(STAGING_PREFIX):
             yield Problem("leftover staging folder", item,

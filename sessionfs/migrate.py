@@ -25,17 +25,14 @@ from pathlib import Path
 
 from sessionfs import jsonfmt, keys
 from sessionfs.atomic import (
-    DIR_MODE,
-    adopt_owner,
     atomic_write,
     create_file,
     folder_owner,
     fsync_dir,
     make_dir,
-    pid_alive,
     sync_filesystem,
 )
-from sessionfs.entry import validate_entry
+from sessionfs.entry import updated_at_ms, validate_entry
 from sessionfs.errors import (
     InvalidEntry,
     ReadOnlyStore,
@@ -46,6 +43,7 @@ from sessionfs.errors import (
     StoreNotFound,
 )
 from sessionfs.lock import StoreLock, read_lock_info
+from sessionfs.processes import process_alive
 from sessionfs.store import (
     ROLLED_BACK_PREFIX,
     STAGING_PREFIX,
@@ -53,9 +51,10 @@ from sessionfs.store import (
     LegacyStore,
     StoreLocation,
     locate_store,
+    same_entries,
     sqlite_generation_db,
 )
-from sessionfs.store.directory import META_FILE
+from sessionfs.store.directory import META_FILE, create_session_dir
 from sessionfs.store.legacy import assemble, indent_member
 
 __all__ = [
@@ -115,7 +114,7 @@ def _remove_dead_staging(folder: Path) -> list[Path]:
         if not item.name.startswith(STAGING_PREFIX) or item.is_symlink() or not item.is_dir():
             continue
         owner = item.name[len(STAGING_PREFIX):]
-        if owner.isdigit() and int(owner) != os.getpid() and pid_alive(int(owner)):
+        if owner.isdigit() and int(owner) != os.getpid() and process_alive(int(owner)):
             continue  # a concurrent migration is still staging
         shutil.rmtree(item)
         removed.append(item)
@@ -128,14 +127,6 @@ def _now_ms() -> int:
 
 def _backup_path(location: StoreLocation) -> Path:
     return location.folder / f"{location.legacy_path.name}{BACKUP_INFIX}{_now_ms()}"
-
-
-def _same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
-    legacy_keys = legacy.keys()
-    if set(legacy_keys) != set(directory.keys()):
-        return False
-    return all(legacy.read(key).data == jsonfmt.dumps(directory.read(key).entry)
-               for key in legacy_keys)
 
 
 def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Progress | None
@@ -151,12 +142,7 @@ def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Pr
             raise FileExistsError(f"{staging}: staging folder exists")
         total = len(entries)
         for number, (key, data) in enumerate(entries, 1):
-            entry_dir = staging / keys.encode(key)
-            os.mkdir(entry_dir, DIR_MODE)
-            adopt_owner(entry_dir, owner)
-            if keys.is_hashed(entry_dir.name):
-                create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
-            create_file(entry_dir / META_FILE, data, owner)
+            create_session_dir(staging, key, data, owner)
             if progress is not None:
                 progress(number, total)
         create_file(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]), owner)
@@ -280,7 +266,7 @@ def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> Migrat
     legacy = LegacyStore(location.legacy_path, lock_path=location.lock_path)
     directory = DirectoryStore(location.directory_path, lock_path=location.lock_path)
     try:
-        same = _same_entries(legacy, directory)
+        same = same_entries(legacy, directory)
     except SessionfsError:
         same = False
     if not same:
@@ -398,8 +384,8 @@ class MergeReport:
 
 
 def _stamp(entry: dict[str, object]) -> float:
-    value = entry.get("updatedAt")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+    stamp = updated_at_ms(entry)
+    return -1.0 if stamp is None else float(stamp)
 
 
 def merge(path: str | os.PathLike[str] | None = None, *, dry_run: bool = False,

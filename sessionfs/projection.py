@@ -163,7 +163,6 @@ def with_session_file(entry: Entry, path: str) -> Entry:
     return _before_trailing(entry, [("sessionFile", path)])
 
 
-_INDEX_KEY_LINE = re.compile(rb'\n *+"(?:0|[1-9][0-9]{0,9})": ')
 _TOP_KEY = b'\n  "'
 
 
@@ -176,7 +175,7 @@ def _is_canonical(entry: Entry, data: bytes) -> bool:
         same = orjson.dumps(entry, option=orjson.OPT_INDENT_2) == data
     except TypeError:
         return False
-    return same and _INDEX_KEY_LINE.search(data) is None and numbers_like_javascript(data)
+    return same and not jsonfmt.has_index_key_member(data) and numbers_like_javascript(data)
 
 
 def _splice_session_file(entry: Entry, data: bytes, path: str) -> bytes | None:

@@ -1,8 +1,9 @@
 """Which module may import which: the layering the README describes, checked by reading the
 source (``ast``, no import, no mount).
 
-* The store and the library (``sessionfs/store/*``, atomic, lock, keys, jsonfmt, entry, migrate,
-  maintenance, projection, state, errors) know nothing of the filesystem, the CLI or mfusepy.
+* The store and the library (``sessionfs/store/*``, atomic, lock, processes, keys, jsonfmt,
+  entry, migrate, maintenance, projection, state, errors) know nothing of the filesystem, the
+  CLI or mfusepy.
 * Only the FUSE adapter (modules under ``sessionfs/fs/`` named ``operations*`` or ``fuse*``)
   imports mfusepy.
 * The modules of ``sessionfs/fs/`` import one way: no cycle, counting every import, also those
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
-LIBRARY = ("atomic", "lock", "keys", "jsonfmt", "entry", "migrate", "maintenance", "projection",
-           "state", "errors")
+LIBRARY = ("atomic", "lock", "processes", "keys", "jsonfmt", "entry", "migrate", "maintenance",
+           "projection", "state", "errors")
 FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sessionfs import keys
+from sessionfs.entry import updated_at_from_bytes
 from sessionfs.errors import InvalidKey, SessionNotFound
 from sessionfs.fs.paths import DIR_MODE
-from sessionfs.fs.probe import MISSING, StoreProbe, updated_at_of
+from sessionfs.fs.probe import MISSING, StoreProbe
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["SessionIndex", "SessionMeta"]
@@ -228,7 +229,7 @@ class SessionIndex:
             return found
         assert isinstance(found, tuple)
         data, mtime_ns, token = found
-        updated = updated_at_of(data)
+        updated = updated_at_from_bytes(data)
         if updated is None:
             return None
         return SessionMeta(self._shown_size(key, data), mtime_ns, int(updated * 1_000_000),

@@ -19,12 +19,11 @@ cannot hide behind it.
 
 from __future__ import annotations
 
-import re
 import time
 
 from sessionfs.store.base import MISSING, Store
 
-__all__ = ["MISSING", "StoreProbe", "updated_at_of"]
+__all__ = ["MISSING", "StoreProbe"]
 
 
 #: A fingerprint (an mtime) younger than this may still change without changing its value.
@@ -86,17 +85,3 @@ class StoreProbe:
         if self._interval > 0 and self.store.token_is_versioned(fingerprint):
             return fingerprint  # data_version moves with every commit: no clock tick to wait
         return fingerprint if self.settled(fingerprint) else None
-
-
-# ``updatedAt`` as a top-level member of JSON.stringify(entry, null, 2): two-space indent.
-_UPDATED_AT = re.compile(rb'^  "updatedAt": (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)[,\n]',
-                         re.MULTILINE)
-
-
-def updated_at_of(data: bytes) -> float | None:
-    """``updatedAt`` (ms) of canonical entry bytes without parsing them, or None."""
-    found = _UPDATED_AT.search(data)
-    if found is None:
-        return None
-    value = float(found.group(1))
-    return value if value >= 0 else None

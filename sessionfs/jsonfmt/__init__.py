@@ -21,7 +21,13 @@ from __future__ import annotations
 
 from sessionfs.jsonfmt.encode import _fast as _fast
 from sessionfs.jsonfmt.encode import _stringify_pure as _stringify_pure
-from sessionfs.jsonfmt.encode import dumps, stringify
+from sessionfs.jsonfmt.encode import (
+    dumps,
+    has_index_key_member,
+    in_js_key_order,
+    is_array_index,
+    stringify,
+)
 from sessionfs.jsonfmt.numbers import fix_numbers_compact, fix_numbers_indented, js_float
 from sessionfs.jsonfmt.parse import loads, parse_document
 from sessionfs.jsonfmt.syntax import DEFAULT_MAX_DEPTH, PrefixChecker
@@ -31,4 +37,5 @@ _fix_numbers_compact = fix_numbers_compact
 _fix_numbers_indented = fix_numbers_indented
 _js_float = js_float
 
-__all__ = ["DEFAULT_MAX_DEPTH", "PrefixChecker", "dumps", "loads", "parse_document", "stringify"]
+__all__ = ["DEFAULT_MAX_DEPTH", "PrefixChecker", "dumps", "has_index_key_member", "in_js_key_order",
+           "is_array_index", "loads", "parse_document", "stringify"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Iterable
 from json.encoder import encode_basestring as _encode_basestring  # C accelerated
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -18,7 +19,10 @@ from sessionfs.jsonfmt.numbers import (
     js_int,
 )
 
-__all__ = ["dumps", "stringify"]
+__all__ = ["dumps", "has_index_key_member", "in_js_key_order", "is_array_index", "stringify"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _MAX_ARRAY_INDEX = 2**32 - 2
 
@@ -44,24 +48,34 @@ def _fix_surrogates(text: str) -> str:
     return _SURROGATES.sub(_fix_surrogate, text)
 
 
-def _is_array_index(key: str) -> bool:
+# -- the one home of JavaScript key order: array-index keys first, ascending, then the rest in
+# -- insertion order (``OrdinaryOwnPropertyKeys``); an array index is a canonical integer < 2**32-1.
+def is_array_index(key: str) -> bool:
+    """Whether JavaScript treats the property name ``key`` as an array index."""
     return _INDEX_KEY.fullmatch(key) is not None and int(key) <= _MAX_ARRAY_INDEX
 
 
-def _js_items(d: dict[Any, Any]) -> list[tuple[Any, Any]]:
-    """Items in JavaScript property order: array indices ascending, then insertion order."""
-    items = list(d.items())
+def in_js_key_order(items: Iterable[tuple[K, V]]) -> list[tuple[K, V]]:
+    """``(key, value)`` pairs in JavaScript property order: array indices ascending, then the
+    other keys in the order given (``JSON.stringify`` and ``Object.keys`` order)."""
+    items = list(items)
     index_keys = [
         kv
         for kv in items
-        if isinstance(kv[0], str) and kv[0][:1].isdigit() and _is_array_index(kv[0])
+        if isinstance(kv[0], str) and kv[0][:1].isdigit() and is_array_index(kv[0])
     ]
     if not index_keys:
         return items
-    index_keys.sort(key=lambda kv: int(kv[0]))
+    index_keys.sort(key=lambda kv: int(cast(str, kv[0])))
     return index_keys + [
-        kv for kv in items if not (isinstance(kv[0], str) and _is_array_index(kv[0]))
+        kv for kv in items if not (isinstance(kv[0], str) and is_array_index(kv[0]))
     ]
+
+
+def has_index_key_member(indented: bytes) -> bool:
+    """Whether 2-space-indented JSON text has a member whose key may be an array index (so
+    JavaScript may order it differently from the text); see ``_INDEX_KEY_INDENTED``."""
+    return _INDEX_KEY_INDENTED.search(indented) is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +176,7 @@ def _encode(value: Any, gap: str, fast: bool = True) -> str:
                 if not value:
                     emit("{}")
                 else:
-                    items = _js_items(value)
+                    items = in_js_key_order(value.items())
                     for key, _ in items:
                         if not isinstance(key, str):
                             raise TypeError(f"keys must be str, not {type(key).__name__}")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sessionfs import jsonfmt
 from sessionfs.errors import SessionfsError, StoreNotFound
+from sessionfs.lock import lock_path_for
 from sessionfs.store.base import (
     Entry,
     EntryRecord,
@@ -63,6 +64,7 @@ __all__ = [
     "locate_store",
     "open_store",
     "reappeared_legacy",
+    "same_entries",
     "sqlite_generation_db",
 ]
 
@@ -107,7 +109,7 @@ class StoreLocation:
     @property
     def lock_path(self) -> Path:
         """``<realpath(folder)>/sessions.json.lock``, as openclaw derives it, in both layouts."""
-        return Path(os.path.realpath(self.folder)) / f"{self.legacy_path.name}.lock"
+        return lock_path_for(self.folder, self.legacy_path.name)
 
     @property
     def path(self) -> Path:
@@ -258,6 +260,7 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
 
 
 # -- a sessions.json beside a live sessions.d (a legacy-era gateway still writing) ------------
+# The one home of the legacy-vs-directory comparison: differing_entries and same_entries.
 def reappeared_legacy(location: StoreLocation) -> Problem | None:
     """A sessions.json beside a live sessions.d (a legacy-era gateway still writing), or None."""
     if location.layout != "directory":
@@ -297,6 +300,13 @@ def legacy_beside(location: StoreLocation, directory: DirectoryStore) -> Iterato
     else:
         yield Problem("sessions.json beside sessions.d", location.legacy_path,
                       "holds the same sessions as sessions.d; 'sessionfs merge' moves it aside")
+
+
+def same_entries(legacy: LegacyStore, directory: DirectoryStore) -> bool:
+    """Whether both hold exactly the same sessions, each entry byte for byte as sessions.json
+    has it (a migration's unfinished backup rename, rather than a file a gateway wrote since)."""
+    return set(legacy.keys()) == set(directory.keys()) and not differing_entries(legacy,
+                                                                                 directory)
 
 
 def differing_entries(legacy: LegacyStore, directory: DirectoryStore) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sessionfs import keys
+from sessionfs.entry import updated_at_ms
 from sessionfs.errors import (
     InvalidKey,
     InvalidName,
@@ -45,10 +46,7 @@ class EntryRecord:
 
     @property
     def updated_at(self) -> float | None:
-        value = self.entry.get("updatedAt")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return value
+        return updated_at_ms(self.entry)
 
 
 @dataclass(slots=True)

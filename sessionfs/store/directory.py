@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionfs import jsonfmt, keys
-from sessionfs.atomic import atomic_write, fsync_dir, make_dir, remove_orphan_temps
+from sessionfs.atomic import (
+    DIR_MODE,
+    Owner,
+    adopt_owner,
+    atomic_write,
+    create_file,
+    fsync_dir,
+    is_stray_temp,
+    make_dir,
+    remove_orphan_temps,
+)
 from sessionfs.entry import serialize_entry, validate_entry
 from sessionfs.errors import (
     InvalidJSON,
@@ -37,7 +47,7 @@ from sessionfs.errors import (
 from sessionfs.lock import StoreLock
 from sessionfs.store.base import MISSING, Entry, EntryRecord, Mutator, Store, UpdateSummary
 
-__all__ = ["META_FILE", "DirectoryStore", "Problem"]
+__all__ = ["META_FILE", "DirectoryStore", "Problem", "create_session_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +248,7 @@ class DirectoryStore(Store):
         for item in self._scan():
             path = Path(item.path)
             if item.name.startswith("."):
-                if item.name.endswith(".tmp"):
+                if is_stray_temp(item.name):
                     yield Problem("stray temp file", path, "left by an interrupted write")
                 continue
             if item.is_symlink():
@@ -258,7 +268,7 @@ class DirectoryStore(Store):
                               "missing or does not match the hashed name")
                 continue
             for child in os.listdir(path):
-                if child.endswith(".tmp"):
+                if is_stray_temp(child):
                     yield Problem("stray temp file", path / child, "left by an interrupted write")
             try:
                 self.read(key)
@@ -417,3 +427,20 @@ class DirectoryStore(Store):
                     self._delete_locked(key)
                     summary.deleted.append(key)
             return summary
+
+
+# -- the one home of the directory layout's write: DirectoryStore writes a live store in place
+# -- (_write_locked); create_session_dir lays a session into a folder nobody reads yet.
+def create_session_dir(root: Path, key: str, data: bytes, owner: Owner) -> None:
+    """``<root>/<encoded key>/meta.json`` (and a hashed name's ``key`` file), all new and owned
+    by ``owner``: no temp file and no fsync, for a private staging folder (a migration's) that
+    is verified and synced whole before it becomes ``sessions.d``.
+
+    :raises FileExistsError: the session's folder is already there.
+    """
+    entry_dir = root / keys.encode(key)
+    os.mkdir(entry_dir, DIR_MODE)
+    adopt_owner(entry_dir, owner)
+    if keys.is_hashed(entry_dir.name):
+        create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
+    create_file(entry_dir / META_FILE, data, owner)

@@ -36,11 +36,6 @@ __all__ = ["LegacyStore", "assemble", "indent_member"]
 _MEMBER_MARK = b'\n  "'
 # A top-level key literal followed by ': ' (the key's own escapes included).
 _KEY_LITERAL = re.compile(rb'"((?:[^"\\\n]|\\.)*)": ')
-_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
-
-
-def _is_array_index(key: str) -> bool:
-    return bool(_ARRAY_INDEX.fullmatch(key)) and int(key) < 2**32 - 1
 
 
 def indent_member(entry_data: bytes) -> bytes:
@@ -53,12 +48,9 @@ def assemble(members: Iterable[tuple[str, bytes]]) -> bytes:
 
     JavaScript puts integer-like property names first in numeric order; we follow.
     """
-    members = list(members)
+    members = jsonfmt.in_js_key_order(members)
     if not members:
         return b"{}"
-    if any(_is_array_index(key) for key, _ in members):
-        index_like = sorted((m for m in members if _is_array_index(m[0])), key=lambda m: int(m[0]))
-        members = index_like + [m for m in members if not _is_array_index(m[0])]
     parts = [b"{"]
     for position, (key, piece) in enumerate(members):
         parts.append(b'\n  ' if position == 0 else b',\n  ')
@@ -125,7 +117,7 @@ def _split_members(raw: bytes) -> dict[str, bytes] | None:
             key = jsonfmt.loads(b'"' + match.group(1) + b'"')
         except InvalidJSON:
             return None
-        if key in pieces or _is_array_index(key):
+        if key in pieces or jsonfmt.is_array_index(key):
             return None  # duplicates and JS-reordered keys: let the full parse decide
         pieces[key] = raw[match.end():end]
     return pieces
