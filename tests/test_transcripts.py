@@ -95,3 +95,31 @@ def test_a_page_refill_reads_only_that_page_and_streaming_reads_ahead() -> None:
     assert first + second == source.read(0, 256 << 10)
     assert source.asked[0] == (0, READ_AHEAD)  # the second request came from the read-ahead
     assert len(source.asked) == 2
+
+
+def test_concurrent_streaming_reads_fetch_each_block_once() -> None:
+    """The kernel's readahead sends several 256 KiB READs at once to different worker threads;
+    those inside one block wait for its fetch (a 200 MB cold read asked the store for 354 MiB
+    before, 201 MiB now)."""
+    import threading
+    import time
+
+    class SlowSource(_CountingSource):
+        def read(self, offset: int, size: int) -> bytes:
+            time.sleep(0.05)
+            return super().read(offset, size)
+
+    source = SlowSource(3 << 20)
+    leaf = TranscriptLeaf.__new__(TranscriptLeaf)
+    handle = TranscriptHandle(leaf, "agent:main:main", source, keep_cache=True)
+    quarter = READ_AHEAD // 4
+    got: dict[int, bytes] = {}
+    threads = [threading.Thread(target=lambda at=at: got.__setitem__(at, handle.read(quarter, at)))
+               for at in range(0, 2 * READ_AHEAD, quarter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(source.asked) == [(0, READ_AHEAD), (READ_AHEAD, READ_AHEAD)]
+    expected = _CountingSource(3 << 20).read(0, 2 * READ_AHEAD)
+    assert b"".join(got[at] for at in sorted(got)) == expected
