@@ -60,7 +60,7 @@ import sys
 
 import bench_state
 from bench_mount import MountBench, daemon_main, floorfs_main
-from bench_sqlite import SqliteBench
+from bench_sqlite import SqliteBench, floorfile_main
 from bench_store import StoreBench, worker_main
 
 
@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     floorfs.add_argument("count", type=int)
     floorfs.add_argument("mountpoint")
     floorfs.add_argument("--single", action="store_true")
+    floorfile = commands.add_parser("_floorfile", help=argparse.SUPPRESS)
+    floorfile.add_argument("source")
+    floorfile.add_argument("mountpoint")
     daemon = commands.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("mode", choices=["count", "cprofile"])
     daemon.add_argument("folder")
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args.spec)
     if args.command == "_floorfs":
         return floorfs_main(args.count, args.mountpoint, args.single)
+    if args.command == "_floorfile":
+        return floorfile_main(args.source, args.mountpoint)
     if args.command == "_daemon":
         return daemon_main(args.mode, args.folder, args.rest)
     if args.command == "store":

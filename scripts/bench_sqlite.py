@@ -10,12 +10,14 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from bench_common import (
+    BENCH,
     MB,
     META,
     RESULTS,
@@ -309,6 +311,18 @@ class SqliteBench:
                 read_path(on_disk)  # warm
                 disk.append(timed(lambda: read_path(on_disk))[0])
                 repeat.append(timed(lambda: read_path(path))[0])
+        floor_first, floor_repeat, floor_disk = [], [], []
+        floor_mount = self.mount_root / "mnt-floor-file"
+        say(f"mounting the do-nothing file system (one file) at {floor_mount} ...")
+        command = [sys.executable, str(BENCH), "_floorfile", str(on_disk), str(floor_mount)]
+        with Mount(agent, floor_mount, RESULTS / "daemon-floor-file.log", command=command):
+            floor_path = floor_mount / "transcript.jsonl"
+            for _ in range(self.passes):
+                drop_page_cache(floor_path)
+                floor_first.append(timed(lambda: read_path(floor_path))[0])
+                read_path(on_disk)
+                floor_disk.append(timed(lambda: read_path(on_disk))[0])
+                floor_repeat.append(timed(lambda: read_path(floor_path))[0])
         note = f"{size / MB:.0f} MiB, {zstd_share:.1%} of events zstd-compressed"
         self.add(Row("transcript: store floor (sqlite3 + one Python loop)", label, "sqlite",
                      "s", floor, note=note))
@@ -321,6 +335,15 @@ class SqliteBench:
                      "s", repeat))
         self.add(Row("transcript: repeat read / warm file (best-of)", label, "sqlite", "x",
                      [min(repeat) / min(disk)], Target(1.5, "value", "<= 1.50x")))
+        self.add(Row("transcript: do-nothing mfusepy file, first read", label, "floor", "s",
+                     floor_first, note="the same bytes by pread from the disk copy; what any "
+                     "Python FUSE file costs here (no target)"))
+        self.add(Row("transcript: do-nothing mfusepy file, repeat read", label, "floor", "s",
+                     floor_repeat))
+        self.add(Row("transcript: do-nothing mfusepy file, repeat / warm file (best-of)", label,
+                     "floor", "x", [min(floor_repeat) / min(floor_disk)],
+                     note="the kernel's FUSE page cache holds 4 KiB pages (ext4: large folios) "
+                     "and evicted pages come back through the daemon"))
         self.add(Row("transcript: daemon RSS above idle during the first read", label,
                      "sqlite", "MB", rss, Target(150, "max", "max <= 150 MB"),
                      note="VmRSS sampled every 20 ms"))
@@ -370,6 +393,47 @@ class SqliteBench:
             Target(self.timeout + 0.2, "max", f"max <= {self.timeout + 0.2:.1f} s"),
             note="entry label changed by a separate sqlite3 connection; meta.json re-opened "
             "every 5 ms until it shows"))
+
+
+def floorfile_main(source: str, mountpoint: str) -> int:
+    """A do-nothing mfusepy filesystem holding one read-only file, ``/transcript.jsonl``, read
+    with ``pread`` from ``source`` and kept in the page cache between opens (``keep_cache``),
+    with sessionfs's threads and timeouts: what any Python FUSE file costs here."""
+    import errno
+    import stat
+
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+    import mfusepy
+
+    fd = os.open(source, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+
+    class FloorFile(mfusepy.Operations):
+        use_ns = True
+
+        def getattr(self, path: str, fh: object = None) -> dict[str, int]:
+            if path == "/":
+                return {"st_mode": stat.S_IFDIR | 0o700, "st_nlink": 2}
+            if path == "/transcript.jsonl":
+                return {"st_mode": stat.S_IFREG | 0o400, "st_nlink": 1, "st_size": size}
+            raise mfusepy.FuseOSError(errno.ENOENT)
+
+        def readdir(self, path: str, fh: int) -> list[str]:
+            return [".", "..", "transcript.jsonl"]
+
+        def open(self, path: str, fi: object) -> int:
+            fi.keep_cache = 1  # type: ignore[attr-defined]
+            return 0
+
+        def read(self, path: str, length: int, offset: int, fh: object) -> bytes:
+            return os.pread(fd, length, offset)
+
+    from sessionfs.fs.fuse_glue import PinnedFUSE  # ctypes' thread states fixed, as sessionfs
+
+    PinnedFUSE(FloorFile(), mountpoint, foreground=True, nothreads=False, raw_fi=True,
+               entry_timeout=1.0, attr_timeout=1.0, negative_timeout=0,
+               default_permissions=True, ro=True)
+    return 0
 
 
 def _compressed_share(db: Path, session_id: str) -> float:

@@ -351,27 +351,35 @@ DEMO_SESSIONS = 300
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the demo store (once), mount it, and show it with ordinary tools."""
+    """Generate the demo store (once), mount it, and show it with ordinary tools.
+
+    By default the store is of the generation most openclaw users have (SQLite, read-only);
+    ``--legacy`` shows the file era, where meta.json can be edited."""
     import shlex
     import subprocess
 
-    from sessionfs.demo import generate_entries, write_legacy_store
     from sessionfs.fs.mount import MountOptions, is_mounted, mount, unmount
 
     folder = Path(args.positionals[0] if args.positionals else "demo")
-    store_folder, mountpoint = folder / "sessions", folder / "mnt"
-    if getattr(args, "sqlite", False):  # the SQLite generation (openclaw >= 2026.8.1)
+    legacy = bool(getattr(args, "legacy", False))
+    mountpoint = folder / "mnt"
+    if legacy:
+        from sessionfs.demo import generate_entries, write_legacy_store
+
+        store_folder = folder / "sessions"
+        if (not (store_folder / LEGACY_NAME).exists()
+                and not (store_folder / DIRECTORY_NAME).exists()):
+            write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
+            print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
+                  f"{store_folder / 'sessions.json'}")
+    else:  # the SQLite generation (openclaw >= 2026.8.1)
         from sessionfs.demo_sqlite import generate_sqlite_store
 
         store_folder = folder / "state" / "agents" / "main"
         if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
-            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30)
+            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30,
+                                       agent="main")
             print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
-    elif (not (store_folder / LEGACY_NAME).exists()
-          and not (store_folder / DIRECTORY_NAME).exists()):
-        write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
-        print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
-              f"{store_folder / 'sessions.json'}")
     mountpoint.mkdir(parents=True, exist_ok=True)
     if is_mounted(mountpoint):
         unmount(mountpoint)
@@ -379,18 +387,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if code:
         return code
     first = sorted(p.name for p in mountpoint.iterdir() if not p.name.startswith("."))[0]
-    tour = [f"ls -lt {mountpoint} | head -6",
-            f"cat {mountpoint / first / 'meta.json'}",
-            f"grep -rl '\"lastChannel\": \"telegram\"' {mountpoint} | wc -l",
-            f"jq -r .model {mountpoint}/*/meta.json | sort | uniq -c",
-            f"cat {mountpoint / '.sessionfs' / 'status'}"]
+    meta = shlex.quote(str(mountpoint / first / "meta.json"))
+    root = shlex.quote(str(mountpoint))
+    if legacy:
+        tour = [f"ls -lt {root} | head -6",
+                f"cat {meta}",
+                f"grep -rl '\"lastChannel\": \"telegram\"' {root} | wc -l",
+                f"jq -r .model {root}/*/meta.json | sort | uniq -c",
+                f"cat {root}/.sessionfs/status"]
+    else:
+        transcript = shlex.quote(str(mountpoint / first / "transcript.jsonl"))
+        tour = [f"ls -lt {root} | head -6",
+                f"cat {meta}",
+                f"head -c 300 {transcript}; echo",
+                f"grep -rl --include=transcript.jsonl 'Einkaufsliste' {root} | wc -l",
+                f"jq -r .model {root}/*/meta.json | sort | uniq -c",
+                f"cat {root}/.sessionfs/status",
+                f"touch {meta}"]
     for command in tour:
         print(f"\n$ {command}", flush=True)
         subprocess.run(["bash", "-c", command], check=False)
     quoted = shlex.quote(str(mountpoint))
-    print(f"\nThe demo store is mounted at {mountpoint}: edit any meta.json with vim, nano, "
-          f"sed -i or jq; invalid JSON is refused.\nUnmount with: sessionfs umount "
-          f"{quoted}")
+    if legacy:
+        print(f"\nThe demo store is mounted at {mountpoint}: edit any meta.json with vim, nano, "
+              f"sed -i or jq; invalid JSON is refused.\nUnmount with: sessionfs umount "
+              f"{quoted}")
+    else:
+        again = "sessionfs demo --legacy" + (f" {shlex.quote(str(folder))}"
+                                             if args.positionals else "")
+        print(f"\nThe demo store (SQLite era, as openclaw >= 2026.8.1 keeps sessions) is "
+              f"mounted at {mountpoint}, read-only: the openclaw gateway owns that database."
+              f"\nTo edit sessions through the mount, try the file-era demo: {again}"
+              f"\nUnmount with: sessionfs umount {quoted}")
     return 0
 
 
@@ -444,8 +472,11 @@ def _prune_options(sub: argparse.ArgumentParser) -> None:
 
 
 def _demo_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--sqlite", action="store_true",
-                     help="a SQLite-era store (openclaw >= 2026.8.1, read-only) instead")
+    era = sub.add_mutually_exclusive_group()
+    era.add_argument("--legacy", action="store_true",
+                     help="a file-era store (sessions.json), editable through the mount")
+    era.add_argument("--sqlite", action="store_true",
+                     help="a SQLite-era store (openclaw >= 2026.8.1, read-only): the default")
 
 
 def _mount_options(sub: argparse.ArgumentParser) -> None:
@@ -499,7 +530,8 @@ _COMMANDS: dict[str, Command] = {
                       "rows openclaw refuses", "sessionfs status ~/.openclaw/agents/main"),
     "transcript": Command(cmd_transcript, "[STORE] KEY", "print one session's transcript (JSONL)",
                           "sessionfs transcript agent:main:main | jq -c .type"),
-    "demo": Command(cmd_demo, "[DIR]", "generate a demo store, mount it and show it",
+    "demo": Command(cmd_demo, "[DIR]", "generate a demo store (SQLite era; --legacy: the "
+                    "editable file era), mount it and show it",
                     "sessionfs demo ./demo", store_options=False, agent_option=False,
                     add_options=_demo_options),
     "mount": Command(cmd_mount, "[STORE] MOUNTPOINT",

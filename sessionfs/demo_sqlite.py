@@ -239,12 +239,24 @@ def append_events(conn: sqlite3.Connection, session_id: str, lines: Iterable[str
 
 
 def generate_sqlite_store(agent_dir: Path, count: int, *, seed: int = 2026, events: int = 12,
-                          entry_bytes: int = 0, schema: int = 23) -> Path:
-    """``count`` realistic sessions with transcripts (a few percent of events compressed)."""
+                          entry_bytes: int = 0, schema: int = 23, agent: str | None = None
+                          ) -> Path:
+    """``count`` realistic sessions with transcripts (a few percent of events compressed).
+
+    ``agent``: every key belongs to this agent, as in a store openclaw wrote (by default a
+    seventh belong to another agent: rows openclaw would refuse, which ``status`` lists)."""
     rng = random.Random(seed)
-    entries = {key: sqlite_entry(entry) for key, entry in
+    entries = {_own_key(key, agent): sqlite_entry(entry) for key, entry in
                generate_entries(count, seed=seed, entry_bytes=entry_bytes).items()}
     transcripts = {key: demo_transcript(rng, entry["sessionId"], entry["sessionStartedAt"],
                                         events=events)
                    for key, entry in entries.items()}
     return write_sqlite_store(agent_dir, entries, transcripts=transcripts, schema=schema)
+
+
+def _own_key(key: str, agent: str | None) -> str:
+    """``key`` moved to ``agent`` (``agent:<id>:rest``), or unchanged when ``agent`` is None."""
+    if agent is None:
+        return key
+    parts = key.split(":", 2)
+    return f"agent:{agent}:{parts[2]}" if len(parts) == 3 and parts[0] == "agent" else key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -279,3 +280,38 @@ def test_store_is_told_by_count_and_existence(default_store: tuple[Path, dict[st
     code, _, err = run_in(cwd, "mount", "--store", str(folder), str(cwd / "nowhere"), env=env)
     assert code == 1 and err.splitlines() == [
         f"sessionfs: error: mountpoint {cwd}/nowhere does not exist"]
+
+
+@pytest.mark.parametrize("era", ["sqlite", "legacy"])
+def test_demo_shows_the_sqlite_era_by_default_and_the_editable_file_era_with_legacy(
+        tmp_path: Path, era: str) -> None:
+    """``sessionfs demo`` (README's first command) mounts a SQLite-era store, read-only, and
+    says how to try the editable one; ``--legacy`` mounts the file era, writable."""
+    folder = tmp_path / "demo"
+    mountpoint = folder / "mnt"
+    try:
+        code, out, err = run("demo", *(["--legacy"] if era == "legacy" else []), str(folder))
+        assert code == 0, err
+        first = sorted(p.name for p in mountpoint.iterdir() if not p.name.startswith("."))[0]
+        meta = mountpoint / first / "meta.json"
+        if era == "sqlite":
+            assert (folder / "state/agents/main/agent/openclaw-agent.sqlite").is_file()
+            assert "refused rows: 0" in out  # every key belongs to the agent, as openclaw's
+            assert '{"type":"session","version":3' in out  # head -c 300 of a transcript
+            assert f"touch: cannot touch '{meta}': Read-only file system" in err + out
+            assert f"try the file-era demo: sessionfs demo --legacy {folder}" in out
+            with pytest.raises(OSError) as refused:
+                meta.write_bytes(b"{}")
+            assert refused.value.errno == errno.EROFS
+            assert (mountpoint / first / "transcript.jsonl").read_bytes().endswith(b"\n")
+        else:
+            assert (folder / "sessions" / "sessions.json").is_file()
+            assert "edit any meta.json" in out
+            entry = json.loads(meta.read_bytes())
+            entry["label"] = "edited in the demo"
+            meta.write_text(json.dumps(entry, indent=2))
+            labels = [e.get("label") for e in open_store(folder / "sessions").load().values()]
+            assert labels.count("edited in the demo") == 1
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False,
+                       capture_output=True)
