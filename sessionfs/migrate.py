@@ -55,6 +55,7 @@ from sessionfs.store import (
     locate_store,
     sqlite_generation_db,
 )
+from sessionfs.store.canonical import marker
 from sessionfs.store.directory import META_FILE
 from sessionfs.store.legacy import assemble, indent_member
 
@@ -156,7 +157,7 @@ def _write_staging(staging: Path, entries: list[tuple[str, bytes]], progress: Pr
             adopt_owner(entry_dir, owner)
             if keys.is_hashed(entry_dir.name):
                 create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
-            create_file(entry_dir / META_FILE, data, owner)
+            create_file(entry_dir / META_FILE, data, owner, after_write=marker(data))
             if progress is not None:
                 progress(number, total)
         create_file(staging / ORDER_FILE, jsonfmt.dumps([key for key, _ in entries]), owner)

@@ -179,28 +179,82 @@ def _is_canonical(entry: Entry, data: bytes) -> bool:
     return same and _INDEX_KEY_LINE.search(data) is None and numbers_like_javascript(data)
 
 
-def _splice_session_file(entry: Entry, data: bytes, path: str) -> bytes | None:
-    """``data`` (the canonical bytes of ``entry``) with ``sessionFile`` set to ``path``,
-    without serialising the entry again; None when the layout is not the expected one."""
+#: Top-level member lines of canonical bytes: the outer object's members are the only lines
+#: indented by exactly two spaces (deeper ones have more; no string holds a raw newline).
+_SESSION_FILE_LINE = _TOP_KEY + b'sessionFile": '
+_SESSION_ID_LINE = _TOP_KEY + b'sessionId": '
+#: sessionFile's line (group 1) or a heavy trailing field's, where sessionFile goes before.
+_SPLICE_LINES = re.compile(rb'\n  "(?:(sessionFile)|' + b"|".join(
+    re.escape(name.encode()) for name in _TRAILING) + rb')": ')
+
+
+def _line_value_end(data: bytes, start: int) -> int:
+    """End of a one-line value starting at ``start`` (before its ',' if it has one)."""
+    end = data.find(b"\n", start)
+    return end - 1 if data[end - 1] == 0x2C else end  # ','
+
+
+def _splice_session_file(data: bytes, path: str) -> bytes | None:
+    """Canonical entry bytes with the top-level ``sessionFile`` set to ``path``, found and
+    rewritten in the bytes without serialising the entry again: replaced in place, or inserted
+    before the first heavy trailing field (else last). None for a multi-line old value or an
+    empty entry (serialise it instead)."""
     value = jsonfmt.dumps(path, indent=None)
-    if "sessionFile" in entry:
-        old = _TOP_KEY + b'sessionFile": ' + jsonfmt.dumps(entry["sessionFile"], indent=None)
-        # top-level lines start with exactly two spaces; the old value is followed by ',' or '\n'
-        if data.count(old) != 1:
+    anchor = -1
+    for found in _SPLICE_LINES.finditer(data):  # one pass: sessionFile's line or the anchor
+        if found.group(1) is None:
+            if anchor < 0:
+                anchor = found.start()
+            continue
+        start = found.end()
+        if data[start:start + 1] in (b"{", b"[") and data[start + 1:start + 2] not in (b"}", b"]"):
             return None
-        at = data.find(old)
-        end = at + len(old)
-        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + data[end:]
-    anchor = next((key for key in entry if key in _TRAILING), None)
-    if anchor is not None:
-        marker = _TOP_KEY + jsonfmt.dumps(anchor, indent=None)[1:] + b": "
-        if data.count(marker) != 1:
-            return None
-        at = data.find(marker)
-        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + b"," + data[at:]
-    if not entry or not data.endswith(b"\n}"):
+        end = _line_value_end(data, start)
+        if data[start:end] == value:
+            return data
+        return data[:start] + value + data[end:]
+    if anchor >= 0:
+        return data[:anchor] + _SESSION_FILE_LINE + value + b"," + data[anchor:]
+    if not data.startswith(b"{\n") or not data.endswith(b"\n}"):
         return None
-    return data[:-2] + b",\n  " + b'"sessionFile": ' + value + b"\n}"
+    return data[:-2] + b"," + _SESSION_FILE_LINE + value + b"\n}"
+
+
+def _naming_fields(data: bytes) -> Entry | None:
+    """``sessionId`` and ``sessionFile`` of canonical entry bytes when they are strings (what
+    transcript names are made of; other values count as absent there), read from their lines
+    without parsing the rest; None if one cannot be read (then the entry is parsed)."""
+    fields: Entry = {}
+    for name, line in (("sessionId", _SESSION_ID_LINE), ("sessionFile", _SESSION_FILE_LINE)):
+        at = data.find(line)
+        start = at + len(line)
+        if at < 0 or data[start:start + 1] != b'"':
+            continue
+        try:
+            value = jsonfmt.loads(data[start:_line_value_end(data, start)])
+        except SessionfsError:
+            return None
+        fields[name] = value
+    return fields
+
+
+def _marked_member(key: str, data: bytes, transcripts_dir: str
+                   ) -> tuple[bytes, str | None, tuple[str, ...]] | None:
+    """Member bytes, transcript name and candidate file names of an entry whose stored bytes
+    are known canonical (sessionfs wrote them: :mod:`sessionfs.store.canonical`), without
+    parsing them; None when the entry must be parsed after all."""
+    if not data.startswith(b"{\n"):
+        return None
+    fields = _naming_fields(data)
+    if fields is None:
+        return None
+    name = transcript_name(key, fields)
+    if name is None:
+        return indent_member(data), None, ()
+    spliced = _splice_session_file(data, f"{transcripts_dir}/{name}")
+    if spliced is None:
+        return None
+    return indent_member(spliced), name, tuple(candidate_names(key, fields))
 
 
 def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
@@ -209,7 +263,7 @@ def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
     they are the canonical form (``trusted``: the store guarantees it), else serialised."""
     if data is not None and (trusted or _is_canonical(entry, data)):
         spliced = data if path is None or entry.get("sessionFile") == path else \
-            _splice_session_file(entry, data, path)
+            _splice_session_file(data, path)
         if spliced is not None:
             return indent_member(spliced)
     if path is not None:
@@ -336,6 +390,9 @@ def render(store: Store, transcripts_dir: str, version: object = None,
                 member, name, candidates = known[1], known[2], known[3]
                 assert isinstance(identity, tuple)
                 mtime_ns = max(mtime_ns, identity[2])
+            elif (marked := _read_marked(store, key, transcripts_dir)) is not None:
+                member, name, candidates, read_mtime_ns = marked
+                mtime_ns = max(mtime_ns, read_mtime_ns)
             else:
                 try:
                     record = store.read(key)
@@ -360,6 +417,19 @@ def render(store: Store, transcripts_dir: str, version: object = None,
         memo.update(fresh)
     data = assemble(members)
     return Projection(version, data, mtime_ns or time.time_ns(), names)
+
+
+def _read_marked(store: Store, key: str, transcripts_dir: str
+                 ) -> tuple[bytes, str | None, tuple[str, ...], int] | None:
+    """:func:`_marked_member` of a sessions.d entry whose ``meta.json`` sessionfs wrote and
+    nobody changed since (plus its mtime); None: read and check it the full way."""
+    if not isinstance(store, DirectoryStore):
+        return None
+    unparsed = store.read_unparsed(key)
+    if unparsed is None or not unparsed[2]:
+        return None
+    made = _marked_member(key, unparsed[0], transcripts_dir)
+    return None if made is None else (*made, unparsed[1].st_mtime_ns)
 
 
 def _identity(store: Store, key: str) -> object:
