@@ -18,8 +18,10 @@ Rendering reads every entry, so it is memoised per store version (:class:`Projec
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -37,7 +39,7 @@ from sessionfs.jsonfmt.numbers import numbers_like_javascript
 from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
 from sessionfs.store.base import Entry
 from sessionfs.store.directory import META_FILE
-from sessionfs.store.legacy import assemble, indent_member
+from sessionfs.store.legacy import _is_array_index, indent_member
 from sessionfs.store.transcripts import candidate_names
 
 __all__ = ["Projection", "Projector", "render", "restore_routing", "store_version",
@@ -273,15 +275,70 @@ def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
 
 @dataclass
 class Projection:
-    """One rendering of an agent's ``sessions.json`` and the transcript names beside it."""
+    """One rendering of an agent's ``sessions.json`` and the transcript names beside it.
+
+    The file is ``b"".join(parts)``, kept in pieces (each entry's member bytes, shared with the
+    memo) and read piecewise: joining 80 MB up front would copy all of it once more before the
+    first byte is served, and hold it twice.
+    """
 
     version: object
-    data: bytes
+    parts: list[bytes]
     mtime_ns: int
     #: transcript file name → session key, for sessions whose name is known (store order)
     names: dict[str, str] = field(default_factory=dict)
     #: changes whenever the bytes do (page-cache decisions); set by :class:`Projector`
     token: str = ""
+    #: end offset of each part
+    ends: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ends = list(itertools.accumulate(len(part) for part in self.parts))
+
+    @property
+    def size(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    @property
+    def data(self) -> bytes:
+        """The whole file (joined on each call: for tests and small stores)."""
+        return b"".join(self.parts)
+
+    def read(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        if size <= 0 or offset >= self.size:
+            return b""
+        index = bisect.bisect_right(self.ends, offset)
+        start = offset - (self.ends[index] - len(self.parts[index]))
+        piece = self.parts[index][start:start + size]
+        if len(piece) == size:
+            return piece
+        pieces = [piece]
+        remaining = size - len(piece)
+        for part in itertools.islice(self.parts, index + 1, None):
+            pieces.append(part[:remaining])
+            remaining -= len(pieces[-1])
+            if remaining <= 0:
+                break
+        return b"".join(pieces)
+
+
+def _assemble_parts(members: list[tuple[str, bytes]]) -> list[bytes]:
+    """:func:`~sessionfs.store.legacy.assemble`'s bytes as parts (a key line, then the member
+    bytes as they are), so that the members are not copied into one big string."""
+    if not members:
+        return [b"{}"]
+    if any(_is_array_index(key) for key, _ in members):  # JavaScript's own key order
+        index_like = sorted((m for m in members if _is_array_index(m[0])), key=lambda m: int(m[0]))
+        members = index_like + [m for m in members if not _is_array_index(m[0])]
+    parts: list[bytes] = []
+    separator = b"{\n  "
+    for key, member in members:
+        parts.append(separator + jsonfmt.dumps(key, indent=None) + b": ")
+        parts.append(member)
+        separator = b",\n  "
+    parts.append(b"\n}")
+    return parts
 
 
 def _directory_version(store: DirectoryStore) -> object:
@@ -353,7 +410,7 @@ def render(store: Store, transcripts_dir: str, version: object = None,
             for key, entry in document.items():
                 if isinstance(entry, dict):
                     _add_name(names, key, entry, present)
-        return Projection(version, data, mtime_ns, names)
+        return Projection(version, [data], mtime_ns, names)
     fresh: Memo = {}
     members: list[tuple[str, bytes]] = []
     mtime_ns = 0
@@ -415,8 +472,7 @@ def render(store: Store, transcripts_dir: str, version: object = None,
     if memo is not None:
         memo.clear()
         memo.update(fresh)
-    data = assemble(members)
-    return Projection(version, data, mtime_ns or time.time_ns(), names)
+    return Projection(version, _assemble_parts(members), mtime_ns or time.time_ns(), names)
 
 
 def _read_marked(store: Store, key: str, transcripts_dir: str
@@ -501,7 +557,7 @@ class Projector:
             fresh = render(self.store, self.transcripts_dir, version, self._memo)
             # same bytes as before (a touched file, a store change sessions.json does not
             # show): the same token, so the kernel keeps its cached pages
-            if current is not None and current.data == fresh.data:
+            if current is not None and current.parts == fresh.parts:
                 fresh.token = current.token
             else:
                 self._renderings += 1

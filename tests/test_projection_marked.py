@@ -165,3 +165,42 @@ def test_memoised_rendering_sees_an_edit_of_a_marked_file(marked_store: Director
     assert second.data == _expected(store, "/m") != first.data
     assert b'"n": 200' in second.data and b"2e2" not in second.data
     assert node_stringify(second.data) == second.data
+
+
+def test_projection_is_read_in_pieces_like_the_joined_file(marked_store: DirectoryStore) -> None:
+    """sessions.json is kept as parts (no 80 MB join): every read at any offset and size gives
+    the joined file's bytes, and the parts join to what assemble() writes."""
+    from sessionfs.projection import _assemble_parts
+
+    projection = render(marked_store, "/m")
+    data = projection.data
+    assert projection.size == len(data) and len(projection.parts) > 2
+    assert data == _expected(marked_store, "/m")
+    boundaries = [end + delta for end in projection.ends for delta in (-1, 0, 1)]
+    for offset in [0, 1, len(data) - 1, len(data), len(data) + 5, *boundaries]:
+        for size in (0, 1, 7, 4096, 131072, len(data) + 10):
+            assert projection.read(size, offset) == data[offset:offset + size], (offset, size)
+    members = [("b", b"{}"), ("10", b"1"), ("a", b'"x"'), ("2", b"[]")]
+    assert b"".join(_assemble_parts(members)) == assemble(members)
+    assert b"".join(_assemble_parts([])) == assemble([]) == b"{}"
+
+
+def test_number_check_agrees_with_the_number_fixer() -> None:
+    """numbers_like_javascript (the forward line-end scan) says True exactly when
+    fix_numbers_indented changes nothing, on orjson output full of numbers of every kind."""
+    import random
+
+    import orjson
+
+    from sessionfs.jsonfmt.numbers import fix_numbers_indented, numbers_like_javascript
+
+    rng = random.Random(4)
+    specials = [0.1, 100.0, 1e16, 1e21, 1.5e-7, 1e-6, -0.0, 123456789012345678, 2**53,
+                2**53 + 1, -(2**60), 5, -5, 1.25, 3e300, 12345678901234.5]
+    for _ in range(400):
+        drawn = [rng.uniform(-1e6, 1e6), rng.randint(-10**18, 10**18),
+                 rng.random() * 10**rng.randint(-9, 25)]
+        value = rng.choice(specials) if rng.random() < 0.5 else rng.choice(drawn)
+        doc = {"s": "1.5e9, 100.0\n", "n": value, "a": [value, "x", {"k": value}], "z": 7}
+        out = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        assert numbers_like_javascript(out) == (fix_numbers_indented(out) == out), out
