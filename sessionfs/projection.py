@@ -196,64 +196,74 @@ def _line_value_end(data: bytes, start: int) -> int:
     return end - 1 if data[end - 1] == 0x2C else end  # ','
 
 
-def _splice_session_file(data: bytes, path: str) -> bytes | None:
+def _splice_lines(data: bytes) -> tuple[int, int]:
+    """Where the top-level ``sessionFile``'s value starts and where the first heavy trailing
+    field's line starts in canonical entry bytes (-1: absent), in one pass."""
+    anchor = -1
+    for found in _SPLICE_LINES.finditer(data):
+        if found.group(1) is not None:
+            return found.end(), anchor
+        if anchor < 0:
+            anchor = found.start()
+    return -1, anchor
+
+
+def _splice_session_file(data: bytes, path: str,
+                         lines: tuple[int, int] | None = None) -> bytes | None:
     """Canonical entry bytes with the top-level ``sessionFile`` set to ``path``, found and
     rewritten in the bytes without serialising the entry again: replaced in place, or inserted
     before the first heavy trailing field (else last). None for a multi-line old value or an
-    empty entry (serialise it instead)."""
+    empty entry (serialise it instead). ``lines``: :func:`_splice_lines` of ``data``; the
+    pieces are joined from memoryviews, one copy of the entry."""
     value = jsonfmt.dumps(path, indent=None)
-    anchor = -1
-    for found in _SPLICE_LINES.finditer(data):  # one pass: sessionFile's line or the anchor
-        if found.group(1) is None:
-            if anchor < 0:
-                anchor = found.start()
-            continue
-        start = found.end()
+    start, anchor = _splice_lines(data) if lines is None else lines
+    view = memoryview(data)
+    if start >= 0:
         if data[start:start + 1] in (b"{", b"[") and data[start + 1:start + 2] not in (b"}", b"]"):
             return None
         end = _line_value_end(data, start)
         if data[start:end] == value:
             return data
-        return data[:start] + value + data[end:]
+        return b"".join((view[:start], value, view[end:]))
     if anchor >= 0:
-        return data[:anchor] + _SESSION_FILE_LINE + value + b"," + data[anchor:]
+        return b"".join((view[:anchor], _SESSION_FILE_LINE, value, b",", view[anchor:]))
     if not data.startswith(b"{\n") or not data.endswith(b"\n}"):
         return None
-    return data[:-2] + b"," + _SESSION_FILE_LINE + value + b"\n}"
+    return b"".join((view[:-2], b",", _SESSION_FILE_LINE, value, b"\n}"))
 
 
-def _naming_fields(data: bytes) -> Entry | None:
-    """``sessionId`` and ``sessionFile`` of canonical entry bytes when they are strings (what
-    transcript names are made of; other values count as absent there), read from their lines
-    without parsing the rest; None if one cannot be read (then the entry is parsed)."""
-    fields: Entry = {}
-    for name, line in (("sessionId", _SESSION_ID_LINE), ("sessionFile", _SESSION_FILE_LINE)):
-        at = data.find(line)
-        start = at + len(line)
-        if at < 0 or data[start:start + 1] != b'"':
-            continue
-        try:
-            value = jsonfmt.loads(data[start:_line_value_end(data, start)])
-        except SessionfsError:
-            return None
-        fields[name] = value
-    return fields
+def _string_at(data: bytes, start: int) -> str | None:
+    """The one-line string value starting at ``start`` (None: not a string)."""
+    if data[start:start + 1] != b'"':
+        return None
+    value = jsonfmt.loads(data[start:_line_value_end(data, start)])
+    return value if isinstance(value, str) else None
 
 
 def _marked_member(key: str, data: bytes, transcripts_dir: str
                    ) -> tuple[bytes, str | None, tuple[str, ...]] | None:
     """Member bytes, transcript name and candidate file names of an entry whose stored bytes
     are known canonical (sessionfs wrote them: :mod:`sessionfs.store.canonical`), without
-    parsing them; None when the entry must be parsed after all."""
+    parsing them; None when the entry must be parsed after all.
+
+    Transcript names need only ``sessionId`` and ``sessionFile`` when they are strings (other
+    values count as absent there), read from their own lines."""
     if not data.startswith(b"{\n"):
         return None
-    fields = _naming_fields(data)
-    if fields is None:
+    lines = _splice_lines(data)
+    fields: Entry = {}
+    try:
+        at = data.find(_SESSION_ID_LINE)
+        if at >= 0 and (session_id := _string_at(data, at + len(_SESSION_ID_LINE))) is not None:
+            fields["sessionId"] = session_id
+        if lines[0] >= 0 and (session_file := _string_at(data, lines[0])) is not None:
+            fields["sessionFile"] = session_file
+    except SessionfsError:
         return None
     name = transcript_name(key, fields)
     if name is None:
         return indent_member(data), None, ()
-    spliced = _splice_session_file(data, f"{transcripts_dir}/{name}")
+    spliced = _splice_session_file(data, f"{transcripts_dir}/{name}", lines)
     if spliced is None:
         return None
     return indent_member(spliced), name, tuple(candidate_names(key, fields))
@@ -313,10 +323,10 @@ class Projection:
         piece = self.parts[index][start:start + size]
         if len(piece) == size:
             return piece
-        pieces = [piece]
+        pieces: list[bytes | memoryview] = [piece]  # views: the join is the one copy
         remaining = size - len(piece)
         for part in itertools.islice(self.parts, index + 1, None):
-            pieces.append(part[:remaining])
+            pieces.append(memoryview(part)[:remaining])
             remaining -= len(pieces[-1])
             if remaining <= 0:
                 break
