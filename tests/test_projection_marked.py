@@ -204,3 +204,46 @@ def test_number_check_agrees_with_the_number_fixer() -> None:
         doc = {"s": "1.5e9, 100.0\n", "n": value, "a": [value, "x", {"k": value}], "z": 7}
         out = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         assert numbers_like_javascript(out) == (fix_numbers_indented(out) == out), out
+
+
+def test_state_mount_serves_an_editors_save_of_a_marked_file_exactly(
+        tmp_path: Path) -> None:
+    """Through a real state mount: sessions.json of a marked sessions.d is node's bytes; an
+    editor's save that copies the extended attributes to its new file (as vim does) and leaves
+    a non-canonical number shows, as node would write it, once --timeout has passed."""
+    from tests.mountutil import Mount, force_unmount, scratch_root, wait_for
+
+    base = scratch_root()
+    try:
+        folder = base / "state/agents/a/sessions"
+        write_legacy_store(folder, _tricky_entries())
+        migrate(folder)
+        store = open_store(base / "state/agents/a")
+        assert isinstance(store, DirectoryStore)
+        mp = base / "mnt"
+        with Mount(base / "state", mp, "--timeout", "0.3") as mount:
+            target = mp / "agents/a/sessions/sessions.json"
+            transcripts_dir = f"{mp}/agents/a/sessions"
+            first = target.read_bytes()
+            assert first == _expected(store, transcripts_dir)
+            assert node_stringify(first) == first
+            key = list(_tricky_entries())[6]
+            meta = _meta(store, key)
+            saved = meta.with_name("meta.json.swp")
+            shutil.copy2(meta, saved)  # bytes, mtime and the mark come along
+            _edit_in_place(saved, b'"n": 100', b'"n": 3e2', keep_mtime=True)
+            os.replace(saved, meta)
+            assert os.getxattr(meta, CANONICAL_XATTR)
+
+            def shows_edit() -> bool:
+                return b'"n": 300' in target.read_bytes()
+
+            assert wait_for(shows_edit, timeout=10)
+            after = target.read_bytes()
+            assert after == _expected(store, transcripts_dir) != first
+            assert b"3e2" not in after and node_stringify(after) == after
+            assert os.stat(target).st_size == len(after)
+        mount.assert_no_internal_errors()
+    finally:
+        force_unmount(base / "mnt")
+        shutil.rmtree(base, ignore_errors=True)
