@@ -13,7 +13,7 @@ writing in place), the inode (an editor or ``cp`` writing a new file, even one t
 extended attributes along), the size or the checksum, so the stamp no longer matches and the
 reader checks the bytes the slow way. The CRC catches what the others can miss: an in-place
 edit of the same size within the filesystem's timestamp granularity (a few ms on ext4), or
-with the mtime set back. Checking it costs about 20 ms per 80 MB, against the ~1 s a parse
+with the mtime set back. Checking it costs about 30 ms per 80 MB, against the ~1 s a parse
 and re-serialisation cost. Filesystems without user extended attributes get no mark.
 """
 
