@@ -27,6 +27,7 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sessionfs.processes import process_alive
@@ -127,7 +128,8 @@ def make_dir(directory: Path, owner: Owner | None = None) -> bool:
     return True
 
 
-def create_file(path: Path, data: bytes, owner: Owner) -> None:
+def create_file(path: Path, data: bytes, owner: Owner, *,
+                after_write: Callable[[int], None] | None = None) -> None:
     """Create ``path`` (which must not exist) with ``data``, mode 0600, owned by ``owner``.
 
     No temp file and no fsync: for private staging folders that are synced and verified whole
@@ -139,6 +141,8 @@ def create_file(path: Path, data: bytes, owner: Owner) -> None:
         adopt_owner(fd, owner)
         set_mode(fd, FILE_MODE)
         write_all(fd, data)
+        if after_write is not None:
+            after_write(fd)
     finally:
         os.close(fd)
 
@@ -163,7 +167,8 @@ def _replaced_owner_and_mode(target: Path) -> tuple[Owner, int]:
     return folder_owner(target.parent), FILE_MODE
 
 
-def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(target: Path, data: bytes, *, durable: bool = True,
+                 after_write: Callable[[int], None] | None = None) -> None:
     """Replace ``target`` with ``data`` atomically.
 
     The file keeps the owner, group and permission bits of the file it replaces; a new file
@@ -171,6 +176,8 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
 
     :param durable: fsync the file and the directory (off only for bulk writes that sync the
         whole filesystem once afterwards, such as migration staging).
+    :param after_write: called with the temp file's descriptor once ``data`` is written,
+        before the rename (e.g. :func:`sessionfs.store.canonical.mark_canonical`).
     :raises OSError: whatever the filesystem says (ENOSPC, EACCES, ...); the temp file is
         removed and ``target`` is untouched.
     """
@@ -183,6 +190,8 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
             adopt_owner(fd, owner)
             set_mode(fd, mode)  # after the chown, which may clear mode bits
             write_all(fd, data)
+            if after_write is not None:
+                after_write(fd)
             if durable:
                 os.fsync(fd)
         finally:

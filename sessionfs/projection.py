@@ -18,8 +18,10 @@ Rendering reads every entry, so it is memoised per store version (:class:`Projec
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -37,7 +39,7 @@ from sessionfs.jsonfmt.numbers import numbers_like_javascript
 from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
 from sessionfs.store.base import Entry
 from sessionfs.store.directory import META_FILE
-from sessionfs.store.legacy import assemble, indent_member
+from sessionfs.store.legacy import indent_member
 from sessionfs.store.transcripts import candidate_names
 
 __all__ = ["Projection", "Projector", "render", "restore_routing", "store_version",
@@ -178,28 +180,92 @@ def _is_canonical(entry: Entry, data: bytes) -> bool:
     return same and not jsonfmt.has_index_key_member(data) and numbers_like_javascript(data)
 
 
-def _splice_session_file(entry: Entry, data: bytes, path: str) -> bytes | None:
-    """``data`` (the canonical bytes of ``entry``) with ``sessionFile`` set to ``path``,
-    without serialising the entry again; None when the layout is not the expected one."""
+#: Top-level member lines of canonical bytes: the outer object's members are the only lines
+#: indented by exactly two spaces (deeper ones have more; no string holds a raw newline).
+_SESSION_FILE_LINE = _TOP_KEY + b'sessionFile": '
+_SESSION_ID_LINE = _TOP_KEY + b'sessionId": '
+#: sessionFile's line (group 1) or a heavy trailing field's, where sessionFile goes before.
+_SPLICE_LINES = re.compile(rb'\n  "(?:(sessionFile)|' + b"|".join(
+    re.escape(name.encode()) for name in _TRAILING) + rb')": ')
+
+
+def _line_value_end(data: bytes, start: int) -> int:
+    """End of a one-line value starting at ``start`` (before its ',' if it has one)."""
+    end = data.find(b"\n", start)
+    return end - 1 if data[end - 1] == 0x2C else end  # ','
+
+
+def _splice_lines(data: bytes) -> tuple[int, int]:
+    """Where the top-level ``sessionFile``'s value starts and where the first heavy trailing
+    field's line starts in canonical entry bytes (-1: absent), in one pass."""
+    anchor = -1
+    for found in _SPLICE_LINES.finditer(data):
+        if found.group(1) is not None:
+            return found.end(), anchor
+        if anchor < 0:
+            anchor = found.start()
+    return -1, anchor
+
+
+def _splice_session_file(data: bytes, path: str,
+                         lines: tuple[int, int] | None = None) -> bytes | None:
+    """Canonical entry bytes with the top-level ``sessionFile`` set to ``path``, found and
+    rewritten in the bytes without serialising the entry again: replaced in place, or inserted
+    before the first heavy trailing field (else last). None for a multi-line old value or an
+    empty entry (serialise it instead). ``lines``: :func:`_splice_lines` of ``data``; the
+    pieces are joined from memoryviews, one copy of the entry."""
     value = jsonfmt.dumps(path, indent=None)
-    if "sessionFile" in entry:
-        old = _TOP_KEY + b'sessionFile": ' + jsonfmt.dumps(entry["sessionFile"], indent=None)
-        # top-level lines start with exactly two spaces; the old value is followed by ',' or '\n'
-        if data.count(old) != 1:
+    start, anchor = _splice_lines(data) if lines is None else lines
+    view = memoryview(data)
+    if start >= 0:
+        if data[start:start + 1] in (b"{", b"[") and data[start + 1:start + 2] not in (b"}", b"]"):
             return None
-        at = data.find(old)
-        end = at + len(old)
-        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + data[end:]
-    anchor = next((key for key in entry if key in _TRAILING), None)
-    if anchor is not None:
-        marker = _TOP_KEY + jsonfmt.dumps(anchor, indent=None)[1:] + b": "
-        if data.count(marker) != 1:
-            return None
-        at = data.find(marker)
-        return data[:at] + _TOP_KEY + b'sessionFile": ' + value + b"," + data[at:]
-    if not entry or not data.endswith(b"\n}"):
+        end = _line_value_end(data, start)
+        if data[start:end] == value:
+            return data
+        return b"".join((view[:start], value, view[end:]))
+    if anchor >= 0:
+        return b"".join((view[:anchor], _SESSION_FILE_LINE, value, b",", view[anchor:]))
+    if not data.startswith(b"{\n") or not data.endswith(b"\n}"):
         return None
-    return data[:-2] + b",\n  " + b'"sessionFile": ' + value + b"\n}"
+    return b"".join((view[:-2], b",", _SESSION_FILE_LINE, value, b"\n}"))
+
+
+def _string_at(data: bytes, start: int) -> str | None:
+    """The one-line string value starting at ``start`` (None: not a string)."""
+    if data[start:start + 1] != b'"':
+        return None
+    value = jsonfmt.loads(data[start:_line_value_end(data, start)])
+    return value if isinstance(value, str) else None
+
+
+def _marked_member(key: str, data: bytes, transcripts_dir: str
+                   ) -> tuple[bytes, str | None, tuple[str, ...]] | None:
+    """Member bytes, transcript name and candidate file names of an entry whose stored bytes
+    are known canonical (sessionfs wrote them: :mod:`sessionfs.store.canonical`), without
+    parsing them; None when the entry must be parsed after all.
+
+    Transcript names need only ``sessionId`` and ``sessionFile`` when they are strings (other
+    values count as absent there), read from their own lines."""
+    if not data.startswith(b"{\n"):
+        return None
+    lines = _splice_lines(data)
+    fields: Entry = {}
+    try:
+        at = data.find(_SESSION_ID_LINE)
+        if at >= 0 and (session_id := _string_at(data, at + len(_SESSION_ID_LINE))) is not None:
+            fields["sessionId"] = session_id
+        if lines[0] >= 0 and (session_file := _string_at(data, lines[0])) is not None:
+            fields["sessionFile"] = session_file
+    except SessionfsError:
+        return None
+    name = transcript_name(key, fields)
+    if name is None:
+        return indent_member(data), None, ()
+    spliced = _splice_session_file(data, f"{transcripts_dir}/{name}", lines)
+    if spliced is None:
+        return None
+    return indent_member(spliced), name, tuple(candidate_names(key, fields))
 
 
 def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
@@ -208,7 +274,7 @@ def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
     they are the canonical form (``trusted``: the store guarantees it), else serialised."""
     if data is not None and (trusted or _is_canonical(entry, data)):
         spliced = data if path is None or entry.get("sessionFile") == path else \
-            _splice_session_file(entry, data, path)
+            _splice_session_file(data, path)
         if spliced is not None:
             return indent_member(spliced)
     if path is not None:
@@ -218,15 +284,68 @@ def _member(key: str, entry: Entry, data: bytes | None, path: str | None,
 
 @dataclass
 class Projection:
-    """One rendering of an agent's ``sessions.json`` and the transcript names beside it."""
+    """One rendering of an agent's ``sessions.json`` and the transcript names beside it.
+
+    The file is ``b"".join(parts)``, kept in pieces (each entry's member bytes, shared with the
+    memo) and read piecewise: joining 80 MB up front would copy all of it once more before the
+    first byte is served, and hold it twice.
+    """
 
     version: object
-    data: bytes
+    parts: list[bytes]
     mtime_ns: int
     #: transcript file name → session key, for sessions whose name is known (store order)
     names: dict[str, str] = field(default_factory=dict)
     #: changes whenever the bytes do (page-cache decisions); set by :class:`Projector`
     token: str = ""
+    #: end offset of each part
+    ends: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ends = list(itertools.accumulate(len(part) for part in self.parts))
+
+    @property
+    def size(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    @property
+    def data(self) -> bytes:
+        """The whole file (joined on each call: for tests and small stores)."""
+        return b"".join(self.parts)
+
+    def read(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        if size <= 0 or offset >= self.size:
+            return b""
+        index = bisect.bisect_right(self.ends, offset)
+        start = offset - (self.ends[index] - len(self.parts[index]))
+        piece = self.parts[index][start:start + size]
+        if len(piece) == size:
+            return piece
+        pieces: list[bytes | memoryview] = [piece]  # views: the join is the one copy
+        remaining = size - len(piece)
+        for part in itertools.islice(self.parts, index + 1, None):
+            pieces.append(memoryview(part)[:remaining])
+            remaining -= len(pieces[-1])
+            if remaining <= 0:
+                break
+        return b"".join(pieces)
+
+
+def _assemble_parts(members: list[tuple[str, bytes]]) -> list[bytes]:
+    """:func:`~sessionfs.store.legacy.assemble`'s bytes as parts (a key line, then the member
+    bytes as they are), so that the members are not copied into one big string."""
+    if not members:
+        return [b"{}"]
+    members = jsonfmt.in_js_key_order(members)  # JavaScript's own key order
+    parts: list[bytes] = []
+    separator = b"{\n  "
+    for key, member in members:
+        parts.append(separator + jsonfmt.dumps(key, indent=None) + b": ")
+        parts.append(member)
+        separator = b",\n  "
+    parts.append(b"\n}")
+    return parts
 
 
 def _directory_version(store: DirectoryStore) -> object:
@@ -298,7 +417,7 @@ def render(store: Store, transcripts_dir: str, version: object = None,
             for key, entry in document.items():
                 if isinstance(entry, dict):
                     _add_name(names, key, entry, present)
-        return Projection(version, data, mtime_ns, names)
+        return Projection(version, [data], mtime_ns, names)
     fresh: Memo = {}
     members: list[tuple[str, bytes]] = []
     mtime_ns = 0
@@ -335,6 +454,9 @@ def render(store: Store, transcripts_dir: str, version: object = None,
                 member, name, candidates = known[1], known[2], known[3]
                 assert isinstance(identity, tuple)
                 mtime_ns = max(mtime_ns, identity[2])
+            elif (marked := _read_marked(store, key, transcripts_dir)) is not None:
+                member, name, candidates, read_mtime_ns = marked
+                mtime_ns = max(mtime_ns, read_mtime_ns)
             else:
                 try:
                     record = store.read(key)
@@ -357,8 +479,20 @@ def render(store: Store, transcripts_dir: str, version: object = None,
     if memo is not None:
         memo.clear()
         memo.update(fresh)
-    data = assemble(members)
-    return Projection(version, data, mtime_ns or time.time_ns(), names)
+    return Projection(version, _assemble_parts(members), mtime_ns or time.time_ns(), names)
+
+
+def _read_marked(store: Store, key: str, transcripts_dir: str
+                 ) -> tuple[bytes, str | None, tuple[str, ...], int] | None:
+    """:func:`_marked_member` of a sessions.d entry whose ``meta.json`` sessionfs wrote and
+    nobody changed since (plus its mtime); None: read and check it the full way."""
+    if not isinstance(store, DirectoryStore):
+        return None
+    unparsed = store.read_unparsed(key)
+    if unparsed is None or not unparsed[2]:
+        return None
+    made = _marked_member(key, unparsed[0], transcripts_dir)
+    return None if made is None else (*made, unparsed[1].st_mtime_ns)
 
 
 def _identity(store: Store, key: str) -> object:
@@ -430,7 +564,7 @@ class Projector:
             fresh = render(self.store, self.transcripts_dir, version, self._memo)
             # same bytes as before (a touched file, a store change sessions.json does not
             # show): the same token, so the kernel keeps its cached pages
-            if current is not None and current.data == fresh.data:
+            if current is not None and current.parts == fresh.parts:
                 fresh.token = current.token
             else:
                 self._renderings += 1

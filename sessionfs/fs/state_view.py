@@ -40,7 +40,7 @@ from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
 from sessionfs.fs.view import DirHandle, SessionView
-from sessionfs.projection import Projector
+from sessionfs.projection import Projection, Projector
 from sessionfs.state import find_agents
 from sessionfs.store import StoreLocation, open_store
 from sessionfs.store.base import Store, TranscriptSource
@@ -67,19 +67,18 @@ class _CachedBytes(Handle):
     direct_io = False
     noflush = True
 
-    def __init__(self, data: bytes, mtime_ns: int, keep_cache: bool) -> None:
-        self._data = data
-        self._mtime_ns = mtime_ns
+    def __init__(self, projection: Projection, keep_cache: bool) -> None:
+        self._projection = projection
         self.keep_cache = keep_cache
 
     def size(self) -> int:
-        return len(self._data)
+        return self._projection.size
 
     def mtime_ns(self) -> int:
-        return self._mtime_ns
+        return self._projection.mtime_ns
 
     def read(self, size: int, offset: int) -> bytes:
-        return self._data[offset:offset + size]
+        return self._projection.read(size, offset)
 
 
 class _TranscriptHandle(Handle):
@@ -296,7 +295,7 @@ class StateView:
             projection = agent.projector.get()
             with self._lock:
                 self._sized[path] = projection.token
-            return self._attrs(READ_ONLY_FILE, len(projection.data), projection.mtime_ns)
+            return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns)
         if kind == "transcript":
             source = self._transcript(agent, parts[3])
             try:
@@ -469,7 +468,7 @@ class StateView:
             if kind == "sessions-json":
                 projection = agent.projector.get()
                 keep = self._opened(path, projection.token)
-                return self.handles.add(_CachedBytes(projection.data, projection.mtime_ns, keep))
+                return self.handles.add(_CachedBytes(projection, keep))
             source = self._transcript(agent, parts[3])
             keep = self._opened(path, source.token)
             return self.handles.add(_TranscriptHandle(source, keep))

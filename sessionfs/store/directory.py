@@ -46,6 +46,7 @@ from sessionfs.errors import (
 )
 from sessionfs.lock import StoreLock
 from sessionfs.store.base import MISSING, Entry, EntryRecord, Mutator, Store, UpdateSummary
+from sessionfs.store.canonical import marker, read_marked
 
 __all__ = ["META_FILE", "DirectoryStore", "Problem", "create_session_dir"]
 
@@ -182,6 +183,24 @@ class DirectoryStore(Store):
             raise StoreCorrupt(self.path / name / META_FILE, "not a JSON object")
         return EntryRecord(key, data, mtime_ns, entry)
 
+    def read_unparsed(self, key: str) -> tuple[bytes, os.stat_result, bool] | None:
+        """``meta.json``'s bytes without parsing them, their stat, and whether sessionfs wrote
+        them in canonical form and nobody changed them since (:mod:`.canonical`); None where
+        :meth:`read` is needed (a hashed name's key file, anything unreadable)."""
+        name = keys.encode(key)
+        if keys.is_hashed(name):
+            return None
+        try:
+            dir_fd = os.open(f"{self._root}/{name}", _OPEN_DIR)
+        except OSError:
+            return None
+        try:
+            return read_marked(META_FILE, dir_fd)
+        except OSError:
+            return None
+        finally:
+            os.close(dir_fd)
+
     def load(self) -> dict[str, Entry]:
         """Every readable entry; unreadable ones are skipped with a log line (see ``problems``)."""
         entries: dict[str, Entry] = {}
@@ -308,7 +327,7 @@ class DirectoryStore(Store):
         if not created and self._holds(directory, data):
             return False
         try:
-            atomic_write(directory / META_FILE, data)
+            atomic_write(directory / META_FILE, data, after_write=marker(data))
         except BaseException:
             if created:  # no half-made session (ENOSPC, ...): the directory goes again
                 shutil.rmtree(directory, ignore_errors=True)
@@ -443,4 +462,4 @@ def create_session_dir(root: Path, key: str, data: bytes, owner: Owner) -> None:
     adopt_owner(entry_dir, owner)
     if keys.is_hashed(entry_dir.name):
         create_file(entry_dir / keys.KEY_FILE, key.encode("utf-8"), owner)
-    create_file(entry_dir / META_FILE, data, owner)
+    create_file(entry_dir / META_FILE, data, owner, after_write=marker(data))  # canonical
