@@ -38,8 +38,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry, serialize_entry
-from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound
+from sessionfs.errors import InvalidJSON, ReadOnlyStore, SessionfsError, SessionNotFound
 from sessionfs.fs.control import ErrorLog
 from sessionfs.fs.handles import MetaHandle
 from sessionfs.fs.index import SessionIndex
@@ -98,6 +99,15 @@ class MountState:
         self.overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
         self.doomed: dict[str, Doom] = {}
         self.open_meta: dict[str, list[MetaHandle]] = {}
+        #: key -> (size of meta.json last answered to the kernel, monotonic time that answer
+        #: last changed; 0 for the first answer); see :meth:`page_cache_safe`. Size -1 from
+        #: when this mount changes the file (a writer, a commit, a rename, a delete), since
+        #: the kernel then sets the size itself.
+        self.told: dict[str, tuple[int, float]] = {}
+        #: key -> entry token of bytes that parsed as an entry (:meth:`snapshot`)
+        self.valid_tokens: dict[str, object] = {}
+        #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
+        self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
         self.index = SessionIndex(store, shown=self.served, shown_size=self.shown_size,
                                   probe_interval=probe_interval)
@@ -116,6 +126,86 @@ class MountState:
                     return overlay[0], record
                 del self.overlay[key]  # changed behind the mount: show the store's bytes
         return record.data, record
+
+    def snapshot(self, key: str, name: str) -> tuple[bytes, int] | None:
+        """``(bytes meta.json shows, mtime_ns)`` for a read-only open, from one read of the
+        entry's file (:meth:`Store.peek`), or None when only :meth:`served` can tell.
+
+        The bytes are parsed (as ``store.read`` does, so a damaged file still fails the open)
+        only the first time this entry's token is seen: nothing is parsed again while the file
+        is unchanged."""
+        found = self.store.peek(name)
+        if not isinstance(found, tuple):
+            return None
+        data, mtime_ns, token = found
+        if token is None or self.valid_tokens.get(key) != token:
+            try:
+                entry = jsonfmt.loads(data)
+            except InvalidJSON:
+                return None  # store.read says what is wrong
+            if not isinstance(entry, dict):
+                return None
+            if len(self.valid_tokens) > 400_000:
+                self.valid_tokens.clear()
+            if token is not None:
+                self.valid_tokens[key] = token
+        with self.lock:
+            overlay = self.overlay.get(key)
+            if overlay is not None:
+                if overlay[1] == data:
+                    return overlay[0], mtime_ns
+                del self.overlay[key]  # changed behind the mount: show the store's bytes
+        return data, mtime_ns
+
+    # -- what the kernel was told -----------------------------------------------------------------
+    def tell_size(self, key: str, size: int) -> None:
+        """The kernel was just answered ``size`` for ``key``'s meta.json (getattr)."""
+        told = self.told.get(key)
+        if told is None:  # the first answer about this file: the kernel holds no other
+            if len(self.told) > 400_000:
+                self.told.clear()
+            self.told[key] = (size, 0.0)
+        elif told[0] != size:
+            self.told[key] = (size, time.monotonic())
+
+    def untold(self, key: str) -> None:
+        """This mount changed ``key``'s meta.json: the kernel may hold a size of its own."""
+        self.told[key] = (-1, time.monotonic())
+
+    def page_cache_safe(self, handle: MetaHandle) -> bool:
+        """Whether a read-only ``handle`` may be served through the kernel's page cache
+        instead of with direct I/O (which costs a READ more per file: the one at EOF).
+
+        The page cache and the size are per inode, the snapshot per open (see
+        :attr:`Handle.direct_io`). Through the cache a reader is served right exactly when
+        the size the kernel holds is its snapshot's size, and no other open file of the inode
+        can put other bytes into the cache. So: the last size the kernel was told is this
+        snapshot's, and has not changed for longer than the kernel may keep an answer (an
+        older answer could still be the one it holds); no writer is open (writes and
+        ``O_TRUNC`` set the size in the kernel); every other open file holds the same bytes.
+        A size the kernel drops meanwhile is asked again with this handle, which answers its
+        own snapshot's. The open itself drops the cached pages (no ``keep_cache``). Under the
+        lock."""
+        told = self.told.get(handle.key)
+        if told is None or told[0] != handle.size():  # never told, or told another size
+            return False
+        if time.monotonic() - told[1] <= self.attr_timeout + 0.1:
+            return False
+        data = handle.data()
+        return all(not other.writable and other.data() == data
+                   for other in self.open_meta.get(handle.key, ()) if other is not handle)
+
+    def cached_reader(self, key: str) -> MetaHandle | None:
+        """An open reader of ``key``'s meta.json served through the page cache, if any (under
+        the lock). While it is open, every size the kernel is told for that file is its
+        snapshot's: the kernel holds one size per inode and cuts a page-cache read at it, so
+        a smaller one (a save, a change behind the mount) would cut the reader's entry short.
+        New opens meanwhile get the new bytes whole (with direct I/O, which ignores the
+        kernel's size); ``stat`` shows the new size once the reader closes."""
+        for handle in self.open_meta.get(key, ()):
+            if not handle.direct_io:
+                return handle
+        return None
 
     def shown_size(self, key: str, data: bytes) -> int:
         """The size ``meta.json`` shows when the store holds ``data`` for ``key``."""
@@ -175,6 +265,8 @@ class MountState:
     # -- open meta.json files --------------------------------------------------------------------
     def opened(self, handle: MetaHandle) -> None:
         """Register an open ``meta.json`` (under the lock)."""
+        if handle.writable:
+            self.untold(handle.key)
         self.open_meta.setdefault(handle.key, []).append(handle)
 
     def closed(self, handle: MetaHandle) -> None:
@@ -193,6 +285,7 @@ class MountState:
 
     def buffer_changed(self, handle: MetaHandle) -> None:
         """Called by a handle (under the lock) after its buffer changed."""
+        self.untold(handle.key)
         opened = self.open_meta.get(handle.key)
         if opened and opened[-1] is not handle and handle in opened:
             opened.remove(handle)
@@ -204,6 +297,9 @@ class MountState:
         writes to an unlinked file reach nothing; moved to ``(key, folder)``, they follow it as
         an open file follows its inode, and commit there. Never do they bring ``key`` back."""
         handles = self.open_meta.pop(key, [])
+        self.untold(key)
+        if moved_to is not None:
+            self.untold(moved_to[0])
         if moved_to is None:
             for handle in handles:
                 handle.detach()
@@ -271,6 +367,7 @@ class MountState:
         """Bookkeeping after ``key`` was written by this mount (under the lock)."""
         self.overlay.pop(key, None)
         self.index.changed(key)
+        self.untold(key)
         self.hidden.pop(key, None)
         self.doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
         self.pending.pop(top, None)
@@ -280,6 +377,8 @@ class MountState:
         self.doomed.pop(key, None)
         self.overlay.pop(key, None)
         self.hidden.pop(key, None)
+        self.untold(key)
+        self.valid_tokens.pop(key, None)
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------
@@ -293,6 +392,7 @@ class MountState:
             self.hidden[key] = float("inf")
             self.doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
             self.index.changed(key)
+            self.untold(key)
         timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
         timer.daemon = True
         timer.start()

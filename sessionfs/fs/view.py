@@ -147,6 +147,7 @@ class SessionView:
                                 unlink_grace=unlink_grace, scratch_max_bytes=scratch_max_bytes,
                                 scratch_max_files=scratch_max_files,
                                 probe_interval=min(timeout, 0.1))
+        self.state.attr_timeout = timeout
         self.errors = self.state.errors
         self.index: SessionIndex = self.state.index
         self.namespace = Namespace(self.state, getattr=self.getattr)
@@ -294,6 +295,11 @@ class SessionView:
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
         with self.state.lock:
             size = handle.size()
+            if isinstance(handle, MetaHandle):
+                cached = self.state.cached_reader(handle.key) if handle.direct_io else None
+                if cached is not None:  # see MountState.cached_reader
+                    size = cached.size()
+                self.state.tell_size(handle.key, size)
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
 
     def _top_attrs(self, top: str) -> dict[str, Any]:
@@ -331,6 +337,10 @@ class SessionView:
             else:
                 assert meta is not None
                 size, mtime_ns = meta.size, meta.mtime_ns
+            cached = self.state.cached_reader(key)
+            if cached is not None:  # see MountState.cached_reader
+                size = cached.size()
+            self.state.tell_size(key, size)
         return self._attrs(FILE_MODE, size, mtime_ns)
 
     # -- listings --------------------------------------------------------------------------------
@@ -534,15 +544,24 @@ class SessionView:
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         truncate = bool(flags & os.O_TRUNC)
         hidden = self.state.hidden_now(key)
-        try:
-            data, record = self.state.served(key)
-            mtime_ns = self.index.entry_mtime(record)
-        except SessionNotFound:
-            data, mtime_ns, record = b"", time.time_ns(), None
+        plain_read = not (create or writable or truncate)
+        # A plain read needs the bytes only: one read of the entry's file, parsed only the
+        # first time it is seen (state.snapshot); everything else goes through the store.
+        quick = self.state.snapshot(key, top) if plain_read and not hidden else None
+        if quick is not None:
+            data, mtime_ns = quick
+            found = True
+        else:
+            try:
+                data, record = self.state.served(key)
+                mtime_ns = self.index.entry_mtime(record)
+                found = True
+            except SessionNotFound:
+                data, mtime_ns, found = b"", time.time_ns(), False
         with self.state.lock:
             opened = self.state.open_meta.get(key, [])
             being_created = any(h.writable for h in opened)
-            exists = record is not None and not hidden
+            exists = found and not hidden
             writing = writable or truncate
             # A write-open of a meta.json that is not (or no longer) there creates it, as
             # O_CREAT would: the kernel strips O_CREAT when its cached name still looks
@@ -563,6 +582,7 @@ class SessionView:
                     handle.truncate_on_open()
             else:
                 handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=False)
+                handle.direct_io = not self.state.page_cache_safe(handle)
             self.state.opened(handle)
             return self.handles.add(handle)
 
