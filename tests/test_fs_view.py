@@ -661,3 +661,25 @@ def test_a_read_goes_through_the_page_cache_only_when_the_kernel_has_its_size(
     view.getattr(path)
     latest = view.open(path, os.O_RDONLY)
     assert not view.handles.get(latest).direct_io
+
+
+def test_an_entry_damaged_behind_the_mount_fails_the_next_open(
+        make_store: Callable[..., Store]) -> None:
+    """A read-only open keeps small entries it parsed (one ``lstat`` for the next open of the
+    unchanged file); a file replaced behind the mount is read and checked again."""
+    store = make_store("directory", ENTRIES)
+    view = SessionView(store, timeout=0)
+    path = meta(MAIN)
+    file = store.path / keys.encode(MAIN) / "meta.json"
+    os.utime(file, ns=(time.time_ns() - 10**9,) * 2)  # settled: kept after the first open
+    for _ in range(2):
+        fh = view.open(path, os.O_RDONLY)
+        assert view.read(fh, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+        view.release(fh)
+    assert MAIN in view.state.snapshots
+    damaged = file.with_name("meta.json.tmp")
+    damaged.write_bytes(b'{"sessionId": "x", "updatedAt": 1')
+    os.replace(damaged, file)
+    with pytest.raises((OSError, SessionfsError)) as excinfo:
+        view.open(path, os.O_RDONLY)
+    assert errno_of(excinfo) == errno.EIO

@@ -59,6 +59,11 @@ log = logging.getLogger("sessionfs.fs")
 #: one is refused). A plain ``rm`` reaches the store this much later, or at once when the folder
 #: is removed or renamed, or at unmount.
 UNLINK_GRACE = 0.5
+#: Entries up to this size are kept after a read-only open, so that the next open of the
+#: unchanged file costs one ``lstat`` instead of a read and a parse; at most
+#: SNAPSHOT_CACHE_BYTES of them (10k sessions of ~600 bytes: 6 MB).
+SNAPSHOT_ENTRY_MAX = 8 << 10
+SNAPSHOT_CACHE_BYTES = 16 << 20
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -104,8 +109,10 @@ class MountState:
         #: when this mount changes the file (a writer, a commit, a rename, a delete), since
         #: the kernel then sets the size itself.
         self.told: dict[str, tuple[int, float]] = {}
-        #: key -> entry token of bytes that parsed as an entry (:meth:`snapshot`)
-        self.valid_tokens: dict[str, object] = {}
+        #: key -> (entry token, bytes) of small entries read and parsed at an open
+        #: (:meth:`snapshot`), at most SNAPSHOT_CACHE_BYTES in all
+        self.snapshots: dict[str, tuple[object, bytes]] = {}
+        self.snapshot_bytes = 0
         #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
         self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
@@ -128,34 +135,55 @@ class MountState:
         return record.data, record
 
     def snapshot(self, key: str, name: str) -> tuple[bytes, int] | None:
-        """``(bytes meta.json shows, mtime_ns)`` for a read-only open, from one read of the
-        entry's file (:meth:`Store.peek`), or None when only :meth:`served` can tell.
+        """``(bytes meta.json shows, mtime_ns)`` for a read-only open, or None when only
+        :meth:`served` can tell.
 
-        The bytes are parsed (as ``store.read`` does, so a damaged file still fails the open)
-        only the first time this entry's token is seen: nothing is parsed again while the file
-        is unchanged."""
+        Small entries already read and parsed come from :attr:`snapshots` after one ``lstat``
+        shows the file unchanged (its entry token, trusted once settled as the attribute cache
+        trusts it); others from one read of the file (:meth:`Store.peek`), parsed (as
+        ``store.read`` does, so a damaged file still fails the open) and kept."""
+        if not self.store.entry_files:
+            return None
+        cached = self.snapshots.get(key)
+        if cached is not None:
+            token = self.store.entry_token(name)
+            mtime_ns = self.store.change_time(token)
+            if token == cached[0] and mtime_ns is not None:
+                return self._shown_bytes(key, cached[1]), mtime_ns
         found = self.store.peek(name)
         if not isinstance(found, tuple):
             return None
         data, mtime_ns, token = found
-        if token is None or self.valid_tokens.get(key) != token:
-            try:
-                entry = jsonfmt.loads(data)
-            except InvalidJSON:
-                return None  # store.read says what is wrong
-            if not isinstance(entry, dict):
-                return None
-            if len(self.valid_tokens) > 400_000:
-                self.valid_tokens.clear()
-            if token is not None:
-                self.valid_tokens[key] = token
+        try:
+            entry = jsonfmt.loads(data)
+        except InvalidJSON:
+            return None  # store.read says what is wrong
+        if not isinstance(entry, dict):
+            return None
+        if token is not None and len(data) <= SNAPSHOT_ENTRY_MAX and self.index.settled(token):
+            self._keep_snapshot(key, token, data)
+        return self._shown_bytes(key, data), mtime_ns
+
+    def _keep_snapshot(self, key: str, token: object, data: bytes) -> None:
+        with self.lock:
+            old = self.snapshots.pop(key, None)
+            if old is not None:
+                self.snapshot_bytes -= len(old[1])
+            if self.snapshot_bytes + len(data) > SNAPSHOT_CACHE_BYTES:
+                self.snapshots.clear()
+                self.snapshot_bytes = 0
+            self.snapshots[key] = (token, data)
+            self.snapshot_bytes += len(data)
+
+    def _shown_bytes(self, key: str, data: bytes) -> bytes:
+        """``data`` (the store's bytes for ``key``) as meta.json shows them (the overlay)."""
         with self.lock:
             overlay = self.overlay.get(key)
             if overlay is not None:
                 if overlay[1] == data:
-                    return overlay[0], mtime_ns
+                    return overlay[0]
                 del self.overlay[key]  # changed behind the mount: show the store's bytes
-        return data, mtime_ns
+        return data
 
     # -- what the kernel was told -----------------------------------------------------------------
     def tell_size(self, key: str, size: int) -> None:
@@ -378,7 +406,9 @@ class MountState:
         self.overlay.pop(key, None)
         self.hidden.pop(key, None)
         self.untold(key)
-        self.valid_tokens.pop(key, None)
+        dropped = self.snapshots.pop(key, None)
+        if dropped is not None:
+            self.snapshot_bytes -= len(dropped[1])
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------
