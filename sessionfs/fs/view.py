@@ -140,6 +140,8 @@ class SessionView:
         #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
         #: store's own modes (``--allow-other``, see ``mount.shared_access``).
         self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
+        self._dir_mode = stat.S_IFDIR | self._dir_bits  # as _shown_mode shows DIR_MODE
+        self._file_mode = stat.S_IFREG | self._file_bits  # ... and FILE_MODE
         self.handles = HandleTable()
         # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
         self.state = MountState(store, max_entry_size=max_entry_size,
@@ -302,6 +304,22 @@ class SessionView:
                 self.state.tell_size(handle.key, size)
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
 
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
+        """``(st_mode, st_nlink, st_size, st_mtime ns)``: :meth:`getattr` without the dict,
+        for the adapter's hot path (every LOOKUP of a session folder and of its meta.json)."""
+        if fh is None and path is not None:
+            where = parse_path(path)
+            if where.kind == META:
+                size, mtime_ns = self._meta_stat(where.top)
+                return self._file_mode, 1, size, mtime_ns
+            if where.kind == TOP:
+                key = self.index.key_of(where.top)
+                meta = self.index.meta_of(key) if key is not None else None
+                if meta is not None:
+                    return self._dir_mode, 2, 0, meta.updated_ns
+        attrs = self.getattr(path, fh)
+        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+
     def _top_attrs(self, top: str) -> dict[str, Any]:
         key = self.index.key_of(top)
         if key is not None:
@@ -318,6 +336,10 @@ class SessionView:
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
+        return self._attrs(FILE_MODE, *self._meta_stat(top))
+
+    def _meta_stat(self, top: str) -> tuple[int, int]:
+        """``(size, mtime_ns)`` of ``/<top>/meta.json``. :raises OSError: ENOENT"""
         key = self.index.key_of(top)
         if key is None:
             fail(errno.ENOENT)
@@ -341,7 +363,7 @@ class SessionView:
             if cached is not None:  # see MountState.cached_reader
                 size = cached.size()
             self.state.tell_size(key, size)
-        return self._attrs(FILE_MODE, size, mtime_ns)
+        return size, mtime_ns
 
     # -- listings --------------------------------------------------------------------------------
     def listdir(self, path: str) -> list[tuple[str, int]]:
