@@ -326,15 +326,21 @@ class MountBench:
         sizes = self.sizes
         small, largest = sizes.small[0], sizes.small[-1]
         mid = sizes.mount_readall
-        for count in dict.fromkeys((small, mid, largest)):
+        # build only the stores this run measures (--only 'vs floor' needs the mid one only)
+        wide = any(self.wanted(name) for name in ("cat", "ls", "rss"))
+        for count in dict.fromkeys((mid, *((small, largest) if wide else ()))):
             self.work.directory(count_label(count))
-        self.work.legacy(self.work.big_label)
+        if self.wanted("write") or self.wanted("legacy"):
+            self.work.legacy(self.work.big_label)
         settle_disk()
+        if self.wanted("vs floor"):
+            self.versus_floor(count_label(mid))
         if self.wanted("read every") or self.wanted("grep") or self.wanted("write"):
             self.readall_grep_write(count_label(mid))
         if self.wanted("do-nothing"):
             self.floor(count_label(mid))
-        self.cat_ls_rss(count_label(small), count_label(largest))
+        if wide:
+            self.cat_ls_rss(count_label(small), count_label(largest))
         if self.wanted("write"):
             self.legacy_write()
         if self.args.profile:
@@ -511,6 +517,66 @@ class MountBench:
                          [(per_file + requests * through) / per_file],
                          note=f"{fmt_value(per_file, 's')} per file directly + {requests} "
                          f"round trips; target {target}x"))
+
+    # -- sessionfs against the floor, round by round ----------------------------------------
+    FLOOR_ROUNDS = 4
+    FLOOR_TARGET = 1.25
+
+    def versus_floor(self, label: str) -> None:
+        """First pass, warm pass and ``grep -rl`` through sessionfs and through the do-nothing
+        filesystem (multi-threaded, as sessionfs runs), each freshly mounted, alternating over
+        ``FLOOR_ROUNDS`` rounds (which one goes first alternates too); each side's best of
+        every measurement is compared. The machine is shared: load that comes and goes hits
+        both sides alike, and the best of several rounds is the least disturbed one."""
+        count = self.work.spec_of(label)[0]
+        folder = self.work.directory(label)
+        sessions = self.work.size_text(label)
+        grep = ["grep", "-rl", self.GREP_PATTERN]
+        read_all(folder / "sessions.d")  # the page cache warm for both sides
+        samples: dict[str, dict[str, list[float]]] = {
+            side: {"first": [], "warm": [], "grep": []} for side in ("sessionfs", "floor")}
+
+        def measure(side: str, mount: Mount) -> None:
+            root = mount.mountpoint
+            seconds, (found, _) = timed(lambda: read_all(root))
+            if found != count:
+                raise RuntimeError(f"read {found} sessions through {side}, expected {count}")
+            samples[side]["first"].append(seconds)
+            for _ in range(3):
+                samples[side]["warm"].append(timed(lambda: read_all(root))[0])
+            for _ in range(3):
+                samples[side]["grep"].append(
+                    timed(lambda: run_quiet([*grep, str(root)], ok=(0, 1)))[0])
+
+        def floor_mount() -> Mount:
+            mountpoint = self.mount_root / "mnt-vs-floor"
+            command = [sys.executable, str(BENCH), "_floorfs", str(count), str(mountpoint)]
+            return Mount(folder / "sessions.d", mountpoint, RESULTS / "daemon-vs-floor.log",
+                         command=command)
+
+        for round_number in range(self.FLOOR_ROUNDS):
+            order = ("sessionfs", "floor") if round_number % 2 == 0 else ("floor", "sessionfs")
+            for side in order:
+                mount = (self.mount(folder, f"vs-floor-{label}") if side == "sessionfs"
+                         else floor_mount())
+                with mount:
+                    measure(side, mount)
+            say(f"round {round_number + 1}: " + ", ".join(
+                f"{what} {min(samples['sessionfs'][what]) / min(samples['floor'][what]):.2f}x"
+                for what in ("first", "warm", "grep")))
+        for what, title in (("first", "read every meta.json, first pass"),
+                            ("warm", "read every meta.json, warm"), ("grep", "grep -rl")):
+            mine, floor = samples["sessionfs"][what], samples["floor"][what]
+            self.add(Row(f"vs floor: {title}: sessionfs, best", sessions, "directory", "s",
+                         [min(mine)], note=f"best of {len(mine)}; all: "
+                         + " ".join(fmt_value(v, "s") for v in mine)))
+            self.add(Row(f"vs floor: {title}: do-nothing FS, best", sessions, "floor", "s",
+                         [min(floor)], note=f"best of {len(floor)}; all: "
+                         + " ".join(fmt_value(v, "s") for v in floor)))
+            self.add(Row(f"vs floor: {title}: sessionfs / do-nothing FS", sessions,
+                         "directory", "x", [min(mine) / min(floor)],
+                         Target(self.FLOOR_TARGET, "value", f"<= {self.FLOOR_TARGET:.2f}x"),
+                         note=f"{self.FLOOR_ROUNDS} rounds, the two mounted in turn"))
 
     # -- the floor: a do-nothing mfusepy filesystem of the same shape ------------------------
     def floor(self, label: str) -> None:

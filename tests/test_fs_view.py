@@ -622,3 +622,64 @@ def test_truncating_a_scratch_file_by_path_holds_the_views_lock(
     view.truncate(path, 4)
     assert locked == [True]
     assert read_all(view, path) == b"0123"
+
+
+def test_a_read_goes_through_the_page_cache_only_when_the_kernel_has_its_size(
+        store: Store) -> None:
+    """Direct I/O costs a READ more per file (the one at EOF): a read-only open is served
+    through the page cache when the kernel's size is surely the snapshot's (told by getattr,
+    unchanged since), and with direct I/O otherwise: nothing told yet, a writer open, another
+    open file with other bytes."""
+    view = SessionView(store, timeout=0)
+    path = meta(MAIN)
+    first = view.open(path, os.O_RDONLY)
+    assert view.handles.get(first).direct_io  # the kernel was told no size yet
+    view.release(first)
+    view.getattr(path)
+    reader = view.open(path, os.O_RDONLY)
+    assert not view.handles.get(reader).direct_io
+    assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+    writer = view.open(path, os.O_WRONLY)
+    second = view.open(path, os.O_RDONLY)
+    assert view.handles.get(second).direct_io  # a writer sets the kernel's size itself
+    view.release(second)
+    view.write(writer, jsonfmt.dumps({"sessionId": "s", "updatedAt": 1}), 0)
+    view.truncate(None, len(jsonfmt.dumps({"sessionId": "s", "updatedAt": 1})), writer)
+    view.release(writer)
+    # while the page-cache reader is open, the kernel is told its size (a smaller one would
+    # cut its read short); new opens get the new bytes, with direct I/O
+    assert view.getattr(path)["st_size"] == len(jsonfmt.dumps(ENTRIES[MAIN]))
+    newer = view.open(path, os.O_RDONLY)
+    assert view.handles.get(newer).direct_io
+    assert view.read(newer, 1 << 20, 0) == jsonfmt.dumps({"sessionId": "s", "updatedAt": 1})
+    assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+    view.release(newer)
+    view.release(reader)
+    assert view.getattr(path)["st_size"] == len(jsonfmt.dumps({"sessionId": "s",
+                                                               "updatedAt": 1}))
+    time.sleep(0.15)  # the new size has been the kernel's for longer than it keeps answers
+    view.getattr(path)
+    latest = view.open(path, os.O_RDONLY)
+    assert not view.handles.get(latest).direct_io
+
+
+def test_an_entry_damaged_behind_the_mount_fails_the_next_open(
+        make_store: Callable[..., Store]) -> None:
+    """A read-only open keeps small entries it parsed (one ``lstat`` for the next open of the
+    unchanged file); a file replaced behind the mount is read and checked again."""
+    store = make_store("directory", ENTRIES)
+    view = SessionView(store, timeout=0)
+    path = meta(MAIN)
+    file = store.path / keys.encode(MAIN) / "meta.json"
+    os.utime(file, ns=(time.time_ns() - 10**9,) * 2)  # settled: kept after the first open
+    for _ in range(2):
+        fh = view.open(path, os.O_RDONLY)
+        assert view.read(fh, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
+        view.release(fh)
+    assert MAIN in view.state.snapshots
+    damaged = file.with_name("meta.json.tmp")
+    damaged.write_bytes(b'{"sessionId": "x", "updatedAt": 1')
+    os.replace(damaged, file)
+    with pytest.raises((OSError, SessionfsError)) as excinfo:
+        view.open(path, os.O_RDONLY)
+    assert errno_of(excinfo) == errno.EIO

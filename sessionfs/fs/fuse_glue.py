@@ -113,13 +113,14 @@ class SessionFUSE(PinnedFUSE):
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
         """mfusepy's getattr glue, with the ``struct stat`` filled field by field."""
         fh = fip.contents.fh if fip else None
-        attrs = self.operations.getattr(_decode(self, path), fh)
+        mode, nlink, size, mtime_ns = self.operations.stat(_decode(self, path), fh)
+        view = self.operations.view
         st = buf.contents
         st.st_dev = st.st_ino = st.st_rdev = st.st_blksize = 0
-        st.st_mode, st.st_nlink = attrs["st_mode"], attrs["st_nlink"]
-        st.st_uid, st.st_gid = attrs["st_uid"], attrs["st_gid"]
-        st.st_size, st.st_blocks = attrs["st_size"], attrs["st_blocks"]
-        sec, nsec = divmod(attrs["st_mtime"], 1_000_000_000)
+        st.st_mode, st.st_nlink = mode, nlink
+        st.st_uid, st.st_gid = view.uid, view.gid
+        st.st_size, st.st_blocks = size, (size + 511) // 512
+        sec, nsec = divmod(mtime_ns, 1_000_000_000)
         for stamp in (st.st_mtimespec, st.st_ctimespec, st.st_atimespec):
             stamp.tv_sec, stamp.tv_nsec = sec, nsec
         return 0

@@ -38,10 +38,12 @@ class Handle:
     """What every open file answers; the defaults fit a read-only file."""
 
     fh: int = 0
-    #: Every file is served with FOPEN_DIRECT_IO: the kernel keeps one size and one page cache
+    #: Files are served with FOPEN_DIRECT_IO: the kernel keeps one size and one page cache
     #: per inode, while each open here has its own snapshot or buffer. Through the page cache a
     #: reader would be cut off (or padded with zeros) at a size another open file or a stat
-    #: of the changed store reported; with direct I/O it always reads its own bytes.
+    #: of the changed store reported; with direct I/O it always reads its own bytes. The one
+    #: exception, a read-only ``meta.json`` whose size the kernel surely holds, is
+    #: :meth:`sessionfs.fs.state.MountState.page_cache_safe` (it spares the READ at EOF).
     direct_io: bool = True
     noflush: bool = False
     writable: bool = False

@@ -69,6 +69,11 @@ class SessionIndex:
         """The store's fingerprint (SQLite: at most one probe interval old)."""
         return self._probe.fingerprint()
 
+    def settled(self, token: object) -> bool:
+        """Whether an entry token is old enough to stand for its file's bytes (see
+        :meth:`StoreProbe.settled`)."""
+        return self._probe.settled(token)
+
     # -- names -----------------------------------------------------------------------------------
     def name_of(self, key: str) -> str:
         """The directory name of ``key`` (cached). :raises InvalidKey: key has no name."""

@@ -114,6 +114,11 @@ class SessionOperations(mfusepy.Operations):
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         return self.view.getattr(path, fh)
 
+    @errno_boundary
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
+        """:meth:`getattr` as ``(mode, nlink, size, mtime_ns)``, for the glue's hot path."""
+        return self.view.stat(path, fh)
+
     @overrides
     @errno_boundary
     def chmod(self, path: str, mode: int) -> int:

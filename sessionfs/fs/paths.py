@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -65,7 +66,10 @@ class Where:
         return self.name if self.kind in (META, INNER, CONTROL_FILE) else self.top
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_path(path: str) -> Where:
+    """Classify ``path`` by shape. Cached: a read of a file asks this for the same path at
+    LOOKUP, OPEN and after, and a ``Where`` is immutable."""
     if path in ("/", ""):
         return Where(ROOT)
     parts = path.strip("/").split("/")

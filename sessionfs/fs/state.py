@@ -38,8 +38,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry, serialize_entry
-from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound
+from sessionfs.errors import InvalidJSON, ReadOnlyStore, SessionfsError, SessionNotFound
 from sessionfs.fs.control import ErrorLog
 from sessionfs.fs.handles import MetaHandle
 from sessionfs.fs.index import SessionIndex
@@ -58,6 +59,11 @@ log = logging.getLogger("sessionfs.fs")
 #: one is refused). A plain ``rm`` reaches the store this much later, or at once when the folder
 #: is removed or renamed, or at unmount.
 UNLINK_GRACE = 0.5
+#: Entries up to this size are kept after a read-only open, so that the next open of the
+#: unchanged file costs one ``lstat`` instead of a read and a parse; at most
+#: SNAPSHOT_CACHE_BYTES of them (10k sessions of ~600 bytes: 6 MB).
+SNAPSHOT_ENTRY_MAX = 8 << 10
+SNAPSHOT_CACHE_BYTES = 16 << 20
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -98,6 +104,17 @@ class MountState:
         self.overlay: dict[str, tuple[bytes, bytes]] = {}  # key -> (raw written, canonical)
         self.doomed: dict[str, Doom] = {}
         self.open_meta: dict[str, list[MetaHandle]] = {}
+        #: key -> (size of meta.json last answered to the kernel, monotonic time that answer
+        #: last changed; 0 for the first answer); see :meth:`page_cache_safe`. Size -1 from
+        #: when this mount changes the file (a writer, a commit, a rename, a delete), since
+        #: the kernel then sets the size itself.
+        self.told: dict[str, tuple[int, float]] = {}
+        #: key -> (entry token, bytes) of small entries read and parsed at an open
+        #: (:meth:`snapshot`), at most SNAPSHOT_CACHE_BYTES in all
+        self.snapshots: dict[str, tuple[object, bytes]] = {}
+        self.snapshot_bytes = 0
+        #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
+        self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
         self.index = SessionIndex(store, shown=self.served, shown_size=self.shown_size,
                                   probe_interval=probe_interval)
@@ -116,6 +133,107 @@ class MountState:
                     return overlay[0], record
                 del self.overlay[key]  # changed behind the mount: show the store's bytes
         return record.data, record
+
+    def snapshot(self, key: str, name: str) -> tuple[bytes, int] | None:
+        """``(bytes meta.json shows, mtime_ns)`` for a read-only open, or None when only
+        :meth:`served` can tell.
+
+        Small entries already read and parsed come from :attr:`snapshots` after one ``lstat``
+        shows the file unchanged (its entry token, trusted once settled as the attribute cache
+        trusts it); others from one read of the file (:meth:`Store.peek`), parsed (as
+        ``store.read`` does, so a damaged file still fails the open) and kept."""
+        if not self.store.entry_files:
+            return None
+        cached = self.snapshots.get(key)
+        if cached is not None:
+            token = self.store.entry_token(name)
+            mtime_ns = self.store.change_time(token)
+            if token == cached[0] and mtime_ns is not None:
+                return self._shown_bytes(key, cached[1]), mtime_ns
+        found = self.store.peek(name)
+        if not isinstance(found, tuple):
+            return None
+        data, mtime_ns, token = found
+        try:
+            entry = jsonfmt.loads(data)
+        except InvalidJSON:
+            return None  # store.read says what is wrong
+        if not isinstance(entry, dict):
+            return None
+        if token is not None and len(data) <= SNAPSHOT_ENTRY_MAX and self.index.settled(token):
+            self._keep_snapshot(key, token, data)
+        return self._shown_bytes(key, data), mtime_ns
+
+    def _keep_snapshot(self, key: str, token: object, data: bytes) -> None:
+        with self.lock:
+            old = self.snapshots.pop(key, None)
+            if old is not None:
+                self.snapshot_bytes -= len(old[1])
+            if self.snapshot_bytes + len(data) > SNAPSHOT_CACHE_BYTES:
+                self.snapshots.clear()
+                self.snapshot_bytes = 0
+            self.snapshots[key] = (token, data)
+            self.snapshot_bytes += len(data)
+
+    def _shown_bytes(self, key: str, data: bytes) -> bytes:
+        """``data`` (the store's bytes for ``key``) as meta.json shows them (the overlay)."""
+        with self.lock:
+            overlay = self.overlay.get(key)
+            if overlay is not None:
+                if overlay[1] == data:
+                    return overlay[0]
+                del self.overlay[key]  # changed behind the mount: show the store's bytes
+        return data
+
+    # -- what the kernel was told -----------------------------------------------------------------
+    def tell_size(self, key: str, size: int) -> None:
+        """The kernel was just answered ``size`` for ``key``'s meta.json (getattr)."""
+        told = self.told.get(key)
+        if told is None:  # the first answer about this file: the kernel holds no other
+            if len(self.told) > 400_000:
+                self.told.clear()
+            self.told[key] = (size, 0.0)
+        elif told[0] != size:
+            self.told[key] = (size, time.monotonic())
+
+    def untold(self, key: str) -> None:
+        """This mount changed ``key``'s meta.json: the kernel may hold a size of its own."""
+        self.told[key] = (-1, time.monotonic())
+
+    def page_cache_safe(self, handle: MetaHandle) -> bool:
+        """Whether a read-only ``handle`` may be served through the kernel's page cache
+        instead of with direct I/O (which costs a READ more per file: the one at EOF).
+
+        The page cache and the size are per inode, the snapshot per open (see
+        :attr:`Handle.direct_io`). Through the cache a reader is served right exactly when
+        the size the kernel holds is its snapshot's size, and no other open file of the inode
+        can put other bytes into the cache. So: the last size the kernel was told is this
+        snapshot's, and has not changed for longer than the kernel may keep an answer (an
+        older answer could still be the one it holds); no writer is open (writes and
+        ``O_TRUNC`` set the size in the kernel); every other open file holds the same bytes.
+        A size the kernel drops meanwhile is asked again with this handle, which answers its
+        own snapshot's. The open itself drops the cached pages (no ``keep_cache``). Under the
+        lock."""
+        told = self.told.get(handle.key)
+        if told is None or told[0] != handle.size():  # never told, or told another size
+            return False
+        if time.monotonic() - told[1] <= self.attr_timeout + 0.1:
+            return False
+        data = handle.data()
+        return all(not other.writable and other.data() == data
+                   for other in self.open_meta.get(handle.key, ()) if other is not handle)
+
+    def cached_reader(self, key: str) -> MetaHandle | None:
+        """An open reader of ``key``'s meta.json served through the page cache, if any (under
+        the lock). While it is open, every size the kernel is told for that file is its
+        snapshot's: the kernel holds one size per inode and cuts a page-cache read at it, so
+        a smaller one (a save, a change behind the mount) would cut the reader's entry short.
+        New opens meanwhile get the new bytes whole (with direct I/O, which ignores the
+        kernel's size); ``stat`` shows the new size once the reader closes."""
+        for handle in self.open_meta.get(key, ()):
+            if not handle.direct_io:
+                return handle
+        return None
 
     def shown_size(self, key: str, data: bytes) -> int:
         """The size ``meta.json`` shows when the store holds ``data`` for ``key``."""
@@ -175,6 +293,8 @@ class MountState:
     # -- open meta.json files --------------------------------------------------------------------
     def opened(self, handle: MetaHandle) -> None:
         """Register an open ``meta.json`` (under the lock)."""
+        if handle.writable:
+            self.untold(handle.key)
         self.open_meta.setdefault(handle.key, []).append(handle)
 
     def closed(self, handle: MetaHandle) -> None:
@@ -193,6 +313,7 @@ class MountState:
 
     def buffer_changed(self, handle: MetaHandle) -> None:
         """Called by a handle (under the lock) after its buffer changed."""
+        self.untold(handle.key)
         opened = self.open_meta.get(handle.key)
         if opened and opened[-1] is not handle and handle in opened:
             opened.remove(handle)
@@ -204,6 +325,9 @@ class MountState:
         writes to an unlinked file reach nothing; moved to ``(key, folder)``, they follow it as
         an open file follows its inode, and commit there. Never do they bring ``key`` back."""
         handles = self.open_meta.pop(key, [])
+        self.untold(key)
+        if moved_to is not None:
+            self.untold(moved_to[0])
         if moved_to is None:
             for handle in handles:
                 handle.detach()
@@ -271,6 +395,7 @@ class MountState:
         """Bookkeeping after ``key`` was written by this mount (under the lock)."""
         self.overlay.pop(key, None)
         self.index.changed(key)
+        self.untold(key)
         self.hidden.pop(key, None)
         self.doomed.pop(key, None)  # a rename over an open meta.json: nothing to delete
         self.pending.pop(top, None)
@@ -280,6 +405,10 @@ class MountState:
         self.doomed.pop(key, None)
         self.overlay.pop(key, None)
         self.hidden.pop(key, None)
+        self.untold(key)
+        dropped = self.snapshots.pop(key, None)
+        if dropped is not None:
+            self.snapshot_bytes -= len(dropped[1])
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------
@@ -293,6 +422,7 @@ class MountState:
             self.hidden[key] = float("inf")
             self.doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
             self.index.changed(key)
+            self.untold(key)
         timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
         timer.daemon = True
         timer.start()

@@ -140,6 +140,8 @@ class SessionView:
         #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
         #: store's own modes (``--allow-other``, see ``mount.shared_access``).
         self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
+        self._dir_mode = stat.S_IFDIR | self._dir_bits  # as _shown_mode shows DIR_MODE
+        self._file_mode = stat.S_IFREG | self._file_bits  # ... and FILE_MODE
         self.handles = HandleTable()
         # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
         self.state = MountState(store, max_entry_size=max_entry_size,
@@ -147,6 +149,7 @@ class SessionView:
                                 unlink_grace=unlink_grace, scratch_max_bytes=scratch_max_bytes,
                                 scratch_max_files=scratch_max_files,
                                 probe_interval=min(timeout, 0.1))
+        self.state.attr_timeout = timeout
         self.errors = self.state.errors
         self.index: SessionIndex = self.state.index
         self.namespace = Namespace(self.state, getattr=self.getattr)
@@ -294,7 +297,28 @@ class SessionView:
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
         with self.state.lock:
             size = handle.size()
+            if isinstance(handle, MetaHandle):
+                cached = self.state.cached_reader(handle.key) if handle.direct_io else None
+                if cached is not None:  # see MountState.cached_reader
+                    size = cached.size()
+                self.state.tell_size(handle.key, size)
         return self._attrs(FILE_MODE, size, handle.mtime_ns())
+
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
+        """``(st_mode, st_nlink, st_size, st_mtime ns)``: :meth:`getattr` without the dict,
+        for the adapter's hot path (every LOOKUP of a session folder and of its meta.json)."""
+        if fh is None and path is not None:
+            where = parse_path(path)
+            if where.kind == META:
+                size, mtime_ns = self._meta_stat(where.top)
+                return self._file_mode, 1, size, mtime_ns
+            if where.kind == TOP:
+                key = self.index.key_of(where.top)
+                meta = self.index.meta_of(key) if key is not None else None
+                if meta is not None:
+                    return self._dir_mode, 2, 0, meta.updated_ns
+        attrs = self.getattr(path, fh)
+        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
 
     def _top_attrs(self, top: str) -> dict[str, Any]:
         key = self.index.key_of(top)
@@ -312,6 +336,10 @@ class SessionView:
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
+        return self._attrs(FILE_MODE, *self._meta_stat(top))
+
+    def _meta_stat(self, top: str) -> tuple[int, int]:
+        """``(size, mtime_ns)`` of ``/<top>/meta.json``. :raises OSError: ENOENT"""
         key = self.index.key_of(top)
         if key is None:
             fail(errno.ENOENT)
@@ -331,7 +359,11 @@ class SessionView:
             else:
                 assert meta is not None
                 size, mtime_ns = meta.size, meta.mtime_ns
-        return self._attrs(FILE_MODE, size, mtime_ns)
+            cached = self.state.cached_reader(key)
+            if cached is not None:  # see MountState.cached_reader
+                size = cached.size()
+            self.state.tell_size(key, size)
+        return size, mtime_ns
 
     # -- listings --------------------------------------------------------------------------------
     def listdir(self, path: str) -> list[tuple[str, int]]:
@@ -534,15 +566,24 @@ class SessionView:
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         truncate = bool(flags & os.O_TRUNC)
         hidden = self.state.hidden_now(key)
-        try:
-            data, record = self.state.served(key)
-            mtime_ns = self.index.entry_mtime(record)
-        except SessionNotFound:
-            data, mtime_ns, record = b"", time.time_ns(), None
+        plain_read = not (create or writable or truncate)
+        # A plain read needs the bytes only: one read of the entry's file, parsed only the
+        # first time it is seen (state.snapshot); everything else goes through the store.
+        quick = self.state.snapshot(key, top) if plain_read and not hidden else None
+        if quick is not None:
+            data, mtime_ns = quick
+            found = True
+        else:
+            try:
+                data, record = self.state.served(key)
+                mtime_ns = self.index.entry_mtime(record)
+                found = True
+            except SessionNotFound:
+                data, mtime_ns, found = b"", time.time_ns(), False
         with self.state.lock:
             opened = self.state.open_meta.get(key, [])
             being_created = any(h.writable for h in opened)
-            exists = record is not None and not hidden
+            exists = found and not hidden
             writing = writable or truncate
             # A write-open of a meta.json that is not (or no longer) there creates it, as
             # O_CREAT would: the kernel strips O_CREAT when its cached name still looks
@@ -563,6 +604,7 @@ class SessionView:
                     handle.truncate_on_open()
             else:
                 handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=False)
+                handle.direct_io = not self.state.page_cache_safe(handle)
             self.state.opened(handle)
             return self.handles.add(handle)
 
