@@ -266,6 +266,12 @@ class StateView:
                 "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
+        """``(st_mode, st_nlink, st_size, st_mtime ns)``, what the adapter's getattr glue fills
+        the kernel's stat from (``SessionView.stat``); owner and group are this view's."""
+        attrs = self.getattr(path, fh)
+        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         handle = self.handles.find(fh)
         if isinstance(handle, _Delegated):
