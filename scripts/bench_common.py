@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -361,3 +362,22 @@ def key_of(name: str) -> str:
     if key is None:
         raise RuntimeError(f"{name} is a hashed name; pick another session")
     return key
+
+
+class RowCollector:
+    """What every bench subcommand shares: ``--only`` filtering and collecting finished rows."""
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+        self.rows: list[Row] = []
+        self.only = re.compile(args.only) if args.only else None
+
+    def wanted(self, name: str) -> bool:
+        return self.only is None or bool(self.only.search(name))
+
+    def add(self, row: Row) -> Row:
+        row.finish()
+        self.rows.append(row)
+        stat = fmt_value(row.stats["median"], row.unit) if "median" in row.stats else "-"
+        say(f"{row.name} [{row.sessions} {row.layout}]: median {stat} {row.status}")
+        return row

@@ -11,7 +11,6 @@ import json
 import os
 import pstats
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from bench_common import (
     RESULTS,
     HarnessMount,
     Row,
+    RowCollector,
     Target,
     count_label,
     disk_probe,
@@ -258,26 +258,14 @@ class Mount(HarnessMount):
         return self.proc.pid
 
 
-class MountBench:
+class MountBench(RowCollector):
     GREP_PATTERN = "gemini-3-pro"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+        super().__init__(args)
         self.sizes = QUICK if args.quick else FULL
-        self.rows: list[Row] = []
-        self.only = re.compile(args.only) if args.only else None
         self.rss: dict[str, dict[str, float]] = {}
         self.daemon_profiles: dict[str, dict[str, Any]] = {}
-
-    def wanted(self, name: str) -> bool:
-        return self.only is None or bool(self.only.search(name))
-
-    def add(self, row: Row) -> Row:
-        row.finish()
-        self.rows.append(row)
-        stat = fmt_value(row.stats["median"], row.unit) if "median" in row.stats else "-"
-        say(f"{row.name} [{row.sessions} {row.layout}]: median {stat} {row.status}")
-        return row
 
     def mount(self, store: Path, tag: str, profile: tuple[str, Path] | None = None) -> Mount:
         mountpoint = self.mount_root / f"mnt-{tag}"

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -22,9 +21,9 @@ from bench_common import (
     META,
     RESULTS,
     Row,
+    RowCollector,
     Target,
     count_label,
-    fmt_value,
     is_mounted,
     key_of,
     load_text,
@@ -43,31 +42,19 @@ from bench_mount import Mount
 from bench_store import drop_page_cache, pick, remove_tree
 
 
-class SqliteBench:
+class SqliteBench(RowCollector):
     """The SQLite generation through the mount (issue 10 §5): cat flatness 1k vs 100k, ``ls -l``
     of 10k against the directory store, a ~200 MB transcript (first read vs the store's own
     floor, repeat read vs a warm file on disk, daemon RSS), and how soon another process's
     commit shows. Paired measurements alternate pass by pass and report best-of and median."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+        super().__init__(args)
         self.quick = bool(args.quick)
-        self.rows: list[Row] = []
-        self.only = re.compile(args.only) if args.only else None
         self.timeout = 1.0
         self.counts = (300, 1_000, 3_000) if self.quick else (1_000, 10_000, 100_000)
         self.transcript_mb = 20 if self.quick else 200
         self.passes = 3 if self.quick else 5
-
-    def wanted(self, name: str) -> bool:
-        return self.only is None or bool(self.only.search(name))
-
-    def add(self, row: Row) -> Row:
-        row.finish()
-        self.rows.append(row)
-        stat = fmt_value(row.stats["median"], row.unit) if "median" in row.stats else "-"
-        say(f"{row.name} [{row.sessions} {row.layout}]: median {stat} {row.status}")
-        return row
 
     # -- stores ----------------------------------------------------------------------------------
     def agent(self, count: int) -> Path:

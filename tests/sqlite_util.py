@@ -22,6 +22,7 @@ __all__ = ["BIG_LINE", "ENTRIES", "TRANSCRIPTS", "build", "db_digest", "gateway"
            "write_sqlite_store"]
 
 MAIN = "agent:main:main"
+JAMES = "agent:main:telegram:direct:james"
 # A line openclaw compresses (1.5 KiB, compressible, no \u escape) and one it may not (\u0001).
 BIG_LINE = compact({"type": "message", "id": "0badcafe", "parentId": "a1", "timestamp":
                     "2026-06-15T09:00:04.500Z", "message": {"role": "user", "content": [
@@ -72,4 +73,4 @@ def gateway(db: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-__all__ += ["MAIN", "append_events", "demo_transcript", "put_session"]
+__all__ += ["JAMES", "MAIN", "append_events", "demo_transcript", "put_session"]

@@ -396,12 +396,14 @@ def test_two_threads_exclude_each_other(lock_path: Path) -> None:
     assert not lock_path.exists()
 
 
-def test_four_processes_hundred_increments_each_lose_nothing(tmp_path: Path) -> None:
-    lock_path = tmp_path / LOCK_NAME
-    counter = tmp_path / "counter"
+def _count_together(folder: Path, processes: int, timeout: float) -> str:
+    """``processes`` children each add 100 to one counter file under the lock, started
+    together; returns the counter's final text (and checks the lock is gone)."""
+    lock_path = folder / LOCK_NAME
+    counter = folder / "counter"
     counter.write_text("0")
     children = [_spawn(COUNTER, str(lock_path), str(counter), stdin=subprocess.PIPE)
-                for _ in range(4)]
+                for _ in range(processes)]
     try:
         for child in children:
             _wait_ready(child)
@@ -410,12 +412,16 @@ def test_four_processes_hundred_increments_each_lose_nothing(tmp_path: Path) -> 
             child.stdin.write("go\n")
             child.stdin.flush()
         for child in children:
-            assert child.wait(45) == 0
+            assert child.wait(timeout) == 0
     finally:
         for child in children:
             _kill(child)
-    assert counter.read_text() == "400"
     assert not lock_path.exists()
+    return counter.read_text()
+
+
+def test_four_processes_hundred_increments_each_lose_nothing(tmp_path: Path) -> None:
+    assert _count_together(tmp_path, 4, 45) == "400"
 
 
 def test_forked_child_holds_none_of_its_parents_locks(lock_path: Path) -> None:
@@ -597,22 +603,4 @@ def test_a_half_written_lock_counts_as_being_written(nolinks_folder: Path) -> No
 
 
 def test_processes_exclude_each_other_without_hard_links(nolinks_folder: Path) -> None:
-    lock_path = nolinks_folder / LOCK_NAME
-    counter = nolinks_folder / "counter"
-    counter.write_text("0")
-    children = [_spawn(COUNTER, str(lock_path), str(counter), stdin=subprocess.PIPE)
-                for _ in range(3)]
-    try:
-        for child in children:
-            _wait_ready(child)
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        for child in children:
-            assert child.wait(90) == 0
-    finally:
-        for child in children:
-            _kill(child)
-    assert counter.read_text() == "300"
-    assert not lock_path.exists()
+    assert _count_together(nolinks_folder, 3, 90) == "300"

@@ -27,6 +27,7 @@ from tests.mountutil import Mount, base  # noqa: F401  (fixture)
 from tests.sqlite_util import (
     BIG_LINE,
     ENTRIES,
+    JAMES,
     MAIN,
     TRANSCRIPTS,
     append_events,
@@ -37,7 +38,6 @@ from tests.sqlite_util import (
     put_session,
 )
 
-JAMES = "agent:main:telegram:direct:james"
 GROUP = "agent:main:googlechat:group:spaces/aaaa"  # has no transcript
 TIMEOUT = 1.0
 

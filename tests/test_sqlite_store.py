@@ -24,6 +24,7 @@ from tests.sqlite_util import (
     BIG_LINE,
     ENTRIES,
     ESCAPED_LINE,
+    JAMES,
     MAIN,
     TRANSCRIPTS,
     append_events,
@@ -33,8 +34,6 @@ from tests.sqlite_util import (
     jsonl,
     put_session,
 )
-
-JAMES = "agent:main:telegram:direct:james"
 
 
 @pytest.fixture

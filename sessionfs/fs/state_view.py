@@ -39,7 +39,7 @@ from sessionfs.errors import ReadOnlyStore, SessionfsError
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
-from sessionfs.fs.view import DirHandle, SessionView
+from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
 from sessionfs.state import find_agents
 from sessionfs.store import StoreLocation, open_store
@@ -140,7 +140,7 @@ def _view_accepts_transcripts_flag() -> bool:
     return "transcripts" in inspect.signature(SessionView.__init__).parameters
 
 
-class StateView:
+class StateView(DirectoryHandles):
     """The mounted tree over a state directory; the same interface as :class:`SessionView`
     (the adapter in :mod:`sessionfs.fs.operations` drives either)."""
 
@@ -408,18 +408,6 @@ class StateView:
                 return [item for item in listed if item[0] != INNER_TRANSCRIPT]
             return listed
         fail(errno.ENOTDIR)
-
-    def opendir(self, path: str) -> int:
-        return self.handles.add(DirHandle(path, self.listdir(path)))
-
-    def dir_entries(self, fh: int) -> DirHandle:
-        handle = self.handles.get(fh)
-        if not isinstance(handle, DirHandle):
-            fail(errno.EBADF)
-        return handle
-
-    def releasedir(self, fh: int) -> None:
-        self.handles.pop(fh)
 
     # -- control files ---------------------------------------------------------------------------
     def _control_bytes(self, name: str) -> bytes:

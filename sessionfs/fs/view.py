@@ -96,7 +96,7 @@ from sessionfs.fs.transcript import (
 from sessionfs.store import StoreLocation, legacy_beside_token, locate_store, reappeared_legacy
 from sessionfs.store.base import EntryRecord, Store
 
-__all__ = ["META_NAME", "DirHandle", "SessionView", "Where", "parse_path"]
+__all__ = ["META_NAME", "DirHandle", "DirectoryHandles", "SessionView", "Where", "parse_path"]
 
 log = logging.getLogger("sessionfs.fs")
 
@@ -109,7 +109,29 @@ class DirHandle(Handle):
         self.entries = entries
 
 
-class SessionView:
+class DirectoryHandles:
+    """opendir / readdir / releasedir, the same for every view: the listing is taken once, at
+    ``opendir``, from the view's own :meth:`listdir`, and kept in its handle table."""
+
+    handles: HandleTable
+
+    def listdir(self, path: str) -> list[tuple[str, int]]:
+        raise NotImplementedError
+
+    def opendir(self, path: str) -> int:
+        return self.handles.add(DirHandle(path, self.listdir(path)))
+
+    def dir_entries(self, fh: int) -> DirHandle:
+        handle = self.handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            fail(errno.EBADF)
+        return handle
+
+    def releasedir(self, fh: int) -> None:
+        self.handles.pop(fh)
+
+
+class SessionView(DirectoryHandles):
     """The mounted tree over one store. Thread-safe; every method may raise OSError or
     SessionfsError (whose ``errno`` the adapter answers).
 
@@ -413,18 +435,6 @@ class SessionView:
                 keep_keys = self.state.kept_keys()
                 self.index.prune({name for name, _ in sessions}, keep_keys, set(self.state.pending))
         return sessions
-
-    def opendir(self, path: str) -> int:
-        return self.handles.add(DirHandle(path, self.listdir(path)))
-
-    def dir_entries(self, fh: int) -> DirHandle:
-        handle = self.handles.get(fh)
-        if not isinstance(handle, DirHandle):
-            fail(errno.EBADF)
-        return handle
-
-    def releasedir(self, fh: int) -> None:
-        self.handles.pop(fh)
 
     # -- control files ---------------------------------------------------------------------------
     #: While a ``sessions.json`` lies beside ``sessions.d``, how often ``status`` compares the
