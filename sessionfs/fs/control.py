@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from sessionfs.fs.scratch import is_libfuse_hidden
+
 __all__ = ["CONTROL_DIR", "CONTROL_FILES", "ControlFiles", "ErrorLog", "RestoreSinks", "SinkFile",
            "render_status"]
 
@@ -178,9 +180,12 @@ class RestoreSinks:
             return sink is not None and sink.hides_until is not None
 
     def names(self) -> list[str]:
-        """Listed sinks (a re-created control file is listed as the control file already)."""
+        """Listed sinks (a re-created control file is listed as the control file already; a
+        sink libfuse hid because it was unlinked while open is gone from the folder, as on any
+        filesystem, even before its last close)."""
         with self._lock:
-            return [name for name in self._files if name not in CONTROL_FILES]
+            return [name for name in self._files
+                    if name not in CONTROL_FILES and not is_libfuse_hidden(name)]
 
     def create(self, name: str) -> SinkFile:
         """A new (or emptied) sink called ``name``. :raises OSError: ENOSPC past :attr:`LIMIT`"""
