@@ -88,6 +88,27 @@ def test_empty_new_folder_with_an_invalid_meta_stays_no_session(mnt: Mount) -> N
     os.rmdir(folder)
 
 
+def test_a_refused_create_leaves_no_meta_while_its_release_is_on_the_way(mnt: Mount) -> None:
+    """close() returns after FLUSH; RELEASE reaches the daemon later. A descriptor kept open
+    past a refused close stands in for that window: the refused file must not be listed."""
+    folder = mnt.mp / "agent--main--late"
+    os.mkdir(folder)
+    fd = os.open(folder / "meta.json", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b'{"updatedAt": 1}')
+        second = os.dup(fd)
+        with pytest.raises(OSError) as excinfo:
+            os.close(second)  # FLUSH: the commit is refused (no sessionId)
+        assert excinfo.value.errno == errno.EINVAL
+        assert os.listdir(folder) == []
+        with pytest.raises(FileNotFoundError):
+            os.stat(folder / "meta.json")
+    finally:
+        with pytest.raises(OSError):
+            os.close(fd)
+    assert "agent:main:late" not in mnt.store().keys()
+
+
 def test_mv_session_renames_the_key(mnt: Mount) -> None:
     before = mnt.store().read(MAIN).data
     os.rename(mnt.dir(MAIN), mnt.mp / "agent--main--renamed")

@@ -241,6 +241,15 @@ class MetaHandle(Handle):
     def path(self) -> str:
         return f"/{self.top}/meta.json"
 
+    @property
+    def creating(self) -> bool:
+        """Whether this handle makes a ``meta.json`` that is not in the store visible: a writer
+        whose content was neither refused (a refused create leaves no file, even while the
+        kernel's asynchronous RELEASE is still on its way) nor cut off by an unlink."""
+        if not self.writable or self.detached or self.rejected is not None:
+            return False
+        return self._failed is None or self._failed[0] != self.version
+
     def data(self) -> bytes:
         return bytes(self._data)
 

@@ -373,9 +373,10 @@ class SessionView(DirectoryHandles):
             writers = [h for h in self.state.open_meta.get(key, ()) if h.writable]
             latest = next((h for h in reversed(writers) if h.dirty), None)
             if meta is None:
-                if not writers:  # a meta.json only exists while it is being created
+                creators = [h for h in writers if h.creating]
+                if not creators:  # a meta.json only exists while it is being created
                     fail(errno.ENOENT)
-                latest = latest or writers[-1]
+                latest = latest or creators[-1]
             if latest is not None:
                 size, mtime_ns = latest.size(), latest.mtime_ns()
             else:
@@ -412,7 +413,7 @@ class SessionView(DirectoryHandles):
                 entries.append((META_NAME, FILE_MODE))
             elif key is not None:
                 with self.state.lock:
-                    if any(h.writable for h in self.state.open_meta.get(key, ())):
+                    if any(h.creating for h in self.state.open_meta.get(key, ())):
                         entries.append((META_NAME, FILE_MODE))
             if (self.transcripts and key is not None and state == "session"
                     and self.transcript.has_transcript(key)):
@@ -592,7 +593,7 @@ class SessionView(DirectoryHandles):
                 data, mtime_ns, found = b"", time.time_ns(), False
         with self.state.lock:
             opened = self.state.open_meta.get(key, [])
-            being_created = any(h.writable for h in opened)
+            being_created = any(h.creating for h in opened)
             exists = found and not hidden
             writing = writable or truncate
             # A write-open of a meta.json that is not (or no longer) there creates it, as
