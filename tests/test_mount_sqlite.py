@@ -360,11 +360,24 @@ def test_file_era_transcripts_through_the_mount(base: Path, layout: str) -> None
         # meta.json still works as before next to it
         entry = dict(FILE_ERA["agent:main:plain"], label="edited")
         mount.meta("agent:main:plain").write_bytes(json.dumps(entry, indent=2).encode())
+        # the file names come from the entry: a new sessionId points at another file at once,
+        # even after the old names were looked up (and kept) long enough to be trusted
+        time.sleep(TIMEOUT + 0.2)
+        assert os.listdir(mount.dir("agent:main:none")) == ["meta.json"]
+        (folder / "s9.jsonl").write_bytes(b"nine\n")
+        assert os.listdir(mount.dir("agent:main:none")) == ["meta.json"]  # s6 has no file
+        mount.meta("agent:main:none").write_bytes(
+            json.dumps({"sessionId": "s9", "updatedAt": 6}).encode())
+        assert sorted(os.listdir(mount.dir("agent:main:none"))) == ["meta.json",
+                                                                    "transcript.jsonl"]
+        assert transcript("agent:main:none").read_bytes() == b"nine\n"
     mount.assert_no_internal_errors()
     after = open_store(folder)
     assert after.get("agent:main:plain")["label"] == "edited"
-    assert {key: after.read(key).data for key in FILE_ERA if key != "agent:main:plain"} == {
-        key: data for key, data in store_before.items() if key != "agent:main:plain"}
+    edited = ("agent:main:plain", "agent:main:none")
+    assert after.get("agent:main:none")["sessionId"] == "s9"
+    assert {key: after.read(key).data for key in FILE_ERA if key not in edited} == {
+        key: data for key, data in store_before.items() if key not in edited}
     assert (folder / "s1.jsonl").read_bytes() == LINES and (base / "outside.jsonl").exists()
 
 

@@ -39,12 +39,12 @@ from sessionfs.errors import ReadOnlyStore, SessionfsError
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
+from sessionfs.fs.state import MountState
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
 from sessionfs.state import find_agents
 from sessionfs.store import StoreLocation, open_store
 from sessionfs.store.base import Store, TranscriptSource
-from sessionfs.store.transcripts import candidate_names, open_transcript_named
 
 __all__ = ["StateRoot", "StateView"]
 
@@ -160,6 +160,7 @@ class StateView(DirectoryHandles):
         self.errors = ErrorLog()
         self._lock = threading.RLock()
         self._agents: dict[str, _Agent] = {}
+        self._mount_states: tuple[MountState, ...] = ()  # of the agents' views, for has_dooms
         self._problems: dict[str, str] = {}  # agent id -> why its store cannot be served
         self._scanned_at: float | None = None
         self._started_ns = time.time_ns()
@@ -175,6 +176,9 @@ class StateView(DirectoryHandles):
     def agents(self) -> dict[str, _Agent]:
         """The agents now (rescanned when the last scan is older than ``timeout``)."""
         now = time.monotonic()
+        scanned_at, agents_now = self._scanned_at, self._agents  # every path asks: no lock
+        if scanned_at is not None and now - scanned_at < self.timeout:
+            return agents_now
         with self._lock:
             if self._scanned_at is not None and now - self._scanned_at < self.timeout:
                 return self._agents
@@ -192,6 +196,7 @@ class StateView(DirectoryHandles):
                     problems[agent_id] = str(exc)
                     log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
             self._agents, self._problems = agents, problems
+            self._mount_states = tuple(agent.view.state for agent in agents.values())
             self._scanned_at = time.monotonic()
             return agents
 
@@ -303,13 +308,10 @@ class StateView(DirectoryHandles):
                 self._sized[path] = projection.token
             return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns)
         if kind == "transcript":
-            source = self._transcript(agent, parts[3])
-            try:
-                with self._lock:
-                    self._sized[path] = source.token
-                return self._attrs(READ_ONLY_FILE, source.size, source.mtime_ns)
-            finally:
-                source.close()
+            size, mtime_ns, token = self._transcript_stat(agent, parts[3])
+            with self._lock:
+                self._sized[path] = token
+            return self._attrs(READ_ONLY_FILE, size, mtime_ns)
         attrs = agent.view.getattr(inner)
         return attrs
 
@@ -318,6 +320,25 @@ class StateView(DirectoryHandles):
             return os.stat(path).st_mtime_ns
         except OSError:
             return self._started_ns
+
+    def _transcript_stat(self, agent: _Agent, name: str) -> tuple[int, int, object]:
+        """``(size, mtime_ns, token)`` of the transcript ``name`` now: a file-era transcript
+        is measured by ``lstat`` alone (a walk stats every file before reading it), anything
+        else through its source (:meth:`_transcript`)."""
+        if agent.store.layout != "sqlite":
+            projection = agent.projector.get()
+            cached = agent.transcripts.get(name)
+            if cached is not None and cached[0] == projection.version and \
+                    isinstance(cached[1], tuple):
+                measured = agent.store.measure_transcript_named(cached[1])
+                if measured is None:
+                    fail(errno.ENOENT)
+                return measured
+        source = self._transcript(agent, name)
+        try:
+            return source.size, source.mtime_ns, source.token
+        finally:
+            source.close()
 
     def _transcript(self, agent: _Agent, name: str) -> TranscriptSource:
         """The transcript ``name`` now. Every stat and open of a transcript comes here, so
@@ -335,15 +356,15 @@ class StateView(DirectoryHandles):
         if isinstance(known, TranscriptSource):
             return known
         if isinstance(known, tuple):
-            source = open_transcript_named(agent.store.path.parent, known)
+            source = agent.store.open_transcript_named(known)
         elif agent.store.layout == "sqlite":
             source = agent.store.transcript(key)
             if source is not None:
                 self._keep_transcript(agent, name, projection.version, source)
         else:
-            names = tuple(candidate_names(key, agent.store.get(key)))
+            names = agent.store.transcript_names(key)
             self._keep_transcript(agent, name, projection.version, names)
-            source = open_transcript_named(agent.store.path.parent, names)
+            source = agent.store.open_transcript_named(names)
         if source is None:
             fail(errno.ENOENT)
         return source
@@ -618,9 +639,9 @@ class StateView(DirectoryHandles):
     # -- settling deletes of open files (SessionView.settle), per agent ----------------------
     @property
     def has_dooms(self) -> bool:
-        with self._lock:
-            agents = list(self._agents.values())
-        return any(agent.view.has_dooms for agent in agents)
+        """Asked before every callback, so no lock and no call per agent: :meth:`agents`
+        replaces ``_mount_states`` whole (each agent view's :class:`MountState`)."""
+        return any(state.doomed for state in self._mount_states)
 
     def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
         """Carry out each agent's deletes whose grace is over (``SessionView.settle``)."""

@@ -216,6 +216,8 @@ class TranscriptLeaf:
         self._opened_tokens: dict[str, object] = {}  # key -> token the last open saw
         # SQLite sources hold no descriptor: one per key is shared while the fingerprint holds
         self._shared: dict[str, tuple[object, TranscriptSource]] = {}
+        # File era: key -> (entry token, the transcript's candidate file names), see _file_names
+        self._names: dict[str, tuple[object, tuple[str, ...]]] = {}
         self._transcript_lock = threading.Lock()
 
     # -- which paths -----------------------------------------------------------------------------
@@ -241,13 +243,14 @@ class TranscriptLeaf:
         """The transcript's size/mtime/token now, or None when the session has none.
 
         SQLite: cached while the store's fingerprint (checked at most every probe interval) is
-        unchanged. File era: measured every time (one open and ``fstat``)."""
-        cacheable = self.store.layout == "sqlite"
-        fingerprint = self.index.store_token() if cacheable else None
-        if cacheable:
-            cached = self._transcript_stats.get(key)
-            if cached is not None and fingerprint is not None and cached[0] == fingerprint:
-                return cached[1]
+        unchanged. File era: measured every time, by ``lstat`` of the file names kept for the
+        entry (see :meth:`_file_names`)."""
+        if self.store.layout != "sqlite":
+            return self._file_stat(key, quiet=quiet)
+        fingerprint = self.index.store_token()
+        cached = self._transcript_stats.get(key)
+        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+            return cached[1]
         try:
             source = self.store.transcript(key)
         except SessionNotFound:
@@ -261,9 +264,40 @@ class TranscriptLeaf:
         else:
             found = TranscriptStat(source.size, source.mtime_ns, source.token)
             source.close()
-        if cacheable and fingerprint is not None:
+        if fingerprint is not None:
             self._cache_stat(key, fingerprint, found)
         return found
+
+    def _file_stat(self, key: str, *, quiet: bool) -> TranscriptStat | None:
+        try:
+            measured = self.store.measure_transcript_named(self._file_names(key))
+        except SessionNotFound:
+            return None
+        except (SessionfsError, OSError):
+            if quiet:
+                return None
+            raise
+        return None if measured is None else TranscriptStat(*measured)
+
+    def _file_names(self, key: str) -> tuple[str, ...]:
+        """The file names ``key``'s transcript may have. They come from the entry, so they are
+        kept while the index's token for the entry holds (once it is settled, as the index
+        keeps attributes): a listing of a session folder (``grep -r``, ``find``) then costs a
+        ``stat`` or two instead of reading and parsing the entry. :raises SessionNotFound:"""
+        meta = self.index.meta_of(key)
+        if meta is None:
+            raise SessionNotFound(f"no session {key!r}")
+        token = meta.token
+        kept = self._names.get(key)
+        if kept is not None and token is not None and kept[0] == token:
+            return kept[1]
+        names = self.store.transcript_names(key)
+        if token is not None and self.index.settled(token):
+            with self._transcript_lock:
+                if len(self._names) > _STAT_CACHE_LIMIT * 16:
+                    self._names.clear()
+                self._names[key] = (token, names)
+        return names
 
     def _cache_stat(self, key: str, fingerprint: object, found: TranscriptStat | None) -> None:
         with self._transcript_lock:

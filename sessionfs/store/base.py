@@ -156,9 +156,29 @@ class Store(abc.ABC):
         names, looked up by base name in the store's folder, never through a symlink or out of
         that folder. :raises SessionNotFound: no such key.
         """
-        from sessionfs.store.transcripts import open_file_transcript
+        return self.open_transcript_named(self.transcript_names(key))
 
-        return open_file_transcript(self.path.parent, key, self.get(key))
+    def transcript_names(self, key: str) -> tuple[str, ...]:
+        """File era: the file names ``key``'s transcript may have, most specific first. They
+        depend on the entry alone, so a caller may keep them while the entry's token holds and
+        then measure or open the file without reading the entry. :raises SessionNotFound:"""
+        from sessionfs.store.transcripts import candidate_names
+
+        return tuple(candidate_names(key, self.get(key)))
+
+    def measure_transcript_named(self, names: tuple[str, ...]) -> tuple[int, int, object] | None:
+        """File era: ``(size, mtime_ns, token)`` of the transcript under the first of ``names``
+        that is a regular file in the store's folder (no open, no entry read), or None."""
+        from sessionfs.store.transcripts import measure_transcript_named
+
+        return measure_transcript_named(self.path.parent, names)
+
+    def open_transcript_named(self, names: tuple[str, ...]) -> TranscriptSource | None:
+        """File era: the transcript under the first of ``names`` that is a regular file in the
+        store's folder, opened, or None."""
+        from sessionfs.store.transcripts import open_transcript_named
+
+        return open_transcript_named(self.path.parent, names)
 
     #: (fingerprint, sessionId -> keys, key -> sessionId) as of that fingerprint: see
     #: :meth:`key_with_session_id`.

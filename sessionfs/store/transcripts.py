@@ -20,7 +20,8 @@ from pathlib import Path
 
 from sessionfs.store.base import Entry, TranscriptSource
 
-__all__ = ["FileTranscript", "candidate_names", "open_file_transcript", "open_transcript_named"]
+__all__ = ["FileTranscript", "candidate_names", "measure_transcript_named",
+           "open_transcript_named", "transcript_token"]
 
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -54,6 +55,12 @@ def candidate_names(key: str, entry: Entry) -> list[str]:
     return unique
 
 
+def transcript_token(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies a transcript file's content: device, inode, mtime and size (appends move
+    size and mtime, a rewrite by rename moves the inode)."""
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class FileTranscript(TranscriptSource):
     """A transcript file held open (its descriptor): pread, size and mtime from one fstat."""
 
@@ -64,7 +71,7 @@ class FileTranscript(TranscriptSource):
         st = os.fstat(fd)
         self.size = st.st_size
         self.mtime_ns = st.st_mtime_ns
-        self.token = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        self.token = transcript_token(st)
 
     def read(self, offset: int, size: int) -> bytes:
         if offset >= self.size or size <= 0:
@@ -83,12 +90,6 @@ class FileTranscript(TranscriptSource):
     def __del__(self) -> None:  # a forgotten source must not leak its descriptor
         with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to release
             self.close()
-
-
-def open_file_transcript(folder: Path, key: str, entry: Entry) -> FileTranscript | None:
-    """The session's transcript in ``folder``, or None when none of its names is a regular
-    file there (a symlink, a FIFO or a directory under that name does not count)."""
-    return open_transcript_named(folder, candidate_names(key, entry))
 
 
 def open_transcript_named(folder: Path, names: Iterable[str]) -> FileTranscript | None:
@@ -111,3 +112,17 @@ def open_transcript_named(folder: Path, names: Iterable[str]) -> FileTranscript 
         return None
     finally:
         os.close(dir_fd)
+
+
+def measure_transcript_named(folder: Path, names: Iterable[str]) -> tuple[int, int, object] | None:
+    """``(size, mtime_ns, token)`` of the first of ``names`` that is a regular file in
+    ``folder``, from one ``lstat`` per name and no open: what ``stat`` of a transcript needs
+    (a symlink under that name does not count, as for :func:`open_transcript_named`)."""
+    for name in names:
+        try:
+            st = os.stat(f"{folder}/{name}", follow_symlinks=False)
+        except OSError:  # absent (or the folder is): try the next name
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size, st.st_mtime_ns, transcript_token(st)
+    return None
