@@ -349,17 +349,22 @@ def _assemble_parts(members: list[tuple[str, bytes]]) -> list[bytes]:
 
 
 def _directory_version(store: DirectoryStore) -> object:
-    """sessions.d's own fingerprint is its root mtime, which an in-place rewrite of a
-    ``meta.json`` does not change; this adds every session folder's mtime (one scandir)."""
-    stamps: list[tuple[str, int]] = []
+    """sessions.d's own fingerprint is its root mtime, which a change inside a session folder
+    does not move; this adds every session's ``meta.json`` identity (inode, mtime, size), so
+    that an in-place rewrite (an editor saving without a rename, ``cat > meta.json`` on the
+    disk) shows as well as a replacement does. One ``lstat`` per session, at most once per
+    recheck interval (:class:`Projector`)."""
+    stamps: list[tuple[str, int, int, int]] = []
+    root = store.path
     try:
-        with os.scandir(store.path) as found:
+        with os.scandir(root) as found:
             for item in found:
                 try:
-                    st = item.stat(follow_symlinks=False)
+                    st = os.stat(f"{root}/{item.name}/{META_FILE}", follow_symlinks=False)
                 except OSError:
+                    stamps.append((item.name, 0, 0, -1))  # not a session (yet): its name only
                     continue
-                stamps.append((item.name, st.st_mtime_ns))
+                stamps.append((item.name, st.st_ino, st.st_mtime_ns, st.st_size))
     except FileNotFoundError:
         return None
     stamps.sort()

@@ -234,6 +234,30 @@ def test_meta_json_writes_reach_the_store(mounted: Mount, state: tuple[Path, Pat
     assert caught.value.errno == errno.EROFS
 
 
+def test_an_in_place_rewrite_on_disk_shows_in_sessions_json(
+        mounted: Mount, state: tuple[Path, Path, Path]) -> None:
+    """An editor that saves without a rename (or ``cat > meta.json``) changes neither
+    sessions.d's mtime nor the session folder's: sessions.json must follow it all the same."""
+    state_dir, mp, _ref = state
+    rendered = mp / "agents/dir/sessions/sessions.json"
+    store = open_store(state_dir / "agents/dir")
+    key = store.keys()[0]
+    before = json.loads(rendered.read_bytes())
+    assert before[key].get("label") != "edited in place"
+    meta = state_dir / "agents/dir/sessions/sessions.d" / keys.encode(key) / "meta.json"
+    folder_mtime = os.stat(meta.parent).st_mtime_ns
+    inode = os.stat(meta).st_ino
+    with open(meta, "r+b") as stream:  # same inode, same folder
+        stream.write(jsonfmt.dumps(dict(store.get(key), label="edited in place")))
+        stream.truncate()
+    assert os.stat(meta).st_ino == inode and os.stat(meta.parent).st_mtime_ns == folder_mtime
+    assert wait_for(lambda: json.loads(rendered.read_bytes())[key].get("label")
+                    == "edited in place", 5)
+    after = json.loads(rendered.read_bytes())
+    assert {k: v for k, v in after.items() if k != key} == \
+        {k: v for k, v in before.items() if k != key}
+
+
 def test_agents_appear_and_vanish_within_the_timeout(mounted: Mount,
                                                      state: tuple[Path, Path, Path]) -> None:
     state_dir, mp, _ref = state
