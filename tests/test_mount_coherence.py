@@ -35,6 +35,19 @@ def test_changes_behind_the_mount_are_visible_within_the_timeout(mnt: Mount) -> 
     assert time.monotonic() - start < 1.5 * TIMEOUT + 0.5
 
 
+def test_an_open_after_a_lookup_reads_the_entry_as_it_is_now(mnt: Mount) -> None:
+    """A LOOKUP reads a settled entry for its attributes and keeps the bytes for the open
+    that follows; a change in between (same size, new inode) must not be served stale."""
+    time.sleep(0.2)  # every entry settled: the LOOKUP keeps what it reads
+    os.stat(mnt.meta(JAMES))  # LOOKUP of the folder and of meta.json: the entry was read
+    before = jsonfmt.dumps(ENTRIES[JAMES])
+    label = dict(ENTRIES[JAMES], label="x" * 8)
+    changed = jsonfmt.dumps(label)
+    open_store(mnt.store_folder).put(JAMES, label)  # behind the mount
+    assert mnt.meta(JAMES).read_bytes() == changed
+    assert mnt.meta(JAMES).read_bytes() != before
+
+
 def test_two_mounts_of_one_store(store_folder: Path) -> None:
     with Mount(store_folder, store_folder.parent / "a") as first, \
             Mount(store_folder, store_folder.parent / "b") as second:

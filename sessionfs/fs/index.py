@@ -49,10 +49,14 @@ class SessionIndex:
     """
 
     def __init__(self, store: Store, *, shown: Callable[[str], tuple[bytes, EntryRecord]],
-                 shown_size: Callable[[str, bytes], int], probe_interval: float = 0.0) -> None:
+                 shown_size: Callable[[str, bytes], int], probe_interval: float = 0.0,
+                 peeked: Callable[[str, bytes, int, object], None] | None = None) -> None:
         self.store = store
         self._shown = shown
         self._shown_size = shown_size
+        #: told ``(key, bytes, mtime_ns, token)`` of every settled entry read for attributes
+        #: (a LOOKUP is followed by an open: the open need not read the file again)
+        self._peeked = peeked
         self._probe = StoreProbe(store, interval=probe_interval)
         self._names: dict[str, str] = {}  # key -> name
         self._keys: dict[str, str] = {}  # name -> key (every name seen in a listing)
@@ -237,5 +241,7 @@ class SessionIndex:
         updated = updated_at_from_bytes(data)
         if updated is None:
             return None
+        if self._peeked is not None and token is not None and self._probe.settled(token):
+            self._peeked(key, data, mtime_ns, token)
         return SessionMeta(self._shown_size(key, data), mtime_ns, int(updated * 1_000_000),
                            token)

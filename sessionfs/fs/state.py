@@ -64,6 +64,9 @@ UNLINK_GRACE = 0.5
 #: SNAPSHOT_CACHE_BYTES of them (10k sessions of ~600 bytes: 6 MB).
 SNAPSHOT_ENTRY_MAX = 8 << 10
 SNAPSHOT_CACHE_BYTES = 16 << 20
+#: Entries read for a LOOKUP's attributes, kept for the open that follows it (see
+#: :meth:`MountState.snapshot`); a listing of more sessions than this starts over.
+PEEKED_MAX = 4096
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -113,11 +116,14 @@ class MountState:
         #: (:meth:`snapshot`), at most SNAPSHOT_CACHE_BYTES in all
         self.snapshots: dict[str, tuple[object, bytes]] = {}
         self.snapshot_bytes = 0
+        #: key -> (entry token, bytes, mtime_ns) of small entries the index just read for
+        #: attributes, not yet parsed (at most PEEKED_MAX): the next open's read
+        self.peeked: dict[str, tuple[object, bytes, int]] = {}
         #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
         self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
         self.index = SessionIndex(store, shown=self.served, shown_size=self.shown_size,
-                                  probe_interval=probe_interval)
+                                  probe_interval=probe_interval, peeked=self._peeked)
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
         self.invalidate: Callable[[str], None] | None = None
@@ -150,7 +156,9 @@ class MountState:
             mtime_ns = self.store.change_time(token)
             if token == cached[0] and mtime_ns is not None:
                 return self._shown_bytes(key, cached[1]), mtime_ns
-        found = self.store.peek(name)
+        found: tuple[bytes, int, object] | object | None = self._peeked_now(key, name)
+        if found is None:
+            found = self.store.peek(name)
         if not isinstance(found, tuple):
             return None
         data, mtime_ns, token = found
@@ -163,6 +171,23 @@ class MountState:
         if token is not None and len(data) <= SNAPSHOT_ENTRY_MAX and self.index.settled(token):
             self._keep_snapshot(key, token, data)
         return self._shown_bytes(key, data), mtime_ns
+
+    def _peeked(self, key: str, data: bytes, mtime_ns: int, token: object) -> None:
+        """The index read ``key``'s entry for a LOOKUP (settled ``token``): keep small ones
+        for the open that usually follows (the first ``cat`` of a session reads it once)."""
+        if len(data) > SNAPSHOT_ENTRY_MAX or key in self.snapshots:
+            return
+        if len(self.peeked) >= PEEKED_MAX:
+            self.peeked.clear()
+        self.peeked[key] = (token, data, mtime_ns)
+
+    def _peeked_now(self, key: str, name: str) -> tuple[bytes, int, object] | None:
+        """What :meth:`_peeked` kept for ``key``, while one ``lstat`` shows the same token."""
+        kept = self.peeked.pop(key, None)
+        if kept is None:
+            return None
+        token, data, mtime_ns = kept
+        return (data, mtime_ns, token) if self.store.entry_token(name) == token else None
 
     def _keep_snapshot(self, key: str, token: object, data: bytes) -> None:
         with self.lock:
@@ -409,6 +434,7 @@ class MountState:
         dropped = self.snapshots.pop(key, None)
         if dropped is not None:
             self.snapshot_bytes -= len(dropped[1])
+        self.peeked.pop(key, None)
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------
