@@ -64,9 +64,10 @@ UNLINK_GRACE = 0.5
 #: SNAPSHOT_CACHE_BYTES of them (10k sessions of ~600 bytes: 6 MB).
 SNAPSHOT_ENTRY_MAX = 8 << 10
 SNAPSHOT_CACHE_BYTES = 16 << 20
-#: Entries read for a LOOKUP's attributes, kept for the open that follows it (see
-#: :meth:`MountState.snapshot`); a listing of more sessions than this starts over.
-PEEKED_MAX = 4096
+#: Entries read for attributes (a LOOKUP, a listing's READDIRPLUS), kept for the open that
+#: follows (see :meth:`MountState.snapshot`), at most this many bytes: ``ls -l`` or a walk of
+#: 10k sessions of ~600 bytes keeps them all, 100k start over.
+PEEKED_BYTES = 16 << 20
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -119,6 +120,7 @@ class MountState:
         #: key -> (entry token, bytes, mtime_ns) of small entries the index just read for
         #: attributes, not yet parsed (at most PEEKED_MAX): the next open's read
         self.peeked: dict[str, tuple[object, bytes, int]] = {}
+        self.peeked_bytes = 0
         #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
         self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
@@ -177,15 +179,23 @@ class MountState:
         for the open that usually follows (the first ``cat`` of a session reads it once)."""
         if len(data) > SNAPSHOT_ENTRY_MAX or key in self.snapshots:
             return
-        if len(self.peeked) >= PEEKED_MAX:
-            self.peeked.clear()
-        self.peeked[key] = (token, data, mtime_ns)
+        with self.lock:
+            if self.peeked_bytes + len(data) > PEEKED_BYTES:
+                self.peeked.clear()
+                self.peeked_bytes = 0
+            old = self.peeked.get(key)
+            if old is not None:
+                self.peeked_bytes -= len(old[1])
+            self.peeked[key] = (token, data, mtime_ns)
+            self.peeked_bytes += len(data)
 
     def _peeked_now(self, key: str, name: str) -> tuple[bytes, int, object] | None:
         """What :meth:`_peeked` kept for ``key``, while one ``lstat`` shows the same token."""
-        kept = self.peeked.pop(key, None)
-        if kept is None:
-            return None
+        with self.lock:
+            kept = self.peeked.pop(key, None)
+            if kept is None:
+                return None
+            self.peeked_bytes -= len(kept[1])
         token, data, mtime_ns = kept
         return (data, mtime_ns, token) if self.store.entry_token(name) == token else None
 
@@ -434,7 +444,9 @@ class MountState:
         dropped = self.snapshots.pop(key, None)
         if dropped is not None:
             self.snapshot_bytes -= len(dropped[1])
-        self.peeked.pop(key, None)
+        peeked = self.peeked.pop(key, None)
+        if peeked is not None:
+            self.peeked_bytes -= len(peeked[1])
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------
