@@ -345,7 +345,13 @@ class Reader(threading.Thread):
             # meta.json until its first commit, like any file being written
             self.stats.count("reader:cat-while-created")
             return
-        validate_entry(json.loads(data))
+        try:
+            entry = json.loads(data)
+        except ValueError as exc:
+            raise AssertionError(f"cat of {name!r} (in the store before: {stored}, now: "
+                                 f"{key is not None and key in store}) read {len(data)} bytes "
+                                 f"that are not JSON: {data[:80]!r}") from exc
+        validate_entry(entry)
 
 
 # -- one layout ---------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +87,44 @@ def test_reader_open_across_a_save_is_never_torn(mount: Mount, refresh: str) -> 
     assert got in (old, json.dumps(new).encode(), jsonfmt.dumps(new)), (
         f"reader got {len(got)} bytes: {got[-40:]!r}")
     assert mount.store().get(MAIN) == new
+
+
+def test_readers_racing_truncating_saves_read_whole_entries(mount: Mount) -> None:
+    """What the soak's reader met as an empty ``meta.json`` of a stored session: a reader
+    served through the page cache while another process saves with ``open(..., "wb")`` (the
+    kernel sets the size to 0 at that open, on its own) read 0 bytes. Readers keep reading
+    while a save comes every 1.3 s (each reader would otherwise be old enough for the page
+    cache): every read is a whole entry."""
+    path = mount.meta(MAIN)
+    entry = json.loads(path.read_bytes())
+    stop = threading.Event()
+    bad: list[bytes] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            data = path.read_bytes()
+            reads[0] += 1
+            try:
+                json.loads(data)
+            except ValueError:
+                bad.append(data[:60])
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for number in range(5):
+            time.sleep(1.3)
+            with open(path, "wb") as stream:  # O_TRUNC, then the bytes
+                stream.write(json.dumps(dict(entry, label="v" * (number + 1))).encode())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert reads[0] > 100
+    assert not bad, f"{len(bad)} of {reads[0]} reads were not whole entries: {bad[:3]}"
+    assert mount.store().get(MAIN)["label"] == "vvvvv"
 
 
 def test_fstat_of_an_open_entry_deleted_through_the_mount(mount: Mount) -> None:

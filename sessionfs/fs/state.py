@@ -248,7 +248,16 @@ class MountState:
         ``O_TRUNC`` set the size in the kernel); every other open file holds the same bytes.
         A size the kernel drops meanwhile is asked again with this handle, which answers its
         own snapshot's. The open itself drops the cached pages (no ``keep_cache``). Under the
-        lock."""
+        lock.
+
+        Only where nothing can write through this mount (a read-only store or mount): a
+        writer opened *later* with ``O_TRUNC`` makes the kernel set the inode's size to 0 on
+        its own, and a page-cache reader then meets that size between its check and its copy
+        (or has the size it asked for discarded as older than the truncation) and reads 0
+        bytes: the soak's reader met it, a reader racing ``open(..., "wb")`` saves does within
+        seconds. Direct I/O reads the snapshot whatever size the kernel holds."""
+        if self.read_only_reason is None:
+            return False
         told = self.told.get(handle.key)
         if told is None or told[0] != handle.size():  # never told, or told another size
             return False
