@@ -72,6 +72,37 @@ PEEKED_BYTES = 16 << 20
 DOOM_GRACE = UNLINK_GRACE
 
 
+class EntryBytes:
+    """key -> ``(entry token, bytes, mtime_ns)`` of small entries, at most ``budget`` bytes in
+    all: beyond it the cache starts over (each entry is one file read away). Writers hold the
+    state's lock; a ``get`` is one dict lookup."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._items: dict[str, tuple[object, bytes, int]] = {}
+        self._bytes = 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def get(self, key: str) -> tuple[object, bytes, int] | None:
+        return self._items.get(key)
+
+    def put(self, key: str, token: object, data: bytes, mtime_ns: int = 0) -> None:
+        self.pop(key)
+        if self._bytes + len(data) > self._budget:
+            self._items.clear()
+            self._bytes = 0
+        self._items[key] = (token, data, mtime_ns)
+        self._bytes += len(data)
+
+    def pop(self, key: str) -> tuple[object, bytes, int] | None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[1])
+        return old
+
+
 @dataclass(frozen=True, slots=True)
 class Doom:
     """A session whose ``meta.json`` was unlinked: deleted from the store after the grace.
@@ -113,14 +144,11 @@ class MountState:
         #: when this mount changes the file (a writer, a commit, a rename, a delete), since
         #: the kernel then sets the size itself.
         self.told: dict[str, tuple[int, float]] = {}
-        #: key -> (entry token, bytes) of small entries read and parsed at an open
-        #: (:meth:`snapshot`), at most SNAPSHOT_CACHE_BYTES in all
-        self.snapshots: dict[str, tuple[object, bytes]] = {}
-        self.snapshot_bytes = 0
-        #: key -> (entry token, bytes, mtime_ns) of small entries the index just read for
-        #: attributes, not yet parsed (at most PEEKED_MAX): the next open's read
-        self.peeked: dict[str, tuple[object, bytes, int]] = {}
-        self.peeked_bytes = 0
+        #: small entries read and parsed at an open (:meth:`snapshot`)
+        self.snapshots = EntryBytes(SNAPSHOT_CACHE_BYTES)
+        #: small entries the index just read for attributes, not yet parsed: the next open's
+        #: read (:meth:`_peeked`)
+        self.peeked = EntryBytes(PEEKED_BYTES)
         #: How long the kernel may keep an attribute answer (``--timeout``), set by the view.
         self.attr_timeout = 1.0
         # SQLite: the store's fingerprint is probed at most every probe_interval.
@@ -171,7 +199,8 @@ class MountState:
         if not isinstance(entry, dict):
             return None
         if token is not None and len(data) <= SNAPSHOT_ENTRY_MAX and self.index.settled(token):
-            self._keep_snapshot(key, token, data)
+            with self.lock:
+                self.snapshots.put(key, token, data)
         return self._shown_bytes(key, data), mtime_ns
 
     def _peeked(self, key: str, data: bytes, mtime_ns: int, token: object) -> None:
@@ -180,35 +209,16 @@ class MountState:
         if len(data) > SNAPSHOT_ENTRY_MAX or key in self.snapshots:
             return
         with self.lock:
-            if self.peeked_bytes + len(data) > PEEKED_BYTES:
-                self.peeked.clear()
-                self.peeked_bytes = 0
-            old = self.peeked.get(key)
-            if old is not None:
-                self.peeked_bytes -= len(old[1])
-            self.peeked[key] = (token, data, mtime_ns)
-            self.peeked_bytes += len(data)
+            self.peeked.put(key, token, data, mtime_ns)
 
     def _peeked_now(self, key: str, name: str) -> tuple[bytes, int, object] | None:
         """What :meth:`_peeked` kept for ``key``, while one ``lstat`` shows the same token."""
         with self.lock:
-            kept = self.peeked.pop(key, None)
-            if kept is None:
-                return None
-            self.peeked_bytes -= len(kept[1])
+            kept = self.peeked.pop(key)
+        if kept is None:
+            return None
         token, data, mtime_ns = kept
         return (data, mtime_ns, token) if self.store.entry_token(name) == token else None
-
-    def _keep_snapshot(self, key: str, token: object, data: bytes) -> None:
-        with self.lock:
-            old = self.snapshots.pop(key, None)
-            if old is not None:
-                self.snapshot_bytes -= len(old[1])
-            if self.snapshot_bytes + len(data) > SNAPSHOT_CACHE_BYTES:
-                self.snapshots.clear()
-                self.snapshot_bytes = 0
-            self.snapshots[key] = (token, data)
-            self.snapshot_bytes += len(data)
 
     def _shown_bytes(self, key: str, data: bytes) -> bytes:
         """``data`` (the store's bytes for ``key``) as meta.json shows them (the overlay)."""
@@ -450,12 +460,8 @@ class MountState:
         self.overlay.pop(key, None)
         self.hidden.pop(key, None)
         self.untold(key)
-        dropped = self.snapshots.pop(key, None)
-        if dropped is not None:
-            self.snapshot_bytes -= len(dropped[1])
-        peeked = self.peeked.pop(key, None)
-        if peeked is not None:
-            self.peeked_bytes -= len(peeked[1])
+        self.snapshots.pop(key)
+        self.peeked.pop(key)
         self.index.forget(key)
 
     # -- deferred deletes ------------------------------------------------------------------------

@@ -323,17 +323,13 @@ class StateView(DirectoryHandles):
 
     def _transcript_stat(self, agent: _Agent, name: str) -> tuple[int, int, object]:
         """``(size, mtime_ns, token)`` of the transcript ``name`` now: a file-era transcript
-        is measured by ``lstat`` alone (a walk stats every file before reading it), anything
-        else through its source (:meth:`_transcript`)."""
+        is measured by ``lstat`` alone (a walk stats every file before reading it), a SQLite
+        one through its source (:meth:`_transcript`)."""
         if agent.store.layout != "sqlite":
-            projection = agent.projector.get()
-            cached = agent.transcripts.get(name)
-            if cached is not None and cached[0] == projection.version and \
-                    isinstance(cached[1], tuple):
-                measured = agent.store.measure_transcript_named(cached[1])
-                if measured is None:
-                    fail(errno.ENOENT)
-                return measured
+            measured = agent.store.measure_transcript_named(self._file_names(agent, name))
+            if measured is None:
+                fail(errno.ENOENT)
+            return measured
         source = self._transcript(agent, name)
         try:
             return source.size, source.mtime_ns, source.token
@@ -346,28 +342,42 @@ class StateView(DirectoryHandles):
         (its version is the database's fingerprint: any commit changes it) or a file-era
         transcript's file names (the file itself is opened and measured every time, as the
         gateway appends to it without touching the entry)."""
+        source: TranscriptSource | None
+        if agent.store.layout != "sqlite":
+            source = agent.store.open_transcript_named(self._file_names(agent, name))
+        else:
+            projection, key = self._transcript_key(agent, name)
+            cached = agent.transcripts.get(name)
+            if cached is not None and cached[0] == projection.version and \
+                    isinstance(cached[1], TranscriptSource):
+                return cached[1]
+            source = agent.store.transcript(key)
+            if source is not None:
+                self._keep_transcript(agent, name, projection.version, source)
+        if source is None:
+            fail(errno.ENOENT)
+        return source
+
+    def _file_names(self, agent: _Agent, name: str) -> tuple[str, ...]:
+        """File era: the names the transcript ``name`` may have on disk, kept while the
+        projection's version holds (they come from the entry). :raises OSError: ENOENT"""
+        projection, key = self._transcript_key(agent, name)
+        cached = agent.transcripts.get(name)
+        if cached is not None and cached[0] == projection.version and \
+                isinstance(cached[1], tuple):
+            return cached[1]
+        names = agent.store.transcript_names(key)
+        self._keep_transcript(agent, name, projection.version, names)
+        return names
+
+    @staticmethod
+    def _transcript_key(agent: _Agent, name: str) -> tuple[Projection, str]:
+        """The projection now and the key whose transcript is shown as ``name``."""
         projection = agent.projector.get()
         key = projection.names.get(name)
         if key is None:
             fail(errno.ENOENT)
-        cached = agent.transcripts.get(name)
-        known = cached[1] if cached is not None and cached[0] == projection.version else None
-        source: TranscriptSource | None
-        if isinstance(known, TranscriptSource):
-            return known
-        if isinstance(known, tuple):
-            source = agent.store.open_transcript_named(known)
-        elif agent.store.layout == "sqlite":
-            source = agent.store.transcript(key)
-            if source is not None:
-                self._keep_transcript(agent, name, projection.version, source)
-        else:
-            names = agent.store.transcript_names(key)
-            self._keep_transcript(agent, name, projection.version, names)
-            source = agent.store.open_transcript_named(names)
-        if source is None:
-            fail(errno.ENOENT)
-        return source
+        return projection, key
 
     def _keep_transcript(self, agent: _Agent, name: str, version: object,
                          known: TranscriptSource | tuple[str, ...]) -> None:

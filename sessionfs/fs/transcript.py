@@ -240,25 +240,30 @@ class TranscriptLeaf:
 
     # -- measuring -------------------------------------------------------------------------------
     def transcript_stat(self, key: str, *, quiet: bool = False) -> TranscriptStat | None:
-        """The transcript's size/mtime/token now, or None when the session has none.
+        """The transcript's size/mtime/token now, or None when the session has none (or is
+        gone; with ``quiet``, also when the store cannot tell).
 
         SQLite: cached while the store's fingerprint (checked at most every probe interval) is
         unchanged. File era: measured every time, by ``lstat`` of the file names kept for the
         entry (see :meth:`_file_names`)."""
-        if self.store.layout != "sqlite":
-            return self._file_stat(key, quiet=quiet)
-        fingerprint = self.index.store_token()
-        cached = self._transcript_stats.get(key)
-        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
-            return cached[1]
         try:
-            source = self.store.transcript(key)
+            if self.store.layout != "sqlite":
+                measured = self.store.measure_transcript_named(self._file_names(key))
+                return None if measured is None else TranscriptStat(*measured)
+            return self._sqlite_stat(key)
         except SessionNotFound:
             return None
         except (SessionfsError, OSError):
             if quiet:
                 return None
             raise
+
+    def _sqlite_stat(self, key: str) -> TranscriptStat | None:
+        fingerprint = self.index.store_token()
+        cached = self._transcript_stats.get(key)
+        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+            return cached[1]
+        source = self.store.transcript(key)
         if source is None:
             found = None
         else:
@@ -267,17 +272,6 @@ class TranscriptLeaf:
         if fingerprint is not None:
             self._cache_stat(key, fingerprint, found)
         return found
-
-    def _file_stat(self, key: str, *, quiet: bool) -> TranscriptStat | None:
-        try:
-            measured = self.store.measure_transcript_named(self._file_names(key))
-        except SessionNotFound:
-            return None
-        except (SessionfsError, OSError):
-            if quiet:
-                return None
-            raise
-        return None if measured is None else TranscriptStat(*measured)
 
     def _file_names(self, key: str) -> tuple[str, ...]:
         """The file names ``key``'s transcript may have. They come from the entry, so they are
