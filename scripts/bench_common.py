@@ -381,3 +381,17 @@ class RowCollector:
         stat = fmt_value(row.stats["median"], row.unit) if "median" in row.stats else "-"
         say(f"{row.name} [{row.sessions} {row.layout}]: median {stat} {row.status}")
         return row
+
+
+def print_verdict(rows: list[Row], error: BaseException | None, *,
+                  layout: bool = True) -> list[Row]:
+    """The end of every bench report: the table's failures and whether the run stopped early;
+    returns the failed rows."""
+    failures = [row for row in rows if row.status == "FAIL"]
+    print()
+    if error is not None:
+        print(f"ERROR: the run stopped early: {error!r}")
+    print("FAILED: " + "; ".join(f"{r.name} [{r.sessions}{' ' + r.layout if layout else ''}]"
+                                 for r in failures)
+          if failures else "all measured targets met")
+    return failures

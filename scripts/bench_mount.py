@@ -40,6 +40,7 @@ from bench_common import (
     key_of,
     load_text,
     median_round_trip,
+    print_verdict,
     probe_text,
     read_all,
     read_file,
@@ -758,12 +759,7 @@ class MountBench(RowCollector):
         if self.daemon_profiles:
             print()
             print(self.profile_text())
-        failures = [row for row in self.rows if row.status == "FAIL"]
-        print()
-        if error is not None:
-            print(f"ERROR: the run stopped early: {error!r}")
-        print("FAILED: " + "; ".join(f"{r.name} [{r.sessions} {r.layout}]" for r in failures)
-              if failures else "all measured targets met")
+        failures = print_verdict(self.rows, error)
         path = Path(self.args.json) if self.args.json else RESULTS / "mount.json"
         write_json(path, "mount", self.args.quick, self.rows,
                    {"seconds": round(elapsed, 1), "sizes": asdict(self.sizes),

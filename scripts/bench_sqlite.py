@@ -28,6 +28,7 @@ from bench_common import (
     key_of,
     load_text,
     name_of,
+    print_verdict,
     read_all,
     read_file,
     render_table,
@@ -155,12 +156,7 @@ class SqliteBench(RowCollector):
               f"{os.cpu_count()} CPUs, {elapsed:.0f}s, --timeout {self.timeout:g})")
         print(load_text(self.load_start))
         print(render_table(self.rows))
-        failures = [row for row in self.rows if row.status == "FAIL"]
-        print()
-        if error is not None:
-            print(f"ERROR: the run stopped early: {error!r}")
-        print("FAILED: " + "; ".join(f"{r.name} [{r.sessions}]" for r in failures)
-              if failures else "all measured targets met")
+        failures = print_verdict(self.rows, error, layout=False)
         path = Path(self.args.json) if self.args.json else RESULTS / "sqlite.json"
         write_json(path, "sqlite", self.quick, self.rows,
                    {"seconds": round(elapsed, 1), "timeout": self.timeout,

@@ -39,6 +39,7 @@ from bench_common import (
     disk_probe,
     fmt_value,
     load_text,
+    print_verdict,
     probe_text,
     render_table,
     say,
@@ -610,12 +611,7 @@ class StoreBench:
               + probe_text(self.probes[-1]))
         print(load_text(self.load_start))
         print(render_table(rows))
-        failures = [row for row in rows if row.status == "FAIL"]
-        print()
-        if error is not None:
-            print(f"ERROR: the run stopped early: {error!r}")
-        print("FAILED: " + "; ".join(f"{r.name} [{r.sessions} {r.layout}]" for r in failures)
-              if failures else "all measured targets met")
+        failures = print_verdict(rows, error)
         for name, path in profiles.items():
             print(f"profile of {name}: {path}")
         path = Path(self.args.json) if self.args.json else RESULTS / "store.json"
