@@ -11,15 +11,19 @@ cd "$(dirname "$0")/.."
 
 packages=(fuse3 python3-venv)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(nodejs vim nano emacs-nox jq perl util-linux rsync)
+  packages+=(nodejs npm curl vim nano emacs-nox jq perl util-linux rsync)
 fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-# node may come from elsewhere than Debian's package (it is only the JSON.stringify oracle)
+# node and npm may come from elsewhere than Debian's packages (node is the JSON.stringify oracle;
+# npm installs openclaw and the node it needs, below)
 if [ "${1:-}" = "--test" ] && command -v node >/dev/null; then
   missing=("${missing[@]/nodejs}")
+fi
+if [ "${1:-}" = "--test" ] && command -v npm >/dev/null; then
+  missing=("${missing[@]/npm}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -59,6 +63,12 @@ stamp=.venv/.sessionfs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
   touch "$stamp"
+fi
+
+# The tests check the SQLite era against openclaw itself (its import, SDK reader and Gateway):
+# node >= 24 and openclaw 2026.9.6 from the npm registry, into a cache (scripts/openclaw/install.sh).
+if [ "${1:-}" = "--test" ]; then
+  bash scripts/openclaw/install.sh
 fi
 
 # The launcher: a symlink to the venv's script (its #! names the venv's python), where the
