@@ -33,7 +33,7 @@ from sessionfs.maintenance import check
 from sessionfs.projection import render
 from sessionfs.store import SqliteStore, locate_store, open_store
 from tests.mountutil import ROOT, Mount, force_unmount, scratch_root
-from tests.openclaw_fixtures import extract_real_store
+from tests.openclaw_fixtures import NAMES, extract_real_store
 
 MAIN = "agent:main:main"
 JAMES = "agent:main:telegram:direct:james"
@@ -386,3 +386,26 @@ def test_a_transcript_is_named_after_the_session_whose_events_it_shows(
     assert main_id in duplicate.detail and MAIN in duplicate.detail and JAMES in duplicate.detail
     code, _out, _err = run_cli(["check", str(agent)], capsys)
     assert code == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_finds_nothing_in_stores_openclaw_wrote(tmp_path: Path, name: str) -> None:
+    """The checks above (every row parsed, sessionId and updatedAt against their columns, every
+    event decoded and parsed) report nothing on what openclaw itself wrote."""
+    state = extract_real_store(name, tmp_path) / name
+    for agent in sorted((state / "agents").iterdir()):
+        if db_of(state, agent.name).exists():
+            assert check(locate_store(agent)) == []
+
+
+def test_check_names_a_transcript_line_that_is_not_json(real: Path) -> None:
+    agent = real / "agents/main"
+    james_id = "a22a45b4-4cd2-44b8-9326-d339acc500a6"
+    with sqlite3.connect(db_of(real)) as conn:
+        assert conn.execute("UPDATE transcript_events SET event_json = '{\"type\":' "
+                            "WHERE session_id = ? AND seq = 3", (james_id,)).rowcount == 1
+    conn.close()
+    problems = check(locate_store(agent))
+    assert [problem.kind for problem in problems] == ["damaged transcript event"]
+    assert f"session {JAMES!r} (sessionId {james_id}): transcript event seq 3: the event is " \
+        "not JSON" in problems[0].detail

@@ -510,9 +510,10 @@ class SqliteStore(Store):
         """Every readable session's record from one read transaction (one consistent state).
         A damaged row is left out here and named by :meth:`damaged_rows` (and so by
         :meth:`refused_rows`, which ``status`` and ``check`` show)."""
+        fingerprint = self.fingerprint()  # taken first: a commit during the scan moves it
         records, damaged = self._scan()
         with self._damaged_lock:
-            self._damaged = (None, damaged)  # current as of now; the next fingerprint settles it
+            self._damaged = (fingerprint, damaged)  # status after a render parses nothing again
         yield from records
 
     def load(self) -> dict[str, Entry]:
@@ -772,13 +773,15 @@ class SqliteStore(Store):
         return self._run(work)
 
     def damaged_events(self) -> list[tuple[str, str, int, str]]:
-        """Every transcript row that cannot be decoded: ``(session key or '', session id,
-        seq, reason)``, each event decoded as a read would (bounded, one at a time)."""
+        """Every transcript row that cannot be decoded, or whose text is not JSON (a read
+        serves such a line as stored; openclaw's loader cannot parse it): ``(session key or
+        '', session id, seq, reason)``, each event decoded as a read would (bounded, one at a
+        time). For ``check``: it reads every event."""
         zstd = self.schema.has_zstd
         if "transcript_events" not in self.schema.tables:
             return []
-        columns = "seq, event_json IS NOT NULL" + (", event_zstd, event_utf8_bytes"
-                                                   if zstd else "")
+        columns = "seq, CAST(event_json AS BLOB)" + (", event_zstd, event_utf8_bytes"
+                                                     if zstd else "")
 
         def owners(conn: sqlite3.Connection) -> dict[str, str]:
             return {row[1]: row[0] for row in conn.execute(
@@ -797,12 +800,15 @@ class SqliteStore(Store):
                 bad = []
                 for row in conn.execute(f"SELECT {columns} FROM transcript_events WHERE "
                                         "session_id = ? ORDER BY seq", (session_id,)):
-                    if row[1]:
-                        continue
                     try:
-                        _event_payload((row[0], None, *row[2:]))
+                        text = row[1] if row[1] is not None else _event_payload(row)
                     except _BadEvent as exc:
                         bad.append((row[0], str(exc)))
+                        continue
+                    try:
+                        jsonfmt.loads(text)
+                    except (InvalidJSON, RecursionError) as exc:
+                        bad.append((row[0], f"the event is not JSON: {exc or 'too deep'}"))
                 return bad
 
             for seq, reason in self._run(scan):
