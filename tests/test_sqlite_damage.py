@@ -409,3 +409,29 @@ def test_check_names_a_transcript_line_that_is_not_json(real: Path) -> None:
     assert [problem.kind for problem in problems] == ["damaged transcript event"]
     assert f"session {JAMES!r} (sessionId {james_id}): transcript event seq 3: the event is " \
         "not JSON" in problems[0].detail
+
+
+def test_name_and_content_agree_through_the_state_mount(scratch_state: Path) -> None:
+    state = scratch_state
+    with _opened(state / "agents/main") as store:
+        main_id = store.read(MAIN).entry["sessionId"]
+        james_id = store.read(JAMES).entry["sessionId"]
+        main_events = store.transcript_bytes(MAIN)
+        james_events = store.transcript_bytes(JAMES)
+    assert main_events != james_events
+    with sqlite3.connect(db_of(state)) as conn:
+        conn.execute("UPDATE session_nodes SET entry_json = json_set(entry_json, '$.sessionId', "
+                     "?) WHERE session_key = ?", (main_id, JAMES))
+        conn.execute("UPDATE session_nodes SET entry_valid = 1 WHERE session_key = ?", (JAMES,))
+    conn.close()
+    mp = state.parent / "mnt"
+    with Mount(state, mp, "--timeout", "0.3") as mount:
+        sessions = mp / "agents/main/sessions"
+        document = json.loads((sessions / "sessions.json").read_bytes())
+        assert document[JAMES]["sessionFile"] == f"{sessions}/{james_id}.jsonl"
+        assert Path(document[JAMES]["sessionFile"]).read_bytes() == james_events
+        assert Path(document[MAIN]["sessionFile"]).read_bytes() == main_events
+        status = (mp / ".sessionfs/status").read_text()
+        assert any(JAMES in line and "current_session_id" in line
+                   for line in status.splitlines())
+    mount.assert_no_internal_errors()
