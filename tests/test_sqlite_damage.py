@@ -32,7 +32,7 @@ from sessionfs.errors import StoreCorrupt
 from sessionfs.maintenance import check
 from sessionfs.projection import render
 from sessionfs.store import SqliteStore, locate_store, open_store
-from tests.mountutil import ROOT, Mount, force_unmount, scratch_root
+from tests.mountutil import ROOT, Mount, force_unmount, scratch_root, wait_for
 from tests.openclaw_fixtures import NAMES, extract_real_store
 
 MAIN = "agent:main:main"
@@ -434,4 +434,38 @@ def test_name_and_content_agree_through_the_state_mount(scratch_state: Path) -> 
         status = (mp / ".sessionfs/status").read_text()
         assert any(JAMES in line and "current_session_id" in line
                    for line in status.splitlines())
+    mount.assert_no_internal_errors()
+
+
+def test_a_row_damaged_and_repaired_while_mounted(scratch_state: Path) -> None:
+    """The gateway's database changes under the mount: within --timeout the damaged row leaves
+    sessions.json (status names it) and comes back once repaired; the rest never fails."""
+    state = scratch_state
+    db = db_of(state)
+    with sqlite3.connect(db) as conn:
+        good = conn.execute("SELECT entry_json FROM session_nodes WHERE session_key = ?",
+                            (JAMES,)).fetchone()[0]
+    conn.close()
+    mp = state.parent / "mnt"
+    with Mount(state, mp, "--timeout", "0.3") as mount:
+        sessions_json = mp / "agents/main/sessions/sessions.json"
+        status = mp / ".sessionfs/status"
+
+        def keys_now() -> list[str]:
+            return list(json.loads(sessions_json.read_bytes()))
+
+        assert JAMES in keys_now() and len(keys_now()) == 20
+        damage_entry(db, JAMES, DAMAGE["not-an-object"][0])
+        assert wait_for(lambda: JAMES not in keys_now(), 10)
+        assert len(keys_now()) == 19
+        assert "not a JSON object" in status.read_text()
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE session_nodes SET entry_json = ? WHERE session_key = ?",
+                         (good, JAMES))
+            conn.execute("UPDATE session_nodes SET entry_valid = 1 WHERE session_key = ?",
+                         (JAMES,))
+        conn.close()
+        assert wait_for(lambda: JAMES in keys_now(), 10)
+        assert keys_now() == sorted(keys_now()) and len(keys_now()) == 20
+        assert "refused rows: 0" in status.read_text().split("[agent main]")[1]
     mount.assert_no_internal_errors()
