@@ -543,7 +543,8 @@ class SqliteStore(Store):
                                                          object]]:
             # CASE, not AND: json_extract of malformed JSON is an error for the whole query
             return conn.execute(
-                "SELECT session_key, entry_valid, current_session_id, updated_at, sid, upd FROM "
+                "SELECT session_key, entry_valid, current_session_id, updated_at, "
+                "CAST(sid AS BLOB), upd FROM "
                 "(SELECT session_key, entry_valid, current_session_id, updated_at, "
                 "CASE WHEN json_valid(entry_json) THEN json_extract(entry_json, '$.sessionId') "
                 "END AS sid, CASE WHEN json_valid(entry_json) THEN "
@@ -573,7 +574,9 @@ class SqliteStore(Store):
                     key, "non-canonical session key (SESSION_CANONICAL_KEY_MIGRATION_REQUIRED): "
                     "openclaw refuses to read this agent's sessions", REMEDY))
             if row is not None and key not in damaged:
-                current_id, updated_at, entry_id, entry_updated = row[2:]
+                current_id, updated_at, entry_id_bytes, entry_updated = row[2:]
+                entry_id = (bytes(entry_id_bytes).decode("utf-8", "replace")
+                            if isinstance(entry_id_bytes, bytes) else entry_id_bytes)
                 if entry_id != current_id:
                     refused.append(RefusedRow(
                         key, f"entry_json's sessionId {entry_id!r} is not the row's "
