@@ -173,8 +173,8 @@ def _sqlite_problems(location: StoreLocation) -> list[Problem]:
                      for row in store.refused_rows() if row not in damaged]
         problems.extend(_duplicate_problems(store))
         problems += [Problem("damaged transcript event", path,
-                             f"{_session_words(key, session_id)}: transcript event seq {seq}: "
-                             f"{reason}")
+                             f"{_session_words(key, session_id)}: "
+                             + (f"transcript event seq {seq}: " if seq >= 0 else "") + reason)
                      for key, session_id, seq, reason in store.damaged_events()]
         return problems
     finally:

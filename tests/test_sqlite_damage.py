@@ -469,3 +469,36 @@ def test_a_row_damaged_and_repaired_while_mounted(scratch_state: Path) -> None:
         assert keys_now() == sorted(keys_now()) and len(keys_now()) == 20
         assert "refused rows: 0" in status.read_text().split("[agent main]")[1]
     mount.assert_no_internal_errors()
+
+
+def test_a_session_key_that_is_not_utf8_costs_only_its_row(
+        scratch_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A row whose session_key (or current_session_id) is not UTF-8 made every query of the
+    agent fail: now it is a damaged row, named (bad bytes as U+FFFD) by status and check."""
+    state = scratch_state
+    agent = state / "agents/main"
+    with _opened(agent) as store:
+        expected = {record.key: record.data for record in store.records()}
+    with sqlite3.connect(db_of(state)) as conn:
+        conn.execute("INSERT INTO session_nodes (session_key, current_session_id, entry_json, "
+                     "entry_valid, updated_at) SELECT CAST(x'6167656e743a6d61696e3aff' AS TEXT), "
+                     "CAST(x'ff' AS TEXT), entry_json, 1, updated_at FROM session_nodes "
+                     "WHERE session_key = ?", (JAMES,))
+    conn.close()
+    with _opened(agent) as store:
+        assert store.keys() == list(expected)
+        assert {record.key: record.data for record in store.records()} == expected
+        assert [row.key for row in store.damaged_rows()] == ["agent:main:\ufffd"]
+        assert "session_key is not valid UTF-8" in store.damaged_rows()[0].reason
+    code, out, _err = run_cli(["ls", "-l", str(agent)], capsys)
+    assert code == 0 and len(out.splitlines()) == 20
+    code, out, _err = run_cli(["status", str(agent)], capsys)
+    assert code == 0 and "agent:main:\ufffd" in out
+    assert [problem.kind for problem in check(locate_store(agent))] == ["damaged row"]
+    mp = state.parent / "mnt"
+    with Mount(state, mp, "--timeout", "0.3") as mount:
+        sessions = mp / "agents/main/sessions"
+        assert list(json.loads((sessions / "sessions.json").read_bytes())) == list(expected)
+        assert len(os.listdir(sessions / "sessions.d")) == 20
+        assert "session_key is not valid UTF-8" in (mp / ".sessionfs/status").read_text()
+    mount.assert_no_internal_errors()

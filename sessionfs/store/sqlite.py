@@ -156,6 +156,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """A read-only connection: ``mode=ro``, ``query_only``, autocommit (we BEGIN ourselves)."""
     conn = sqlite3.connect(_uri(path), uri=True, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False, cached_statements=64)
+    conn.text_factory = _text
     try:
         conn.execute("PRAGMA query_only = 1")
         conn.execute("PRAGMA trusted_schema = 0")
@@ -163,6 +164,29 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _text(data: bytes) -> str:
+    """A TEXT value as ``str``; bytes that are not UTF-8 become lone surrogates (PEP 383), so
+    one damaged value is its row's problem (:func:`_is_utf8`), never the whole query's."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _is_utf8(text: object) -> bool:
+    """Whether a TEXT value read through :func:`_text` was valid UTF-8 (usable as a key, a
+    name or a query parameter)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """A damaged TEXT value for messages: its bytes, invalid ones as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def inspect_schema(conn: sqlite3.Connection, path: Path) -> SchemaInfo:
@@ -422,14 +446,17 @@ class SqliteStore(Store):
         return self.schema.describe()
 
     def keys(self) -> list[str]:
+        """Every session key, by key; a key that is not UTF-8 is a damaged row
+        (:meth:`damaged_rows`), not a session."""
         return self._run(lambda conn: [row[0] for row in conn.execute(
             "SELECT session_key FROM session_nodes "
-            "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key")])
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key")
+            if _is_utf8(row[0])])
 
     def updated_times(self) -> dict[str, int]:
         return self._run(lambda conn: {row[0]: _ms_to_ns(row[1]) for row in conn.execute(
             "SELECT session_key, updated_at FROM session_nodes "
-            "WHERE NOT (entry_valid = -1 AND entry_json = '{}')")})
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}')") if _is_utf8(row[0])})
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -492,6 +519,10 @@ class SqliteStore(Store):
             ).fetchall()
             out, damaged = [], []
             for key, entry_json, updated_at in rows:
+                if not _is_utf8(key):
+                    damaged.append(_damaged(_shown(key), "session_key is not valid UTF-8: no "
+                                            "path or command can name this session"))
+                    continue
                 try:
                     entry = self._entry(conn, key, entry_json)
                     data = serialize_entry(entry)
@@ -557,7 +588,7 @@ class SqliteStore(Store):
         damaged = {row.key: row for row in self.damaged_rows()}
         foreign = {key for key in self.keys() if not key.startswith("agent:")
                    or (agent and not key.startswith(f"agent:{agent}:"))}
-        flagged = {row[0]: row for row in self._run(work)}
+        flagged = {row[0]: row for row in self._run(work) if _is_utf8(row[0])}
         refused = []
         for key in sorted(set(flagged) | foreign):
             row = flagged.get(key)
@@ -648,6 +679,9 @@ class SqliteStore(Store):
             if row is None:
                 raise SessionNotFound(f"no session {key!r} in {self.path}")
             session_id, updated_at = row
+            if isinstance(session_id, str) and not _is_utf8(session_id):
+                raise StoreCorrupt(self.path, f"session {key!r}: current_session_id "
+                                   f"{_shown(session_id)!r} is not valid UTF-8")
             if "transcript_events" not in self.schema.tables or not isinstance(session_id, str):
                 return None
             index = self._event_index(conn, session_id)
@@ -668,9 +702,10 @@ class SqliteStore(Store):
         (:meth:`refused_rows`); naming the file after it would show one session's events
         under another session's name. Damaged rows are included: their transcript is intact.
         """
-        return dict(self._run(lambda conn: conn.execute(
+        return {key: session_id for key, session_id in self._run(lambda conn: conn.execute(
             "SELECT session_key, current_session_id FROM session_nodes WHERE NOT "
-            "(entry_valid = -1 AND entry_json = '{}') ORDER BY session_key").fetchall()))
+            "(entry_valid = -1 AND entry_json = '{}') ORDER BY session_key").fetchall())
+            if _is_utf8(key) and _is_utf8(session_id)}
 
     def _transcript_mtime(self, conn: sqlite3.Connection, session_id: str,
                           fallback_ms: object) -> int:
@@ -798,6 +833,10 @@ class SqliteStore(Store):
         owner_of = self._run(owners)
         found = []
         for session_id in self._run(ids):
+            if not _is_utf8(session_id):  # no query can name it: one problem for them all
+                found.append((owner_of.get(session_id, ""), _shown(session_id), -1,
+                              "the session_id of these events is not valid UTF-8"))
+                continue
             def scan(conn: sqlite3.Connection, session_id: str = session_id
                      ) -> list[tuple[int, str]]:
                 bad = []
