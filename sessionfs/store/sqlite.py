@@ -372,6 +372,7 @@ class SqliteStore(Store):
         self._indexes_lock = threading.Lock()
         #: (fingerprint it is current for, damaged rows): see :meth:`damaged_rows`
         self._damaged: tuple[object, list[RefusedRow]] | None = None
+        self._refused: tuple[object, list[RefusedRow]] | None = None  # see refused_rows
         self._damaged_lock = threading.Lock()
         if not self.path.exists():
             raise StoreNotFound(f"{self.path}: no such database")
@@ -564,12 +565,33 @@ class SqliteStore(Store):
             self._damaged = (fingerprint, damaged)
         return list(damaged)
 
+    def _scan_session_ids(self) -> dict[str, list[str]]:
+        """sessionId -> keys from one scan (one transaction), not one read per key."""
+        index: dict[str, list[str]] = {}
+        for record in self.records():
+            session_id = record.entry.get("sessionId")
+            if isinstance(session_id, str):
+                index.setdefault(session_id, []).append(record.key)
+        return index
+
     def refused_rows(self) -> list[RefusedRow]:
         """Rows openclaw's reader refuses (one makes it refuse the whole agent store):
         ``entry_valid = 0``, a ``-1`` row that still holds an entry, a non-canonical key, an
         entry whose ``sessionId`` or ``updatedAt`` differs from the row's ``current_session_id``
         or ``updated_at`` (openclaw's ``parseSqliteSessionEntryRecord``); these are served.
-        Then the damaged rows (:meth:`damaged_rows`), which are not."""
+        Then the damaged rows (:meth:`damaged_rows`), which are not. Cached per fingerprint:
+        the state mount's ``status`` asks for every agent at every read."""
+        fingerprint = self.fingerprint()
+        with self._damaged_lock:
+            cached = self._refused
+        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        refused = self._refused_rows()
+        with self._damaged_lock:
+            self._refused = (fingerprint, refused)
+        return list(refused)
+
+    def _refused_rows(self) -> list[RefusedRow]:
         def work(conn: sqlite3.Connection) -> list[tuple[str, int, str, object, object,
                                                          object]]:
             # CASE, not AND: json_extract of malformed JSON is an error for the whole query
