@@ -433,7 +433,7 @@ def render(store: Store, transcripts_dir: str, version: object = None,
         transcript_ids = store.transcript_ids()
         records: Iterable[Any] = store.records()
         for record in records:
-            transcript_id = transcript_ids.get(record.key, record.entry.get("sessionId"))
+            transcript_id = transcript_ids.get(record.key)  # None: its id is not UTF-8
             stamp = (record.data, transcript_id)
             known = memo.get(record.key) if memo is not None else None
             if known is not None and known[0] == stamp:
