@@ -21,7 +21,13 @@ from typing import Any
 from sessionfs import jsonfmt
 from sessionfs.atomic import is_temp_name
 from sessionfs.entry import parse_entry
-from sessionfs.errors import ReadOnlyStore, SessionfsError, SessionNotFound, UsageError
+from sessionfs.errors import (
+    ReadOnlyStore,
+    SessionfsError,
+    SessionNotFound,
+    StoreCorrupt,
+    UsageError,
+)
 from sessionfs.lock import install_signal_handlers
 from sessionfs.maintenance import check, parse_duration, prune
 from sessionfs.migrate import MigrationReport, merge, migrate, rollback
@@ -113,16 +119,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from sessionfs import keys as key_codec
 
     rows: list[dict[str, Any]] = []
+    damaged: list[StoreCorrupt] = []
     for key in keys:
-        record = store.read(key)
+        try:
+            record = store.read(key)
+        except StoreCorrupt as exc:  # one damaged row costs that row only: listed, reported
+            damaged.append(exc)
+            rows.append({"key": key, "updatedAt": None, "size": None,
+                         "name": key_codec.encode(key), "error": exc.reason})
+            continue
         rows.append({"key": key, "updatedAt": record.updated_at, "size": len(record.data),
                      "name": key_codec.encode(key)})
     if args.json:
         _emit_json(rows)
     else:
         for row in rows:
-            sys.stdout.write(f"{_iso_ms(row['updatedAt'])}  {row['size']:>9}  {row['name']}\n")
-    return 0
+            size = "damaged" if "error" in row else row["size"]
+            sys.stdout.write(f"{_iso_ms(row['updatedAt'])}  {size:>9}  {row['name']}\n")
+    for error in damaged:
+        print(f"sessionfs: error: {error}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -156,8 +156,9 @@ def check(location: StoreLocation) -> list[Problem]:
 
 
 def _sqlite_problems(location: StoreLocation) -> list[Problem]:
-    """A SQLite store: rows openclaw refuses (with its remedy) and entries that do not parse.
-    Stale file-era files are not problems; the CLI notes them."""
+    """A SQLite store: damaged rows (each costs only its session), rows openclaw refuses (with
+    its remedy), sessions sharing one sessionId, and transcript events that cannot be decoded
+    (named by session and seq). Stale file-era files are not problems; the CLI notes them."""
     from sessionfs.store import SqliteStore
 
     path = location.path
@@ -166,13 +167,20 @@ def _sqlite_problems(location: StoreLocation) -> list[Problem]:
     except SessionfsError as exc:
         return [Problem("unreadable store", path, str(exc))]
     try:
-        problems = [Problem("refused by openclaw", path, str(row))
-                    for row in store.refused_rows()]
-        for key in store.keys():
-            try:
-                store.read(key)
-            except SessionfsError as exc:
-                problems.append(Problem("unreadable entry", path, str(exc)))
+        damaged = store.damaged_rows()
+        problems = [Problem("damaged row", path, str(row)) for row in damaged]
+        problems += [Problem("refused by openclaw", path, str(row))
+                     for row in store.refused_rows() if row not in damaged]
+        problems.extend(_duplicate_problems(store))
+        problems += [Problem("damaged transcript event", path,
+                             f"{_session_words(key, session_id)}: "
+                             + (f"transcript event seq {seq}: " if seq >= 0 else "") + reason)
+                     for key, session_id, seq, reason in store.damaged_events()]
         return problems
     finally:
         store.close()
+
+
+def _session_words(key: str, session_id: str) -> str:
+    return f"session {key!r} (sessionId {session_id})" if key else \
+        f"sessionId {session_id} (no session's current transcript)"

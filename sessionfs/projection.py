@@ -428,23 +428,37 @@ def render(store: Store, transcripts_dir: str, version: object = None,
     mtime_ns = 0
     if isinstance(store, SqliteStore):
         with_events = _sqlite_sessions_with_events(store)
+        # a transcript is named after the sessionId whose events it shows (the row's
+        # current_session_id, see SqliteStore.transcript_ids), even where the entry disagrees
+        transcript_ids = store.transcript_ids()
         records: Iterable[Any] = store.records()
         for record in records:
+            transcript_id = transcript_ids.get(record.key)  # None: its id is not UTF-8
+            stamp = (record.data, transcript_id)
             known = memo.get(record.key) if memo is not None else None
-            if known is not None and known[0] == record.data:
+            if known is not None and known[0] == stamp:
                 member, name = known[1], known[2]
             else:
                 entry = restore_routing(record.key, record.entry)
-                name = transcript_name(record.key, entry)
+                name = transcript_name(record.key, {"sessionId": transcript_id})
                 path = f"{transcripts_dir}/{name}" if name is not None else None
                 # the store's bytes are serialize_entry(entry): canonical by construction
                 member = _member(record.key, entry, record.data if entry is record.entry
                                  else None, path, trusted=True)
-            fresh[record.key] = (record.data, member, name, ())
+            fresh[record.key] = (stamp, member, name, ())
             if name is not None and name not in names and (
-                    with_events is None or record.entry.get("sessionId") in with_events):
+                    with_events is None or transcript_id in with_events):
                 names[name] = record.key
             members.append((record.key, member))
+        # a damaged row is left out of sessions.json (status and check name it); its
+        # transcript is intact and stays listed under its own name
+        for key, transcript_id in transcript_ids.items():
+            if key in fresh:
+                continue
+            name = transcript_name(key, {"sessionId": transcript_id})
+            if name is not None and name not in names and (
+                    with_events is None or transcript_id in with_events):
+                names[name] = key
         fingerprint = store.fingerprint()
         if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
                 fingerprint[1], int):

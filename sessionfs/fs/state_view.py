@@ -40,6 +40,7 @@ from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
 from sessionfs.fs.state import MountState
+from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
 from sessionfs.state import find_agents
@@ -463,6 +464,8 @@ class StateView(DirectoryHandles):
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None
                                                  else f"no ({writable})")]
+            if agent.store.layout == "sqlite":  # refused and damaged rows, each by key
+                lines += store_status_lines(agent.store)[1:]
         for agent_id, problem in self._problems.items():
             lines += ["", f"[agent {agent_id}]", f"error: {' '.join(problem.split())}"]
         return ("\n".join(lines) + "\n").encode("utf-8", "replace")

@@ -64,7 +64,9 @@ class UpdateSummary:
 @dataclass(frozen=True, slots=True)
 class RefusedRow:
     """A session openclaw's own reader would refuse; sessionfs still serves it (this is where
-    people look when something is broken) and ``status``/``check`` report it with the remedy."""
+    people look when something is broken) and ``status``/``check`` report it with the remedy.
+    A damaged row (SQLite: ``entry_json`` that cannot be read) is reported the same way, but
+    that session answers EIO: there is nothing to serve."""
 
     key: str
     reason: str

@@ -52,6 +52,7 @@ from sessionfs.entry import serialize_entry
 from sessionfs.errors import (
     InvalidJSON,
     ReadOnlyStore,
+    SessionfsError,
     SessionNotFound,
     StoreBusy,
     StoreCorrupt,
@@ -96,6 +97,13 @@ READ_ONLY_REASON = (
     "it; change a session through openclaw instead (the chat's commands, the gateway's "
     "sessions.patch, 'openclaw sessions cleanup', 'openclaw doctor --fix')")
 REMEDY = "stop the gateway and run 'openclaw doctor --fix'"
+
+#: openclaw's bounds on a compressed event (``transcript-payload.ts``: its decoder refuses a
+#: frame or a declared length outside 1 byte to 4 MiB; the table's CHECK says the same): no
+#: stored frame may make a reader allocate more than this per event.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+DAMAGED_REMEDY = ("restore the database from a backup, or stop the gateway and run 'openclaw "
+                  "doctor --fix'")
 
 _NODE_COLUMNS = ("session_key", "current_session_id", "entry_json", "entry_valid", "updated_at")
 _EVENT_COLUMNS = ("session_id", "seq", "event_json")
@@ -148,6 +156,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """A read-only connection: ``mode=ro``, ``query_only``, autocommit (we BEGIN ourselves)."""
     conn = sqlite3.connect(_uri(path), uri=True, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False, cached_statements=64)
+    conn.text_factory = _text
     try:
         conn.execute("PRAGMA query_only = 1")
         conn.execute("PRAGMA trusted_schema = 0")
@@ -155,6 +164,29 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _text(data: bytes) -> str:
+    """A TEXT value as ``str``; bytes that are not UTF-8 become lone surrogates (PEP 383), so
+    one damaged value is its row's problem (:func:`_is_utf8`), never the whole query's."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _is_utf8(text: object) -> bool:
+    """Whether a TEXT value read through :func:`_text` was valid UTF-8 (usable as a key, a
+    name or a query parameter)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """A damaged TEXT value for messages: its bytes, invalid ones as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def inspect_schema(conn: sqlite3.Connection, path: Path) -> SchemaInfo:
@@ -209,16 +241,64 @@ def _missing_columns(conn: sqlite3.Connection, table: str, wanted: tuple[str, ..
 _decompressor_local = threading.local()
 
 
-def _unzstd(blob: bytes, expected: int | None) -> bytes:
-    """One plain zstd frame (no dictionary), as openclaw 9.6 writes ``event_zstd``."""
+class _BadEvent(Exception):
+    """A transcript row that cannot be decoded; the caller names the session and the seq."""
+
+
+def _unzstd(blob: bytes, expected: object) -> bytes:
+    """One plain zstd frame (no dictionary), as openclaw 9.6 writes ``event_zstd``, decoded the
+    way openclaw's own decoder does: the frame and ``event_utf8_bytes`` within 1 byte to 4 MiB,
+    never more output than ``event_utf8_bytes`` (a frame header declaring 1 GiB allocates
+    nothing: the declared size is checked first and the output is read through a bounded
+    stream), exactly that many bytes, valid UTF-8. :raises _BadEvent: with the reason."""
     import zstandard
 
+    if isinstance(expected, bool) or not isinstance(expected, int) \
+            or not 1 <= expected <= MAX_EVENT_BYTES:
+        raise _BadEvent(f"event_utf8_bytes {expected!r} is outside openclaw's bounds (1 to "
+                        f"{MAX_EVENT_BYTES} bytes)")
+    if not 1 <= len(blob) <= MAX_EVENT_BYTES:
+        raise _BadEvent(f"event_zstd holds {len(blob)} bytes, outside openclaw's bounds (1 to "
+                        f"{MAX_EVENT_BYTES} bytes)")
+    try:
+        params = zstandard.get_frame_parameters(blob)
+    except zstandard.ZstdError as exc:
+        raise _BadEvent(f"event_zstd is not a zstd frame: {exc}") from exc
+    if params.dict_id:
+        raise _BadEvent(f"event_zstd needs zstd dictionary {params.dict_id}, which openclaw "
+                        "never uses")
+    declared = params.content_size
+    if declared != zstandard.CONTENTSIZE_UNKNOWN and declared != expected:
+        raise _BadEvent(f"its zstd frame declares {declared} bytes but the row's "
+                        f"event_utf8_bytes says {expected}")
     decompressor = getattr(_decompressor_local, "d", None)
     if decompressor is None:
         decompressor = _decompressor_local.d = zstandard.ZstdDecompressor()
-    if expected is not None and expected > 0:
-        return decompressor.decompress(blob, max_output_size=expected)
-    return decompressor.decompress(blob)
+    parts: list[bytes] = []
+    got = 0
+    try:
+        with decompressor.stream_reader(blob) as reader:
+            while got <= expected:  # one byte past the bound tells a lie from the truth
+                chunk = reader.read(expected + 1 - got)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise _BadEvent(f"bad zstd frame: {exc}") from exc
+    if got > expected:
+        raise _BadEvent(f"event_zstd decompresses to more than the {expected} bytes the row's "
+                        "event_utf8_bytes says (decoding stopped there)")
+    if got < expected:
+        raise _BadEvent(f"event_zstd decompresses to {got} bytes but the row's "
+                        f"event_utf8_bytes says {expected}")
+    data = b"".join(parts)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _BadEvent(f"event_zstd decompresses to bytes that are not UTF-8 (byte "
+                        f"{exc.start})") from exc
+    return data
 
 
 @dataclass
@@ -238,9 +318,11 @@ class _EventIndex:
 class SqliteTranscript(TranscriptSource):
     """A session's events as JSONL, served by seq ranges; sizes come from the event index."""
 
-    def __init__(self, store: SqliteStore, index: _EventIndex, mtime_ns: int) -> None:
+    def __init__(self, store: SqliteStore, index: _EventIndex, mtime_ns: int,
+                 key: str | None = None) -> None:
         self._store = store
         self._index = index
+        self.key = key
         self.session_id = index.session_id
         self.size = index.size
         self.mtime_ns = mtime_ns
@@ -256,7 +338,7 @@ class SqliteTranscript(TranscriptSource):
         last = bisect.bisect_left(index.ends, end)
         starts_at = index.ends[first - 1] if first else 0
         count, data = self._store._event_bytes(index.session_id, index.seqs[first],
-                                               index.seqs[last])
+                                               index.seqs[last], self.key)
         # One read transaction gave these rows; the count and the total length must be what
         # the index measured, else the transcript was rewritten since it was opened.
         if count != last - first + 1 or len(data) != index.ends[last] - starts_at:
@@ -288,6 +370,10 @@ class SqliteStore(Store):
         self._probe_lock = threading.Lock()
         self._indexes: OrderedDict[str, _EventIndex] = OrderedDict()
         self._indexes_lock = threading.Lock()
+        #: (fingerprint it is current for, damaged rows): see :meth:`damaged_rows`
+        self._damaged: tuple[object, list[RefusedRow]] | None = None
+        self._refused: tuple[object, list[RefusedRow]] | None = None  # see refused_rows
+        self._damaged_lock = threading.Lock()
         if not self.path.exists():
             raise StoreNotFound(f"{self.path}: no such database")
         if not is_sqlite_file(self.path):
@@ -361,14 +447,17 @@ class SqliteStore(Store):
         return self.schema.describe()
 
     def keys(self) -> list[str]:
+        """Every session key, by key; a key that is not UTF-8 is a damaged row
+        (:meth:`damaged_rows`), not a session."""
         return self._run(lambda conn: [row[0] for row in conn.execute(
             "SELECT session_key FROM session_nodes "
-            "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key")])
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key")
+            if _is_utf8(row[0])])
 
     def updated_times(self) -> dict[str, int]:
         return self._run(lambda conn: {row[0]: _ms_to_ns(row[1]) for row in conn.execute(
             "SELECT session_key, updated_at FROM session_nodes "
-            "WHERE NOT (entry_valid = -1 AND entry_json = '{}')")})
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}')") if _is_utf8(row[0])})
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -377,33 +466,43 @@ class SqliteStore(Store):
             "SELECT 1 FROM session_nodes WHERE session_key = ? "
             "AND NOT (entry_valid = -1 AND entry_json = '{}')", (key,)).fetchone() is not None)
 
-    def _entry(self, conn: sqlite3.Connection, key: str, entry_json: str) -> Entry:
+    def _entry(self, conn: sqlite3.Connection, key: str, entry_json: bytes | str) -> Entry:
+        """The entry of one row. ``entry_json`` comes as the stored bytes (``CAST(entry_json
+        AS BLOB)``): a row that is not UTF-8 is then this row's error, not the whole query's.
+        :raises StoreCorrupt: not JSON, not an object, not UTF-8, nested too deep."""
         try:
             entry = jsonfmt.loads(entry_json)
         except InvalidJSON as exc:
             raise StoreCorrupt(self.path, f"session {key!r}: entry_json: {exc}") from exc
+        except RecursionError as exc:  # a parser fallback without a depth limit
+            raise StoreCorrupt(self.path, f"session {key!r}: entry_json: nesting too deep to "
+                               "parse") from exc
         if not isinstance(entry, dict):
-            raise StoreCorrupt(self.path, f"session {key!r}: entry_json is not an object")
+            raise StoreCorrupt(self.path, f"session {key!r}: entry_json is not a JSON object "
+                               f"but {_json_kind(entry)}")
         if self.schema.has_snapshots:
             found = dict(conn.execute(
-                "SELECT field, value_json FROM session_entry_snapshots WHERE session_key = ?",
-                (key,)).fetchall())
+                "SELECT field, CAST(value_json AS BLOB) FROM session_entry_snapshots "
+                "WHERE session_key = ?", (key,)).fetchall())
             for field in SNAPSHOT_FIELDS:  # openclaw's attachSessionEntrySnapshots order
                 value_json = found.get(field)
                 if value_json is None:
                     continue
                 try:
                     entry[field] = jsonfmt.loads(value_json)
-                except InvalidJSON as exc:
+                except (InvalidJSON, RecursionError) as exc:
                     raise StoreCorrupt(self.path, f"session {key!r}: snapshot {field}: "
-                                       f"{exc}") from exc
+                                       f"{exc or 'nesting too deep to parse'}") from exc
         return entry
 
     def read(self, key: str) -> EntryRecord:
+        """One session. :raises StoreCorrupt: this row is damaged (see :meth:`damaged_rows`);
+        every other session stays readable."""
         def work(conn: sqlite3.Connection) -> EntryRecord:
             row = conn.execute(
-                "SELECT entry_json, updated_at FROM session_nodes WHERE session_key = ? "
-                "AND NOT (entry_valid = -1 AND entry_json = '{}')", (key,)).fetchone()
+                "SELECT CAST(entry_json AS BLOB), updated_at FROM session_nodes "
+                "WHERE session_key = ? AND NOT (entry_valid = -1 AND entry_json = '{}')",
+                (key,)).fetchone()
             if row is None:
                 raise SessionNotFound(f"no session {key!r} in {self.path}")
             entry = self._entry(conn, key, row[0])
@@ -411,36 +510,111 @@ class SqliteStore(Store):
 
         return self._run(work)
 
-    def records(self) -> Iterator[EntryRecord]:
-        """Every session's record from one read transaction (one consistent state)."""
-        def work(conn: sqlite3.Connection) -> list[EntryRecord]:
+    def _scan(self) -> tuple[list[EntryRecord], list[RefusedRow]]:
+        """Every row from one read transaction: the readable sessions' records and the
+        damaged rows (:meth:`damaged_rows`), which cost only themselves."""
+        def work(conn: sqlite3.Connection) -> tuple[list[EntryRecord], list[RefusedRow]]:
             rows = conn.execute(
-                "SELECT session_key, entry_json, updated_at FROM session_nodes "
+                "SELECT session_key, CAST(entry_json AS BLOB), updated_at FROM session_nodes "
                 "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key"
             ).fetchall()
-            out = []
+            out, damaged = [], []
             for key, entry_json, updated_at in rows:
-                entry = self._entry(conn, key, entry_json)
-                out.append(EntryRecord(key, serialize_entry(entry), _ms_to_ns(updated_at), entry))
-            return out
+                if not _is_utf8(key):
+                    damaged.append(_damaged(_shown(key), "session_key is not valid UTF-8: no "
+                                            "path or command can name this session"))
+                    continue
+                try:
+                    entry = self._entry(conn, key, entry_json)
+                    data = serialize_entry(entry)
+                except StoreCorrupt as exc:
+                    damaged.append(_damaged(key, exc.reason))
+                    continue
+                except SessionfsError as exc:  # parsed, yet no entry openclaw could write
+                    damaged.append(_damaged(key, f"session {key!r}: entry_json: {exc}"))
+                    continue
+                out.append(EntryRecord(key, data, _ms_to_ns(updated_at), entry))
+            return out, damaged
 
-        yield from self._run(work)
+        return self._run(work)
+
+    def records(self) -> Iterator[EntryRecord]:
+        """Every readable session's record from one read transaction (one consistent state).
+        A damaged row is left out here and named by :meth:`damaged_rows` (and so by
+        :meth:`refused_rows`, which ``status`` and ``check`` show)."""
+        fingerprint = self.fingerprint()  # taken first: a commit during the scan moves it
+        records, damaged = self._scan()
+        with self._damaged_lock:
+            self._damaged = (fingerprint, damaged)  # status after a render parses nothing again
+        yield from records
 
     def load(self) -> dict[str, Entry]:
         return {record.key: record.entry for record in self.records()}
 
+    def damaged_rows(self) -> list[RefusedRow]:
+        """Rows whose ``entry_json`` cannot be read (not UTF-8, not JSON, not an object, nested
+        too deep): each costs only its own session, which answers EIO. Cached per
+        fingerprint: ``status`` asks at every read and parsing 100k entries takes a second."""
+        fingerprint = self.fingerprint()
+        with self._damaged_lock:
+            cached = self._damaged
+        if cached is not None and cached[0] == fingerprint and fingerprint is not None:
+            return list(cached[1])
+        _records, damaged = self._scan()
+        with self._damaged_lock:
+            self._damaged = (fingerprint, damaged)
+        return list(damaged)
+
+    def _scan_session_ids(self) -> dict[str, list[str]]:
+        """sessionId -> keys from one scan (one transaction), not one read per key."""
+        index: dict[str, list[str]] = {}
+        for record in self.records():
+            session_id = record.entry.get("sessionId")
+            if isinstance(session_id, str):
+                index.setdefault(session_id, []).append(record.key)
+        return index
+
     def refused_rows(self) -> list[RefusedRow]:
         """Rows openclaw's reader refuses (one makes it refuse the whole agent store):
-        ``entry_valid = 0``, a ``-1`` row that still holds an entry, a non-canonical key."""
-        def work(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
+        ``entry_valid = 0``, a ``-1`` row that still holds an entry, a non-canonical key, an
+        entry whose ``sessionId`` or ``updatedAt`` differs from the row's ``current_session_id``
+        or ``updated_at`` (openclaw's ``parseSqliteSessionEntryRecord``); these are served.
+        Then the damaged rows (:meth:`damaged_rows`), which are not. Cached per fingerprint:
+        the state mount's ``status`` asks for every agent at every read."""
+        fingerprint = self.fingerprint()
+        with self._damaged_lock:
+            cached = self._refused
+        if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        refused = self._refused_rows()
+        with self._damaged_lock:
+            self._refused = (fingerprint, refused)
+        return list(refused)
+
+    def _refused_rows(self) -> list[RefusedRow]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, int, str, object, object,
+                                                         object]]:
+            # CASE, not AND: json_extract of malformed JSON is an error for the whole query
             return conn.execute(
-                "SELECT session_key, entry_valid, entry_json FROM session_nodes "
-                "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key"
-            ).fetchall()
+                "SELECT session_key, entry_valid, current_session_id, updated_at, "
+                "CAST(sid AS BLOB), upd FROM "
+                "(SELECT session_key, entry_valid, current_session_id, updated_at, "
+                "CASE WHEN json_valid(entry_json) THEN json_extract(entry_json, '$.sessionId') "
+                "END AS sid, CASE WHEN json_valid(entry_json) THEN "
+                "json_extract(entry_json, '$.updatedAt') END AS upd FROM session_nodes "
+                "WHERE NOT (entry_valid = -1 AND entry_json = '{}')) "
+                "WHERE entry_valid != 1 OR sid IS NOT current_session_id "
+                "OR upd IS NOT updated_at ORDER BY session_key").fetchall()
 
         agent = self.schema.agent_id
+        damaged = {row.key: row for row in self.damaged_rows()}
+        foreign = {key for key in self.keys() if not key.startswith("agent:")
+                   or (agent and not key.startswith(f"agent:{agent}:"))}
+        flagged = {row[0]: row for row in self._run(work) if _is_utf8(row[0])}
         refused = []
-        for key, valid, _entry_json in self._run(work):
+        for key in sorted(set(flagged) | foreign):
+            row = flagged.get(key)
+            valid = row[1] if row is not None else 1
             if valid == 0:
                 refused.append(RefusedRow(key, "invalid persisted session row (entry_valid = 0): "
                                           "openclaw refuses to read this agent's sessions",
@@ -448,11 +622,25 @@ class SqliteStore(Store):
             elif valid == -1:
                 refused.append(RefusedRow(key, "row marked deleted (entry_valid = -1) but still "
                                           "holding an entry", REMEDY))
-            if not key.startswith("agent:") or (agent and not key.startswith(f"agent:{agent}:")):
+            if key in foreign:
                 refused.append(RefusedRow(
                     key, "non-canonical session key (SESSION_CANONICAL_KEY_MIGRATION_REQUIRED): "
                     "openclaw refuses to read this agent's sessions", REMEDY))
-        return refused
+            if row is not None and key not in damaged:
+                current_id, updated_at, entry_id_bytes, entry_updated = row[2:]
+                entry_id = (bytes(entry_id_bytes).decode("utf-8", "replace")
+                            if isinstance(entry_id_bytes, bytes) else entry_id_bytes)
+                if entry_id != current_id:
+                    refused.append(RefusedRow(
+                        key, f"entry_json's sessionId {entry_id!r} is not the row's "
+                        f"current_session_id {current_id!r}: openclaw refuses this row; the "
+                        "transcript shown (and its file name) is that of current_session_id, "
+                        "the session's own window", REMEDY))
+                if not _same_number(entry_updated, updated_at):
+                    refused.append(RefusedRow(
+                        key, f"entry_json's updatedAt {entry_updated!r} is not the row's "
+                        f"updated_at {updated_at!r}: openclaw refuses this row", REMEDY))
+        return refused + list(damaged.values())
 
     def token_is_versioned(self, token: object) -> bool:
         """A fingerprint here starts with ``PRAGMA data_version`` (see :meth:`fingerprint`)."""
@@ -513,15 +701,33 @@ class SqliteStore(Store):
             if row is None:
                 raise SessionNotFound(f"no session {key!r} in {self.path}")
             session_id, updated_at = row
+            if isinstance(session_id, str) and not _is_utf8(session_id):
+                raise StoreCorrupt(self.path, f"session {key!r}: current_session_id "
+                                   f"{_shown(session_id)!r} is not valid UTF-8")
             if "transcript_events" not in self.schema.tables or not isinstance(session_id, str):
                 return None
             index = self._event_index(conn, session_id)
             if index is None:
                 return None
             return SqliteTranscript(self, index, self._transcript_mtime(conn, session_id,
-                                                                         updated_at))
+                                                                         updated_at), key)
 
         return self._run(work)
+
+    def transcript_ids(self) -> dict[str, str]:
+        """``{key: sessionId of its transcript}`` for every session (one query).
+
+        The transcript of a key is the window of its row's ``current_session_id`` (the
+        window's ``session_key`` points back at the key; :meth:`transcript` reads it), so its
+        file is named after that too. An ``entry_json`` whose ``sessionId`` says otherwise is
+        refused by openclaw (``parseSqliteSessionEntryRecord``) and reported here
+        (:meth:`refused_rows`); naming the file after it would show one session's events
+        under another session's name. Damaged rows are included: their transcript is intact.
+        """
+        return {key: session_id for key, session_id in self._run(lambda conn: conn.execute(
+            "SELECT session_key, current_session_id FROM session_nodes WHERE NOT "
+            "(entry_valid = -1 AND entry_json = '{}') ORDER BY session_key").fetchall())
+            if _is_utf8(key) and _is_utf8(session_id)}
 
     def _transcript_mtime(self, conn: sqlite3.Connection, session_id: str,
                           fallback_ms: object) -> int:
@@ -597,28 +803,15 @@ class SqliteStore(Store):
         with self._indexes_lock:
             self._indexes.pop(session_id, None)
 
-    def _event_rows(self, session_id: str, first_seq: int, last_seq: int
-                    ) -> list[tuple[int, bytes]]:
-        """``(seq, line + b"\\n")`` for the events with ``first_seq <= seq <= last_seq``."""
-        columns = "seq, CAST(event_json AS BLOB)" + (", event_zstd, event_utf8_bytes"
-                                        if self.schema.has_zstd else "")
-
-        def work(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
-            lines = []
-            for row in conn.execute(
-                    f"SELECT {columns} FROM transcript_events WHERE session_id = ? "
-                    "AND seq BETWEEN ? AND ? ORDER BY seq", (session_id, first_seq, last_seq)):
-                lines.append((row[0], _event_line(row, self.path)))
-            return lines
-
-        return self._run(work)
-
-    def _event_bytes(self, session_id: str, first_seq: int, last_seq: int
-                     ) -> tuple[int, bytes]:
+    def _event_bytes(self, session_id: str, first_seq: int, last_seq: int,
+                     key: str | None = None) -> tuple[int, bytes]:
         """``(events, their lines joined)`` for ``first_seq <= seq <= last_seq``: one query, one
-        loop, no call per plain event (a 200 MB transcript is ~300k events)."""
+        loop, no call per plain event (a 200 MB transcript is ~300k events). A row that cannot
+        be decoded is an error naming the session and that event's seq (``StoreCorrupt``, EIO),
+        never taken for a rewrite."""
         zstd = self.schema.has_zstd
-        columns = "CAST(event_json AS BLOB)" + (", event_zstd, event_utf8_bytes" if zstd else "")
+        columns = "seq, CAST(event_json AS BLOB)" + (", event_zstd, event_utf8_bytes"
+                                                     if zstd else "")
 
         def work(conn: sqlite3.Connection) -> tuple[int, bytes]:
             rows = conn.execute(f"SELECT {columns} FROM transcript_events WHERE session_id = ? "
@@ -626,20 +819,65 @@ class SqliteStore(Store):
                                 (session_id, first_seq, last_seq))
             parts: list[bytes] = []
             append = parts.append
-            if not zstd:
-                for (text,) in rows:
-                    if text is None:
-                        raise StoreCorrupt(self.path, "a transcript event has no event_json")
-                    append(text)
-            else:
-                for text, blob, length in rows:
-                    if text is not None:
-                        append(text)
-                    else:
-                        append(_event_line((0, None, blob, length), self.path)[:-1])
+            for row in rows:
+                if row[1] is not None:
+                    append(row[1])
+                    continue
+                try:
+                    append(_event_payload(row))
+                except _BadEvent as exc:
+                    raise StoreCorrupt(self.path, f"{_session_words(key, session_id)}: "
+                                       f"transcript event seq {row[0]}: {exc}") from exc
             return len(parts), b"\n".join(parts) + b"\n" if parts else b""
 
         return self._run(work)
+
+    def damaged_events(self) -> list[tuple[str, str, int, str]]:
+        """Every transcript row that cannot be decoded, or whose text is not JSON (a read
+        serves such a line as stored; openclaw's loader cannot parse it): ``(session key or
+        '', session id, seq, reason)``, each event decoded as a read would (bounded, one at a
+        time). For ``check``: it reads every event."""
+        zstd = self.schema.has_zstd
+        if "transcript_events" not in self.schema.tables:
+            return []
+        columns = "seq, CAST(event_json AS BLOB)" + (", event_zstd, event_utf8_bytes"
+                                                     if zstd else "")
+
+        def owners(conn: sqlite3.Connection) -> dict[str, str]:
+            return {row[1]: row[0] for row in conn.execute(
+                "SELECT session_key, current_session_id FROM session_nodes "
+                "ORDER BY session_key DESC")}
+
+        def ids(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute(
+                "SELECT DISTINCT session_id FROM transcript_events ORDER BY session_id")]
+
+        owner_of = self._run(owners)
+        found = []
+        for session_id in self._run(ids):
+            if not _is_utf8(session_id):  # no query can name it: one problem for them all
+                found.append((owner_of.get(session_id, ""), _shown(session_id), -1,
+                              "the session_id of these events is not valid UTF-8"))
+                continue
+            def scan(conn: sqlite3.Connection, session_id: str = session_id
+                     ) -> list[tuple[int, str]]:
+                bad = []
+                for row in conn.execute(f"SELECT {columns} FROM transcript_events WHERE "
+                                        "session_id = ? ORDER BY seq", (session_id,)):
+                    try:
+                        text = row[1] if row[1] is not None else _event_payload(row)
+                    except _BadEvent as exc:
+                        bad.append((row[0], str(exc)))
+                        continue
+                    try:
+                        jsonfmt.loads(text)
+                    except (InvalidJSON, RecursionError) as exc:
+                        bad.append((row[0], f"the event is not JSON: {exc or 'too deep'}"))
+                return bad
+
+            for seq, reason in self._run(scan):
+                found.append((owner_of.get(session_id, ""), session_id, seq, reason))
+        return found
 
     def transcript_bytes(self, key: str) -> bytes | None:
         """The whole transcript at once (tests and small tools; the mount streams)."""
@@ -663,18 +901,42 @@ class SqliteStore(Store):
         raise self._refuse()
 
 
-def _event_line(row: tuple[Any, ...], path: Path) -> bytes:
-    text = row[1]  # CAST(event_json AS BLOB): the stored UTF-8 bytes, not re-encoded
-    if text is not None:
-        return bytes(text) + b"\n"
+def _event_payload(row: tuple[Any, ...]) -> bytes:
+    """The text of an event row ``(seq, event_json bytes | None[, event_zstd, utf8 bytes])``
+    that has no ``event_json``. :raises _BadEvent:"""
     blob = row[2] if len(row) > 2 else None
     if blob is None:
-        raise StoreCorrupt(path, f"transcript event {row[0]} has neither event_json nor "
-                           "event_zstd")
-    try:
-        return _unzstd(bytes(blob), row[3]) + b"\n"
-    except Exception as exc:  # zstandard.ZstdError and friends: a damaged frame
-        raise StoreCorrupt(path, f"transcript event {row[0]}: bad zstd frame: {exc}") from exc
+        raise _BadEvent("the row has neither event_json nor event_zstd")
+    return _unzstd(bytes(blob), row[3])
+
+
+def _session_words(key: str | None, session_id: str) -> str:
+    return f"session {key!r} (sessionId {session_id})" if key else f"sessionId {session_id}"
+
+
+def _damaged(key: str, reason: str) -> RefusedRow:
+    prefix = f"session {key!r}: "
+    reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+    return RefusedRow(key, f"damaged row: {reason}; sessionfs answers EIO for this session and "
+                      "leaves it out of sessions.json (openclaw refuses to read this agent's "
+                      "sessions)", DAMAGED_REMEDY)
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else "a number"
+
+
+def _same_number(entry_value: object, column: object) -> bool:
+    """JavaScript's ``===`` between the entry's ``updatedAt`` and the ``updated_at`` column."""
+    if isinstance(entry_value, bool) or not isinstance(entry_value, int | float):
+        return False
+    return isinstance(column, int | float) and entry_value == column
 
 
 def _ms_to_ns(value: object) -> int:
