@@ -29,14 +29,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError
-from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
+from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
 from sessionfs.fs.state import MountState
@@ -164,6 +164,7 @@ class StateView(DirectoryHandles):
         self._problems: dict[str, str] = {}  # agent id -> why its store cannot be served
         self._scanned_at: float | None = None
         self._started_ns = time.time_ns()
+        self._control = ControlFiles(self._started_ns)
         self._hide_inner_transcripts = not _view_accepts_transcripts_flag()
         #: path -> token of the bytes whose pages the kernel may hold (set at open)
         self._paged: dict[str, object] = {}
@@ -292,7 +293,8 @@ class StateView(DirectoryHandles):
         if kind == "control":
             return self._attrs(DIR_MODE, 0, self._started_ns, 2)
         if kind == "control-file":
-            return self._attrs(FILE_MODE, len(self._control_bytes(parts[1])), time.time_ns())
+            data, mtime_ns = self._control_snapshot(parts[1])
+            return self._attrs(FILE_MODE, len(data), mtime_ns)
         if kind == "agents":
             return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2)
         assert agent is not None
@@ -403,6 +405,26 @@ class StateView(DirectoryHandles):
         else:
             self.getattr(path)
 
+    def accept_attribute_change(self, path: str | None) -> None:
+        """chmod, chown, utimens: as in the store mount. Inside ``sessions.d`` the agent's
+        view answers (accepted without effect; its transcript.jsonl refuses); the rendered
+        ``sessions.json`` and the transcripts refuse them with EROFS like every change (their
+        attributes are the store's); folders and control files accept them without effect, so
+        ``touch``, ``cp -a``, ``tar -x``, ``install`` and ``rsync -a`` work."""
+        if path is None:
+            return
+        kind, _parts, agent, inner = self._route(path)
+        if kind == "inner" and agent is not None:
+            agent.view.accept_attribute_change(inner)
+            reason = agent.view.read_only_reason
+            if reason is not None:  # as a read-only store mount (ro, EROFS) answers
+                self._refuse(path, f"read-only: {reason}")
+            return
+        self.getattr(path)  # ENOENT for what is not there
+        if kind in ("sessions-json", "transcript"):
+            self._refuse(path, EDIT_INSTEAD if kind == "sessions-json" else
+                         "transcripts are read-only in the state mount")
+
     def statfs(self) -> dict[str, int]:
         try:
             st = os.statvfs(self.state)
@@ -441,6 +463,21 @@ class StateView(DirectoryHandles):
         fail(errno.ENOTDIR)
 
     # -- control files ---------------------------------------------------------------------------
+    def _control_snapshot(self, name: str) -> tuple[bytes, int]:
+        """``(content, mtime_ns)`` of a control file: rendered again only when what it shows
+        may have changed (the agents, their stores' fingerprints, the error logs), and its mtime
+        moves only when the bytes do (``tar -c`` of the mount checks it; ControlFiles)."""
+        agents = self.agents()
+        if name == "errors":
+            token: Hashable = (self.errors.version,
+                             tuple((agent_id, agent.view.errors.version)
+                                   for agent_id, agent in agents.items()))
+        else:
+            token = (tuple((agent_id, agent.store.fingerprint(), agent.view.read_only_reason)
+                           for agent_id, agent in agents.items()),
+                     tuple(self._problems.items()))
+        return self._control.get(name, token, lambda: self._control_bytes(name))
+
     def _control_bytes(self, name: str) -> bytes:
         agents = self.agents()
         if name == "errors":
@@ -479,7 +516,7 @@ class StateView(DirectoryHandles):
         if kind == "control-file":
             if writing:
                 fail(errno.EACCES, "the control folder is read-only")
-            return self.handles.add(ConstHandle(self._control_bytes(parts[1]), time.time_ns()))
+            return self.handles.add(ConstHandle(*self._control_snapshot(parts[1])))
         if kind == "inner":
             assert agent is not None
             inner_fh = agent.view.open(inner, flags)
