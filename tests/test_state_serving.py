@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,13 @@ def make_state(base: Path, agents: dict[str, int] | None = None, *, count: int =
                 migrate(folder)
         made[agent_id] = entries
     return state_dir, made
+
+
+def _difference(seen: bytes, expected: bytes) -> str:
+    at = next((n for n, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b),
+              min(len(seen), len(expected)))
+    return (f"{len(seen)} bytes seen, {len(expected)} expected, first difference at {at}: "
+            f"{seen[at - 40:at + 80]!r} vs {expected[at - 40:at + 80]!r}")
 
 
 def sessions_dir(mount: Mount, agent: str) -> Path:
@@ -196,7 +204,11 @@ def test_tail_follows_appends_to_a_transcript(base: Path, agent: str, follow: st
     key = sorted(made[agent])[0]
     entry = made[agent][key]
     name = str(transcript_name(key, entry))
-    with Mount(state_dir, base / "mnt", "--timeout", str(TIMEOUT)) as mount:
+    db = state_dir / "agents" / agent / "agent" / "openclaw-agent.sqlite"
+    with contextlib.ExitStack() as stack:
+        # SQLite: a live gateway, which keeps its database open (and its -wal/-shm with it)
+        conn = stack.enter_context(gateway(db)) if agent == "sql" else None
+        mount = stack.enter_context(Mount(state_dir, base / "mnt", "--timeout", str(TIMEOUT)))
         path = sessions_dir(mount, agent) / name
         before = path.read_bytes()
         out = base / "tail.out"
@@ -205,24 +217,21 @@ def test_tail_follows_appends_to_a_transcript(base: Path, agent: str, follow: st
                                     stdout=sink, stderr=subprocess.PIPE)
         try:
             assert wait_for(lambda: out.read_bytes() == before, 5), out.read_bytes()[-200:]
-            added = [json.dumps({"type": "message", "id": f"t{n}", "text": "x" * (n * 900)})
+            added = [json.dumps({"type": "message", "id": f"t{n}", "text": "x" * (n * 900)},
+                                separators=(",", ":"))
                      for n in range(4)]
-            for line in added:
-                if agent == "sql":
-                    db = state_dir / "agents" / agent / "agent" / "openclaw-agent.sqlite"
-                    with gateway(db) as conn:
-                        conn.execute("BEGIN IMMEDIATE")
-                        append_events(conn, entry["sessionId"], [line])
-                        conn.execute("COMMIT")
+            for done, line in enumerate(added, 1):
+                if conn is not None:
+                    conn.execute("BEGIN IMMEDIATE")
+                    append_events(conn, entry["sessionId"], [line])
+                    conn.execute("COMMIT")
                 else:
                     disk = state_dir / "agents" / agent / "sessions" / name
                     with disk.open("ab") as stream:
                         stream.write(line.encode() + b"\n")
-                expected = before + "".join(f"{done}\n" for done in
-                                            added[:added.index(line) + 1]).encode()
+                expected = before + "".join(f"{shown}\n" for shown in added[:done]).encode()
                 assert wait_for(lambda want=expected: out.read_bytes() == want,
-                                TIMEOUT + 5), \
-                    (out.read_bytes()[-300:], expected[-300:])
+                                TIMEOUT + 5), _difference(out.read_bytes(), expected)
         finally:
             tail.terminate()
             tail.wait(timeout=10)

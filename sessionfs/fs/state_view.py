@@ -82,14 +82,21 @@ class _CachedBytes(Handle):
 
 
 class _TranscriptHandle(Handle):
-    """An open transcript: the source as it was at open (fixed size), read on demand."""
+    """An open transcript: the source as it was at open (fixed size), read on demand, replaced
+    by a longer one when the transcript grows under a reader that reached its end (``tail -f``
+    polls ``fstat`` and reads what was appended; as the store mount's ``transcript.jsonl``)."""
 
     direct_io = False
     noflush = True
 
-    def __init__(self, source: TranscriptSource, keep_cache: bool) -> None:
+    def __init__(self, source: TranscriptSource, keep_cache: bool,
+                 latest: Callable[[], TranscriptSource],
+                 measure: Callable[[], tuple[int, int, object]]) -> None:
         self.source = source
         self.keep_cache = keep_cache
+        self._latest = latest
+        self._measure = measure
+        self._lock = threading.Lock()
 
     def size(self) -> int:
         return self.source.size
@@ -97,11 +104,43 @@ class _TranscriptHandle(Handle):
     def mtime_ns(self) -> int:
         return self.source.mtime_ns
 
+    def current(self) -> tuple[int, int]:
+        """``(size, mtime_ns)`` for ``fstat``: the transcript now, never less than opened."""
+        source = self.source
+        try:
+            size, mtime_ns, _token = self._measure()
+        except (SessionfsError, OSError):  # gone or unreadable now: what was opened
+            return source.size, source.mtime_ns
+        if size > source.size:
+            return size, mtime_ns
+        return source.size, source.mtime_ns
+
     def read(self, size: int, offset: int) -> bytes:
-        return self.source.read(offset, size)
+        source = self.source
+        if offset + size > source.size:
+            source = self._grow()
+        return source.read(offset, size)
+
+    def _grow(self) -> TranscriptSource:
+        """The transcript now when it is longer than the source held (appended events)."""
+        with self._lock:
+            source = self.source
+            try:
+                fresh = self._latest()
+            except (SessionfsError, OSError):
+                return source
+            if fresh is source:
+                return source
+            if fresh.size <= source.size:
+                fresh.close()
+                return source
+            self.source = fresh
+            source.close()
+            return fresh
 
     def release(self) -> None:
-        self.source.close()
+        with self._lock:
+            self.source.close()
 
 
 class _Delegated(Handle):
@@ -282,6 +321,8 @@ class StateView(DirectoryHandles):
         handle = self.handles.find(fh)
         if isinstance(handle, _Delegated):
             return handle.agent.view.getattr(None, handle.inner_fh)
+        if isinstance(handle, _TranscriptHandle):
+            return self._attrs(READ_ONLY_FILE, *handle.current())
         if handle is not None and not isinstance(handle, DirHandle):
             mode = FILE_MODE if isinstance(handle, ConstHandle) else READ_ONLY_FILE
             return self._attrs(mode, handle.size(), handle.mtime_ns())
@@ -531,9 +572,12 @@ class StateView(DirectoryHandles):
                 projection = agent.projector.get()
                 keep = self._opened(path, projection.token)
                 return self.handles.add(_CachedBytes(projection, keep))
-            source = self._transcript(agent, parts[3])
+            name = parts[3]
+            source = self._transcript(agent, name)
             keep = self._opened(path, source.token)
-            return self.handles.add(_TranscriptHandle(source, keep))
+            return self.handles.add(_TranscriptHandle(
+                source, keep, lambda: self._transcript(agent, name),
+                lambda: self._transcript_stat(agent, name)))
         fail(errno.EISDIR)
 
     def _opened(self, path: str, token: object) -> bool:
