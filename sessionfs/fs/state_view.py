@@ -30,6 +30,7 @@ import errno
 import inspect
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -39,6 +40,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError
+from sessionfs.fs.access import Access, shared_access
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
@@ -77,9 +79,10 @@ class _CachedBytes(Handle):
     direct_io = True
     noflush = True
 
-    def __init__(self, projection: Projection, keep_cache: bool) -> None:
+    def __init__(self, projection: Projection, keep_cache: bool, access: Access) -> None:
         self._projection = projection
         self.keep_cache = keep_cache
+        self.access = access
 
     def size(self) -> int:
         return self._projection.size
@@ -101,9 +104,10 @@ class _TranscriptHandle(Handle):
 
     def __init__(self, source: TranscriptSource, keep_cache: bool,
                  latest: Callable[[], TranscriptSource],
-                 measure: Callable[[], tuple[int, int, object]]) -> None:
+                 measure: Callable[[], tuple[int, int, object]], access: Access) -> None:
         self.source = source
         self.keep_cache = keep_cache
+        self.access = access
         self._latest = latest
         self._measure = measure
         self._lock = threading.Lock()
@@ -174,6 +178,8 @@ class _Agent:
     store: Store
     view: SessionView
     projector: Projector
+    #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
+    access: Access
     #: transcript name -> (projection version, what opens it without asking the store again):
     #: a shared SQLite source (no descriptor; its size holds while the version does), or the
     #: file-era candidate file names (the entry is not read again per stat/open)
@@ -195,7 +201,7 @@ class StateView(DirectoryHandles):
 
     def __init__(self, state: os.PathLike[str] | str, mountpoint: str, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
-                 uid: int | None = None, gid: int | None = None) -> None:
+                 uid: int | None = None, gid: int | None = None, share: bool = False) -> None:
         self.state = Path(os.path.abspath(state))
         self.path = self.state  # what mount options and logs name
         self.mountpoint = mountpoint.rstrip("/") or "/"
@@ -205,6 +211,15 @@ class StateView(DirectoryHandles):
         self.read_only_reason: str | None = None  # per agent; the mount itself is read-write
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
+        #: ``--allow-other``: every part shows the owner, group and bits of what it comes from
+        #: on disk, capped by what each class can reach (:mod:`sessionfs.fs.access`): the
+        #: root the state dir's, ``agents/`` that folder's, ``agents/<id>/`` and below the
+        #: agent's store's, the control files no more than all of them. Otherwise the
+        #: mounting user's 0700/0600.
+        self.share = share
+        self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
+        self._root_access = self._shared(self.state)
+        self._agents_access = self._shared(self.state / "agents")
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()
@@ -254,13 +269,14 @@ class StateView(DirectoryHandles):
         store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
+        access = self._shared(store.path)
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
-                           read_only=self.read_only, uid=self.uid, gid=self.gid, **extra)
+                           read_only=self.read_only, **access.as_view_kwargs(), **extra)
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
         transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
         projector = Projector(store, transcripts_dir, recheck=self.timeout)
-        return _Agent(agent_id, location, store, view, projector)
+        return _Agent(agent_id, location, store, view, projector, access)
 
     def _agent(self, agent_id: str) -> _Agent:
         agent = self.agents().get(agent_id)
@@ -316,9 +332,29 @@ class StateView(DirectoryHandles):
         fail(errno.ENOENT)
 
     # -- attributes ------------------------------------------------------------------------------
-    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
-        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
-                "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
+    def _shared(self, path: Path) -> Access:
+        """What ``path`` grants through the mount (``share``), else the mounting user's."""
+        if not self.share:
+            return self._own
+        return shared_access(path) or self._own
+
+    def _control_access(self) -> Access:
+        """The control files name every agent's sessions: no wider than any of them."""
+        access = self._root_access.narrowed(self._agents_access.dir_bits)
+        for agent in self.agents().values():
+            access = access.narrowed(agent.access.dir_bits)
+        return access
+
+    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1,
+               access: Access | None = None) -> dict[str, Any]:
+        """Attributes with ``mode``'s owner bits (rwx, r-x, rw-, r--) repeated for each class
+        ``access`` shows (the mounting user's 0700/0600 without ``share``)."""
+        access = access or self._own
+        pattern = ((mode >> 6) & 0o7) * 0o111
+        bits = access.dir_bits if stat.S_ISDIR(mode) else access.file_bits
+        mode = stat.S_IFMT(mode) | (pattern & bits)
+        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": access.uid,
+                "st_gid": access.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
     def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
@@ -332,39 +368,44 @@ class StateView(DirectoryHandles):
         if isinstance(handle, _Delegated):
             return handle.agent.view.getattr(None, handle.inner_fh)
         if isinstance(handle, _TranscriptHandle):
-            return self._attrs(READ_ONLY_FILE, *handle.current())
+            return self._attrs(READ_ONLY_FILE, *handle.current(), access=handle.access)
+        if isinstance(handle, ConstHandle):
+            return self._attrs(FILE_MODE, handle.size(), handle.mtime_ns(),
+                               access=self._control_access())
         if handle is not None and not isinstance(handle, DirHandle):
-            mode = FILE_MODE if isinstance(handle, ConstHandle) else READ_ONLY_FILE
-            return self._attrs(mode, handle.size(), handle.mtime_ns())
+            return self._attrs(READ_ONLY_FILE, handle.size(), handle.mtime_ns(),
+                               access=getattr(handle, "access", None))
         if path is None:
             fail(errno.EBADF)
         kind, parts, agent, inner = self._route(path)
         if kind == "root":
-            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2, self._root_access)
         if kind == "control":
-            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2, self._control_access())
         if kind == "control-file":
             data, mtime_ns = self._control_snapshot(parts[1])
-            return self._attrs(FILE_MODE, len(data), mtime_ns)
+            return self._attrs(FILE_MODE, len(data), mtime_ns, 1, self._control_access())
         if kind == "agents":
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2)
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2,
+                               self._agents_access)
         assert agent is not None
         if kind == "agent":
             return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
-                               2)
+                               2, agent.access)
         if kind == "sessions":
             projection = agent.projector.get()
-            return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2)
+            return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2, agent.access)
         if kind == "sessions-json":
             projection = agent.projector.get()
             with self._lock:
                 self._sized[path] = projection.token
-            return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns)
+            return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns, 1,
+                               agent.access)
         if kind == "transcript":
             size, mtime_ns, token = self._transcript_stat(agent, parts[3])
             with self._lock:
                 self._sized[path] = token
-            return self._attrs(READ_ONLY_FILE, size, mtime_ns)
+            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1, agent.access)
         attrs = agent.view.getattr(inner)
         return attrs
 
@@ -581,13 +622,13 @@ class StateView(DirectoryHandles):
             if kind == "sessions-json":
                 projection = agent.projector.get()
                 self._opened(path, projection.token)  # drops attributes of another size
-                return self.handles.add(_CachedBytes(projection, keep_cache=False))
+                return self.handles.add(_CachedBytes(projection, False, agent.access))
             name = parts[3]
             source = self._transcript(agent, name)
             keep = self._opened(path, source.token)
             return self.handles.add(_TranscriptHandle(
                 source, keep, lambda: self._transcript(agent, name),
-                lambda: self._transcript_stat(agent, name)))
+                lambda: self._transcript_stat(agent, name), agent.access))
         fail(errno.EISDIR)
 
     def _opened(self, path: str, token: object) -> bool:
@@ -784,7 +825,8 @@ class StateRoot:
                 fip.contents.keep_cache = int(bool(getattr(handle, "keep_cache", False)))
 
         view = StateView(self.path, mountpoint, timeout=options.timeout,
-                         max_entry_size=options.max_entry_size, read_only=options.read_only)
+                         max_entry_size=options.max_entry_size, read_only=options.read_only,
+                         share=options.allow_other)
         view.agents()
 
         def on_init() -> None:
