@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import pytest
 from sessionfs import jsonfmt, keys
 from sessionfs.demo import write_legacy_store
 from sessionfs.fs.access import reach_mask, shared_access
+from sessionfs.store import open_store
 from tests import sqlite_util
 from tests.mountutil import ENTRIES, MAIN, Mount, force_unmount, scratch_root
-from tests.test_users import as_nobody
+from tests.test_users import NOBODY, as_nobody
 
 DENIED = "Permission denied"
 
@@ -202,3 +204,31 @@ def test_allow_other_on_a_state_mount_shares_what_the_disk_shares(base: Path) ->
     with Mount(state, base / "mnt") as mount:  # without --allow-other: nothing
         result = as_nobody("cat", str(mount.mp / "agents/open/sessions/sessions.json"))
         assert DENIED in result.stderr, result.stderr
+
+
+def test_a_root_state_mount_lets_an_agents_owner_in(base: Path) -> None:
+    """Root mounts a state where one agent belongs to uid 65534 (0700 folders): its owner reads
+    and writes its sessions through the mount (the change reaches its store), others' agents
+    stay closed to it."""
+    state, _folders = _state(base)
+    mine = state / "agents" / "mine"
+    write_legacy_store(mine / "sessions", ENTRIES)
+    for path in (mine, mine / "sessions"):
+        os.chmod(path, 0o700)
+    subprocess.run(["chown", "-R", "65534:65534", str(mine)], check=True)
+    changed = dict(ENTRIES[MAIN], label="by the owner")
+    with Mount(state, base / "mnt", "--allow-other") as mount:
+        sessions = mount.mp / "agents" / "mine" / "sessions"
+        meta = sessions / "sessions.d" / keys.encode(MAIN) / "meta.json"
+        result = as_nobody("stat", "-c", "%a %u %g", str(sessions), str(meta))
+        assert result.stdout.split() == ["700", "65534", "65534", "600", "65534", "65534"], \
+            result.stderr
+        result = subprocess.run([*NOBODY, "sh", "-c", f"cat > {meta}"],
+                                input=jsonfmt.dumps(changed), capture_output=True, timeout=30,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        assert open_store(mine / "sessions").read(MAIN).entry == changed
+        assert (mine / "sessions" / "sessions.json").stat().st_uid == 65534
+        closed = mount.mp / "agents" / "closed" / "sessions" / "sessions.json"
+        assert DENIED in as_nobody("cat", str(closed)).stderr
+        mount.assert_no_internal_errors()

@@ -357,11 +357,14 @@ class StateView(DirectoryHandles):
                 "st_gid": access.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
-    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
-        """``(st_mode, st_nlink, st_size, st_mtime ns)``, what the adapter's getattr glue fills
-        the kernel's stat from (``SessionView.stat``); owner and group are this view's."""
+    def stat(self, path: str | None, fh: int | None = None
+             ) -> tuple[int, int, int, int, int, int]:
+        """``(st_mode, st_nlink, st_size, st_mtime ns, st_uid, st_gid)``, what the adapter's
+        getattr glue fills the kernel's stat from (``SessionView.stat`` plus the owner, which
+        differs by path with ``share``)."""
         attrs = self.getattr(path, fh)
-        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+        return (attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"],
+                attrs["st_uid"], attrs["st_gid"])
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         handle = self.handles.find(fh)
@@ -480,13 +483,14 @@ class StateView(DirectoryHandles):
                 agent.transcripts.clear()
             agent.transcripts[name] = (version, known)
 
-    def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
-        """``(mode, nlink, size, mtime_ns)`` for READDIRPLUS, or None when it vanished."""
+    def entry_stat(self, directory: str, name: str
+                   ) -> tuple[int, int, int, int, int, int] | None:
+        """``(mode, nlink, size, mtime_ns, uid, gid)`` for READDIRPLUS, or None when it
+        vanished."""
         try:
-            attrs = self.getattr(f"{directory}/{name}")
+            return self.stat(f"{directory}/{name}")
         except (OSError, SessionfsError):
             return None
-        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
 
     def accept_metadata_change(self, path: str | None) -> None:
         if path is None:
