@@ -104,13 +104,18 @@ class _TranscriptHandle(Handle):
 
     def __init__(self, source: TranscriptSource, keep_cache: bool,
                  latest: Callable[[], TranscriptSource],
-                 measure: Callable[[], tuple[int, int, object]], access: Access) -> None:
+                 measure: Callable[[], tuple[int, int, object]], access: Access,
+                 told: Callable[[], object]) -> None:
         self.source = source
         self.keep_cache = keep_cache
         self.access = access
         self._latest = latest
         self._measure = measure
         self._lock = threading.Lock()
+        #: an fstat reported it longer than opened (reads past the end then look again)
+        self._grew = False
+        #: the token of what a stat by path last told the kernel (None: nothing yet)
+        self._told = told
 
     def size(self) -> int:
         return self.source.size
@@ -126,12 +131,17 @@ class _TranscriptHandle(Handle):
         except (SessionfsError, OSError):  # gone or unreadable now: what was opened
             return source.size, source.mtime_ns
         if size > source.size:
+            self._grew = True
             return size, mtime_ns
         return source.size, source.mtime_ns
 
     def read(self, size: int, offset: int) -> bytes:
+        """From the source opened; from the transcript now when the reader is past its end or
+        the kernel was told another size (fstat or stat since): a read that merely reaches the
+        end, as every first read's readahead does, asks nothing more of the store."""
         source = self.source
-        if offset + size > source.size:
+        if offset + size > source.size and (offset >= source.size or self._grew or
+                                            self._told() not in (None, source.token)):
             source = self._grow()
         return source.read(offset, size)
 
@@ -143,6 +153,7 @@ class _TranscriptHandle(Handle):
                 fresh = self._latest()
             except (SessionfsError, OSError):
                 return source
+            self._grew = False
             if fresh is source:
                 return source
             if fresh.size <= source.size:
@@ -632,7 +643,8 @@ class StateView(DirectoryHandles):
             keep = self._opened(path, source.token)
             return self.handles.add(_TranscriptHandle(
                 source, keep, lambda: self._transcript(agent, name),
-                lambda: self._transcript_stat(agent, name), agent.access))
+                lambda: self._transcript_stat(agent, name), agent.access,
+                lambda: self._sized.get(path)))
         fail(errno.EISDIR)
 
     def _opened(self, path: str, token: object) -> bool:
