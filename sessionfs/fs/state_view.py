@@ -577,8 +577,8 @@ class StateView(DirectoryHandles):
         agents = self.agents()
         if name == "errors":
             token: Hashable = (self.errors.version,
-                             tuple((agent_id, agent.view.errors.version)
-                                   for agent_id, agent in agents.items()))
+                               tuple((agent_id, agent.view.errors.version)
+                                     for agent_id, agent in agents.items()))
         else:
             token = (tuple((agent_id, agent.store.fingerprint(), agent.view.read_only_reason)
                            for agent_id, agent in agents.items()),
