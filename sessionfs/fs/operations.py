@@ -115,8 +115,9 @@ class SessionOperations(mfusepy.Operations):
         return self.view.getattr(path, fh)
 
     @errno_boundary
-    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
-        """:meth:`getattr` as ``(mode, nlink, size, mtime_ns)``, for the glue's hot path."""
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, ...]:
+        """:meth:`getattr` as ``(mode, nlink, size, mtime_ns)`` (plus ``uid, gid`` from a view
+        whose owner differs by path), for the glue's hot path."""
         return self.view.stat(path, fh)
 
     @overrides
