@@ -25,6 +25,7 @@ an exception (a message from the Gateway is scrubbed of it too).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -273,10 +274,13 @@ class GatewayClient:
         from websockets.sync.client import connect
 
         remaining = max(0.05, deadline - time.monotonic())
+        options: dict[str, Any] = {}
+        if "legacy" in inspect.signature(connect).parameters:
+            options["legacy"] = True  # websockets >= 16: a plain connection, not a context
         try:
             conn = connect(f"ws://127.0.0.1:{owner.port}", proxy=None, compression=None,
                            open_timeout=remaining, close_timeout=1.0, max_size=64 << 20,
-                           max_queue=None, user_agent_header="sessionfs")
+                           max_queue=None, user_agent_header="sessionfs", **options)
         except TimeoutError:
             raise GatewayTimeout(f"the openclaw Gateway on 127.0.0.1:{owner.port} did not "
                                  f"accept a connection within {self.timeout:g}s") from None

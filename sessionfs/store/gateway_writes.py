@@ -52,11 +52,12 @@ SAME_NAME = frozenset((
     "responseUsage", "elevatedLevel", "execHost", "execNode", "permissionMode", "sandboxMode",
     "sendPolicy", "groupActivation", "contextWindow", "completionOwnerSessionKey",
     "inheritedToolPolicyVersion", "inheritedToolAllow", "inheritedToolDeny"))
-#: Toggles: the timestamp key, the intent, what openclaw writes along with it.
-TOGGLES = {
-    "pinnedAt": ("pinned", ()),
-    "archivedAt": ("archived", ("archiveReason", "archivedBy", "pinnedAt")),
-    "markedUnreadAt": ("unread", ("lastReadAt", "agentStatus")),
+#: Toggles: the timestamp key, the intent, what openclaw changes along with turning it (on, off).
+TOGGLES: dict[str, tuple[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "pinnedAt": ("pinned", ((), ())),
+    "archivedAt": ("archived", (("archiveReason", "archivedBy", "pinnedAt"),
+                                ("archiveReason", "archivedBy"))),
+    "markedUnreadAt": ("unread", ((), ("lastReadAt", "agentStatus"))),
 }
 MODEL_KEYS = ("providerOverride", "modelOverride")
 #: What openclaw changes by itself when the model override is set or cleared.
@@ -119,7 +120,7 @@ def plan_patch(key: str, base: Entry, new: Entry) -> dict[str, Any]:
                 f"\"{intent}\" off or add it (any value) to turn it on; nothing was saved",
                 field=stamp)
         patch[intent] = stamp in new
-        excused.update(effects)
+        excused.update(effects[0] if stamp in new else effects[1])
     if "lastReadAt" in changed and "lastReadAt" in new and "unread" not in patch:
         patch["unread"] = False  # "mark read": openclaw stamps lastReadAt itself
         excused.update(("markedUnreadAt", "agentStatus"))
@@ -241,7 +242,8 @@ class GatewayWriter:
         cannot undo a delete."""
         if key == self.main_key():
             raise NotPermitted(f"session {key!r} is the agent's main session, which openclaw "
-                               "never deletes (archive or reset it from the chat instead)")
+                               "never deletes (start it afresh from the chat with /new or "
+                               "/reset instead)")
         current = self._current(key)  # SessionNotFound: ENOENT
         params: dict[str, Any] = {"key": key, "agentId": self.agent}
         if isinstance(current.get("sessionId"), str):
