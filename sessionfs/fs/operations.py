@@ -92,6 +92,8 @@ class SessionOperations(mfusepy.Operations):
     def __init__(self, view: SessionView, *, on_init: Callable[[], None] | None = None) -> None:
         self.view = view
         self._on_init = on_init
+        # who is calling: writes through the Gateway are the mounting user's (or root's) only
+        view.state.caller_uid = lambda: int(mfusepy.fuse_get_context()[0])
 
     # -- lifecycle -------------------------------------------------------------------------------
     @overrides

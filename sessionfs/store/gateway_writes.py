@@ -236,14 +236,18 @@ class GatewayWriter:
             self.client.call("sessions.patch", params)
         return made
 
-    def delete(self, key: str) -> None:
-        """``sessions.delete``, guarded by the stored sessionId; the main session is refused.
-        openclaw archives the transcript (``<sessionId>.jsonl.deleted.<time>….zst``) and
-        cannot undo a delete."""
+    def check_delete(self, key: str) -> None:
+        """:raises NotPermitted: a session openclaw never deletes (the agent's main one)."""
         if key == self.main_key():
             raise NotPermitted(f"session {key!r} is the agent's main session, which openclaw "
                                "never deletes (start it afresh from the chat with /new or "
                                "/reset instead)")
+
+    def delete(self, key: str) -> None:
+        """``sessions.delete``, guarded by the stored sessionId; the main session is refused.
+        openclaw archives the transcript (``<sessionId>.jsonl.deleted.<time>….zst``) and
+        cannot undo a delete."""
+        self.check_delete(key)
         current = self._current(key)  # SessionNotFound: ENOENT
         params: dict[str, Any] = {"key": key, "agentId": self.agent}
         if isinstance(current.get("sessionId"), str):

@@ -704,6 +704,10 @@ class SqliteStore(Store):
     def delete(self, key: str) -> None:
         self._writer().delete(key)
 
+    def check_delete(self, key: str) -> None:
+        """:raises NotPermitted: openclaw never deletes this session (its main one)."""
+        GatewayWriter(self.gateway, self.agent, lambda k: self.read(k).entry).check_delete(key)
+
     def rename(self, old: str, new: str) -> None:
         self._writer().rename(old, new)
 
