@@ -214,23 +214,36 @@ class GatewayClient:
         with self._lock:
             owner = self.require_owner()
             deadline = time.monotonic() + limit
-            conn = self._connected(owner, deadline)
             try:
+                conn = self._connected(owner, deadline)
                 return self._request(conn, method, params, deadline)
             except GatewayRefused:
                 raise
-            except GatewayTimeout:
+            except (GatewayTimeout, GatewayUnavailable):
                 self._close()
                 raise
             except Exception as exc:  # the socket dropped: find out whether the Gateway is gone
                 self._close()
-                gone = self.owner()
-                if isinstance(gone, str) or gone.identity != owner.identity:
+                if self._went_away(owner):
                     raise GatewayUnavailable(
                         f"the openclaw Gateway went away during {method} (what it holds now is "
                         f"what sessionfs shows); {START_HINT}") from None
+                if isinstance(exc, GatewayError):
+                    raise
                 raise GatewayError(f"the connection to the openclaw Gateway dropped during "
                                    f"{method} ({exc.__class__.__name__}); try again") from None
+
+    def _went_away(self, owner: GatewayOwner, within: float = 1.0) -> bool:
+        """Whether the Gateway is gone after a dropped connection. A dying process closes its
+        sockets before /proc shows it dead, so this watches for up to ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            found = self.owner()
+            if isinstance(found, str) or found.identity != owner.identity:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def close(self) -> None:
         with self._lock:

@@ -53,6 +53,9 @@ class Gateway:
         assert done.returncode == 0, f"make_sqlite_store.sh failed:\n{done.stdout}\n{done.stderr}"
 
     def start(self) -> None:
+        pid_file = Path(f"{self.state}.gateway") / "pid"
+        if self.pid and _is_zombie(self.pid):  # killed (not reaped: the script's kill -0 sees it)
+            pid_file.unlink(missing_ok=True)
         done = subprocess.run(["bash", str(TOOLS / "openclaw_gateway.sh"), "start",
                                str(self.state), "--port", str(self.port)],
                               capture_output=True, text=True, env=self.env, timeout=200)
