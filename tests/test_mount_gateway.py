@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionfs import jsonfmt
+from sessionfs import jsonfmt, keys
 from sessionfs.entry import serialize_entry
 from sessionfs.gateway import GatewayClient
 from tests.gatewayutil import Gateway, db_entry, db_row, gateway_fixture, oc_call  # noqa: F401
@@ -66,10 +67,24 @@ def with_label(mnt: Mount, key: str, label: str) -> bytes:
 
 
 # -- saves -----------------------------------------------------------------------------------
+EXPLICIT = "agent:main:explicit:model-run-3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+GOOGLECHAT = "agent:main:googlechat:group:spaces/aaaa1234567"
+GMAIL = "agent:main:hook:gmail:18c2a7f0"
+SUBAGENT = "agent:main:subagent:7c9e6679-7425-40de-944b-e07fc1f90ae7"
+DASHBOARD = "agent:main:dashboard:6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+NANO_KEYS = ["\x05", '\r  "label": "via nano",', "\x0f", "\r", "\x18"]  # ^E, type, ^O, ^X
+NANO = "; ".join(f"sleep 0.3; printf '%s' {shlex.quote(k)}" for k in NANO_KEYS)
 EDITORS = {
     "sed -i": (TG2, "sed -i 's/^{$/{\\n  \"label\": \"via sed\",/' {meta}"),
     "vim": (WHATSAPP, "vim -u DEFAULTS -i NONE -es -c 'set backup writebackup' "
                       "-c '1s/{/{\\r  \"label\": \"via vim\",/' -c wq {meta}"),
+    "nano": (EXPLICIT, f"({NANO}; sleep 0.5) | script -qfc \"nano {{meta}}\" /dev/null"),
+    "emacs": (GOOGLECHAT, "emacs --batch {meta} --eval '(progn (goto-char (point-min)) "
+                          "(end-of-line) (insert \"\\n  \\\"label\\\": \\\"via emacs\\\",\") "
+                          "(save-buffer))'"),
+    "perl -i": (GMAIL, "perl -pi -e 's/\"label\": \"Gmail hook\"/\"label\": \"via perl\"/' "
+                       "{meta}"),
+    "install": (SUBAGENT, "install -m 600 {tmp} {meta}"),
     "cp": (SIGNAL, "cp {tmp} {meta}"),
     "cat >": (UNICODE, "cat {tmp} > {meta}"),
     "python os.replace": (TOPIC, "python3 -c 'import os,shutil,sys; "
@@ -204,6 +219,25 @@ def test_other_user_on_allow_other_mount_gets_eacces(gateway: Gateway) -> None:
             assert db_entry(db, GUEST)["label"] == "shared mount"
     finally:
         os.chmod(db, mode)
+
+
+def test_state_mount_sessions_d_meta_json_and_rendered_sessions_json(gateway: Gateway
+                                                                    ) -> None:
+    with Mount(gateway.state, gateway.base / "mnt-state", "--timeout", "0.2") as mount:
+        sessions = mount.mp / "agents" / "main" / "sessions"
+        meta = sessions / "sessions.d" / keys.encode(DASHBOARD) / "meta.json"
+        entry = json.loads(meta.read_bytes())
+        entry["label"] = "from the state mount"
+        meta.write_bytes(jsonfmt.dumps(entry))
+        stored = db_entry(gateway.db(), DASHBOARD)
+        assert stored is not None and stored["label"] == "from the state mount"
+        assert wait_for(lambda: json.loads((sessions / "sessions.json").read_bytes())
+                        [DASHBOARD]["label"] == "from the state mount", 5)
+        assert meta.read_bytes() == serialize_entry(stored)
+        with pytest.raises(OSError) as caught:  # a refused field, as in the store mount
+            meta.write_bytes(jsonfmt.dumps(dict(stored, updatedAt=1)))
+        assert caught.value.errno == errno.EPERM
+        assert db_entry(gateway.db(), DASHBOARD) == stored
 
 
 # -- the Gateway hung, killed, restarted (last: restarting costs a Gateway start) ---------------

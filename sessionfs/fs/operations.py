@@ -93,7 +93,7 @@ class SessionOperations(mfusepy.Operations):
         self.view = view
         self._on_init = on_init
         # who is calling: writes through the Gateway are the mounting user's (or root's) only
-        view.state.caller_uid = lambda: int(mfusepy.fuse_get_context()[0])
+        view.caller_uid = lambda: int(mfusepy.fuse_get_context()[0])
 
     # -- lifecycle -------------------------------------------------------------------------------
     @overrides

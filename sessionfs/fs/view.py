@@ -211,6 +211,15 @@ class SessionView(DirectoryHandles):
         self.state.invalidate = function
 
     @property
+    def caller_uid(self) -> Callable[[], int] | None:
+        """Set by the adapter: the uid of the process making the current call."""
+        return self.state.caller_uid
+
+    @caller_uid.setter
+    def caller_uid(self, function: Callable[[], int] | None) -> None:
+        self.state.caller_uid = function
+
+    @property
     def transcripts(self) -> bool:
         return self.transcript.transcripts
 
