@@ -271,10 +271,16 @@ def test_hung_then_killed_during_a_save_then_restarted(mnt: Mount, gateway: Gate
     assert caught.value.errno == errno.EROFS
     assert "no openclaw Gateway is running" in mnt.errors()
     assert json.loads(mnt.meta(key).read_bytes())["sessionId"]
+    status = (mnt.mp / ".sessionfs" / "status").read_text()
+    assert "gateway: not running" in status and "read-only: yes (no openclaw Gateway" in status
     # a Gateway started again makes the same mount writable, no remount
     gateway.start()
     mnt.meta(key).write_bytes(with_label(mnt, key, "after restart"))
     assert db_entry(gateway.db(), key)["label"] == "after restart"
+    status = (mnt.mp / ".sessionfs" / "status").read_text()
+    assert f"gateway: live (pid {gateway.pid}" in status and "read-only: no" in status
+    assert gateway.token not in status and gateway.token not in mnt.errors()
+    assert gateway.token not in mnt.log()
 
 
 def _waits_in_fuse(pid: int) -> bool:

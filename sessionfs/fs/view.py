@@ -467,7 +467,7 @@ class SessionView(DirectoryHandles):
             stray = (stray, int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
         budget = self.state.scratch.budget
         token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
-                 self.read_only_reason)
+                 self.read_only_reason, self._gateway_now())
         return self._control.get(name, token, self._render_status)
 
     def _render_status(self) -> bytes:
@@ -487,13 +487,30 @@ class SessionView(DirectoryHandles):
                              scratch=(budget.files, budget.max_files, budget.bytes,
                                       budget.max_bytes))
 
+    def _gateway_now(self) -> object:
+        """Gateway stores: the live Gateway (pid, start time, port) or why none; else None."""
+        if not self.state.through_gateway:
+            return None
+        found = self.store.gateway.owner()  # type: ignore[attr-defined]
+        return found if isinstance(found, str) else (found.pid, found.start_time, found.port)
+
     def _sqlite_status(self, count: int | str) -> bytes:
         """``status`` of a SQLite store: the usual lines plus generation, stale files and the
-        rows openclaw itself would refuse."""
+        rows openclaw itself would refuse; and whether a Gateway is live (writes possible)."""
+        reason = self.read_only_reason
+        gateway = self._gateway_now()
+        if reason is None and isinstance(gateway, str):
+            reason = self.store.read_only_reason  # no Gateway now: writes fail, say why
         head = render_status(store_path=self.store.path, layout=self.store.layout,
-                             sessions=count, read_only_reason=self.read_only_reason,
+                             sessions=count, read_only_reason=reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size)
-        extra = "".join(f"{' '.join(line.split())}\n" for line in store_status_lines(self.store))
+        lines = store_status_lines(self.store)
+        if isinstance(gateway, tuple):
+            lines.append(f"gateway: live (pid {gateway[0]}, 127.0.0.1:{gateway[2]}): writes "
+                         "go through it")
+        elif isinstance(gateway, str):
+            lines.append(f"gateway: not running ({gateway}): start it to edit")
+        extra = "".join(f"{' '.join(line.split())}\n" for line in lines)
         return head + extra.encode("utf-8", "replace")
 
     # -- opening files ---------------------------------------------------------------------------
