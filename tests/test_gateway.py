@@ -225,6 +225,19 @@ def test_create_then_exists_then_delete(gateway: Gateway) -> None:
     assert len(archived) == 1  # where the transcript goes
 
 
+def test_create_with_a_refused_value_creates_nothing(gateway: Gateway) -> None:
+    store = store_of(gateway)
+    key = "agent:main:sessionfs:bad-color"
+    with pytest.raises(GatewayRefused) as caught:
+        store.create(key, {"label": "Bad color", "color": "mauve"})
+    assert caught.value.errno == errno.EINVAL and "color" in str(caught.value)
+    assert "was not created" in str(caught.value)
+    assert db_entry(gateway.db(), key) is None
+    with pytest.raises(FieldNotEditable):  # refused before anything is sent
+        store.create(key, {"label": "x", "updatedAt": 5})
+    assert db_row(gateway.db(), key) is None or db_entry(gateway.db(), key) is None
+
+
 def test_main_session_delete_and_rename_refused(gateway: Gateway) -> None:
     store = store_of(gateway)
     before = db_row(gateway.db(), MAIN)

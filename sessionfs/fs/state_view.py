@@ -464,6 +464,8 @@ class StateView(DirectoryHandles):
             except SessionfsError as exc:
                 count = f"unknown ({exc})"
             writable = agent.view.read_only_reason
+            if writable is None and agent.view.state.through_gateway:
+                writable = agent.store.read_only_reason  # writable while a Gateway is live
             lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None

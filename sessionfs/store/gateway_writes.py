@@ -233,7 +233,16 @@ class GatewayWriter:
             params = {"key": made, "agentId": self.agent, **patch}
             if isinstance(session_id, str):
                 params["expectedSessionId"] = session_id
-            self.client.call("sessions.patch", params)
+            try:
+                self.client.call("sessions.patch", params)
+            except GatewayRefused as exc:  # a bad value: take the new session back, whole
+                undo: dict[str, Any] = {"key": made, "agentId": self.agent}
+                if isinstance(session_id, str):
+                    undo["expectedSessionId"] = session_id
+                self.client.call("sessions.delete", undo)
+                raise GatewayRefused(exc.method, exc.code, exc.reason,
+                                     f"{exc.message} (session {made!r} was not created)"
+                                     ) from None
         return made
 
     def check_delete(self, key: str) -> None:
