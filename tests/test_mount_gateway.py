@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,39 @@ def test_concurrent_cli_patch_of_another_field_is_kept(mnt: Mount, gateway: Gate
     stored = db_entry(gateway.db(), SLACK)
     assert stored["label"] == "Slack, edited" and stored["icon"] == "kanban"
     shows_db(mnt, gateway, SLACK)
+
+
+SUBAGENT2 = "agent:main:subagent:16fd2706-8baf-433b-82eb-8c7fada847da"
+EDITOR = """import json, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+print("read", flush=True)
+sys.stdin.readline()
+entry = json.loads(data)
+entry["label"] = sys.argv[2]
+with open(path, "wb") as out:
+    out.write(json.dumps(entry, indent=2, ensure_ascii=False).encode())
+"""
+
+
+def test_save_is_diffed_against_what_that_process_read(mnt: Mount, gateway: Gateway) -> None:
+    """An editor reads, openclaw changes another field, ANOTHER process reads the new version
+    (a cat, an indexer), then the editor saves what it read plus its change: the change made
+    in between is kept (the base is what the saving process read, not the last read)."""
+    editor = subprocess.Popen([sys.executable, "-c", EDITOR, str(mnt.meta(SUBAGENT2)),
+                               "edited in the editor"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert editor.stdout is not None and editor.stdin is not None
+    assert editor.stdout.readline() == "read\n"
+    client = GatewayClient(gateway.state)
+    client.call("sessions.patch", {"key": SUBAGENT2, "icon": "book"})
+    client.close()
+    assert json.loads(mnt.meta(SUBAGENT2).read_bytes())["icon"] == "book"  # another reader
+    editor.stdin.write("go\n")
+    editor.stdin.close()
+    assert editor.wait(timeout=30) == 0
+    stored = db_entry(gateway.db(), SUBAGENT2)
+    assert stored["label"] == "edited in the editor" and stored["icon"] == "book"
 
 
 def test_reset_between_read_and_save_is_estale(mnt: Mount, gateway: Gateway) -> None:

@@ -84,6 +84,12 @@ def errno_boundary(method: F) -> F:
 overrides = mfusepy.overrides(mfusepy.Operations)
 
 
+def _caller() -> tuple[int, int]:
+    """``(uid, pid)`` of the process making the current FUSE call."""
+    uid, _gid, pid = mfusepy.fuse_get_context()
+    return int(uid), int(pid)
+
+
 class SessionOperations(mfusepy.Operations):
     """One method per FUSE callback, each a single :class:`SessionView` call."""
 
@@ -93,7 +99,7 @@ class SessionOperations(mfusepy.Operations):
         self.view = view
         self._on_init = on_init
         # who is calling: writes through the Gateway are the mounting user's (or root's) only
-        view.caller_uid = lambda: int(mfusepy.fuse_get_context()[0])
+        view.caller = _caller
 
     # -- lifecycle -------------------------------------------------------------------------------
     @overrides

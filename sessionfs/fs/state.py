@@ -36,6 +36,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,9 @@ SNAPSHOT_CACHE_BYTES = 16 << 20
 #: follows (see :meth:`MountState.snapshot`), at most this many bytes: ``ls -l`` or a walk of
 #: 10k sessions of ~600 bytes keeps them all, 100k start over.
 PEEKED_BYTES = 16 << 20
+#: Gateway stores: (key, pid) -> bytes shown, for this many recent readers (see
+#: MountState.shown_by_pid).
+SHOWN_PER_PID = 1024
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -168,11 +172,14 @@ class MountState:
         #: is live, decided per write; a save is diffed against what the writer was shown.
         self.through_gateway = bool(getattr(store, "writes_through_gateway", False))
         #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved
-        #: here), the base a save is diffed against (see :meth:`commit`).
+        #: here), the base a save is diffed against (see :meth:`commit`); and the same per
+        #: (key, pid): an editor's save is diffed against what THAT process read, even when
+        #: another process (a cat, an indexer) read a newer version in between.
         self.shown = EntryBytes(SNAPSHOT_CACHE_BYTES)
-        #: Set by the adapter: the uid of the process making the current call (for writes
-        #: through the Gateway's credentials, only the mounting user's or root's).
-        self.caller_uid: Callable[[], int] | None = None
+        self.shown_by_pid: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        #: Set by the adapter: ``(uid, pid)`` of the process making the current call (writes
+        #: through the Gateway's credentials are the mounting user's or root's only).
+        self.caller: Callable[[], tuple[int, int]] | None = None
         self.owner_uid = os.geteuid()
 
     # -- what the tree shows ----------------------------------------------------------------------
@@ -347,7 +354,7 @@ class MountState:
         """A write through the Gateway: only by the user who mounted (or root), who holds its
         credentials (EACCES for others, whatever the modes); and only while a Gateway is live
         (EROFS with the reason: it may start or stop at any time, no remount needed)."""
-        uid = self.caller_uid() if self.caller_uid is not None else self.owner_uid
+        uid = self.caller()[0] if self.caller is not None else self.owner_uid
         if uid not in (self.owner_uid, 0):
             reason = (f"only the user who mounted (uid {self.owner_uid}) or root may change "
                       "sessions: writes go through the openclaw Gateway with that user's "
@@ -364,15 +371,32 @@ class MountState:
         lock; Gateway stores only)."""
         if self.through_gateway:
             self.shown.put(key, None, data)
+            pid = self._caller_pid()
+            if pid:
+                self.shown_by_pid[(key, pid)] = data
+                self.shown_by_pid.move_to_end((key, pid))
+                while len(self.shown_by_pid) > SHOWN_PER_PID:
+                    self.shown_by_pid.popitem(last=False)
+
+    def _caller_pid(self) -> int:
+        try:
+            return self.caller()[1] if self.caller is not None else 0
+        except Exception:  # outside a FUSE call (a timer): no process to name
+            return 0
 
     def _base_of(self, key: str) -> dict[str, object] | None:
-        """The entry the writer was shown (None: unknown, the stored one is the base)."""
+        """The entry the writer was shown: what this process read, else what a reader was
+        last shown (None: unknown, the stored entry is the base)."""
+        pid = self._caller_pid()
         with self.lock:
-            found = self.shown.get(key)
-        if found is None:
+            data = self.shown_by_pid.get((key, pid)) if pid else None
+            if data is None:
+                found = self.shown.get(key)
+                data = found[1] if found is not None else None
+        if data is None:
             return None
         try:
-            base = jsonfmt.loads(found[1])
+            base = jsonfmt.loads(data)
         except InvalidJSON:
             return None
         return base if isinstance(base, dict) else None

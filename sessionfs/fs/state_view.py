@@ -154,9 +154,9 @@ class StateView(DirectoryHandles):
         self.max_entry_size = max_entry_size
         self.read_only = read_only
         self.read_only_reason: str | None = None  # per agent; the mount itself is read-write
-        #: Set by the adapter: the uid of the process making the current call (agents' views
-        #: ask it before a write through the openclaw Gateway).
-        self.caller_uid: Callable[[], int] | None = None
+        #: Set by the adapter: ``(uid, pid)`` of the process making the current call (agents'
+        #: views ask it for writes through the openclaw Gateway).
+        self.caller: Callable[[], tuple[int, int]] | None = None
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
         self.handles = HandleTable()
@@ -212,7 +212,7 @@ class StateView(DirectoryHandles):
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
         # writes through an openclaw Gateway: only the mounting user's or root's
-        view.caller_uid = lambda: self.caller_uid() if self.caller_uid else os.geteuid()
+        view.caller = lambda: self.caller() if self.caller else (os.geteuid(), 0)
         transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
         projector = Projector(store, transcripts_dir, recheck=self.timeout)
         return _Agent(agent_id, location, store, view, projector)

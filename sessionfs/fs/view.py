@@ -211,13 +211,13 @@ class SessionView(DirectoryHandles):
         self.state.invalidate = function
 
     @property
-    def caller_uid(self) -> Callable[[], int] | None:
-        """Set by the adapter: the uid of the process making the current call."""
-        return self.state.caller_uid
+    def caller(self) -> Callable[[], tuple[int, int]] | None:
+        """Set by the adapter: ``(uid, pid)`` of the process making the current call."""
+        return self.state.caller
 
-    @caller_uid.setter
-    def caller_uid(self, function: Callable[[], int] | None) -> None:
-        self.state.caller_uid = function
+    @caller.setter
+    def caller(self, function: Callable[[], tuple[int, int]] | None) -> None:
+        self.state.caller = function
 
     @property
     def transcripts(self) -> bool:
