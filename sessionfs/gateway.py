@@ -42,6 +42,10 @@ __all__ = ["DEFAULT_PORT", "DEFAULT_TIMEOUT", "START_HINT", "GatewayClient", "Ga
            "client_for", "find_gateway", "state_dir_of"]
 
 log = logging.getLogger("sessionfs.gateway")
+#: The WebSocket library's own logger: it logs frames at DEBUG, and the handshake frame holds
+#: the credential, so nothing below WARNING is ever recorded from it.
+_ws_log = logging.getLogger("sessionfs.gateway.websocket")
+_ws_log.setLevel(logging.WARNING)
 
 DEFAULT_PORT = 18789
 #: Seconds any one call (connect included) may take: a filesystem call waits at most this long.
@@ -293,7 +297,8 @@ class GatewayClient:
         try:
             conn = connect(f"ws://127.0.0.1:{owner.port}", proxy=None, compression=None,
                            open_timeout=remaining, close_timeout=1.0, max_size=64 << 20,
-                           max_queue=None, user_agent_header="sessionfs", **options)
+                           max_queue=None, user_agent_header="sessionfs", logger=_ws_log,
+                           **options)
         except TimeoutError:
             raise GatewayTimeout(f"the openclaw Gateway on 127.0.0.1:{owner.port} did not "
                                  f"accept a connection within {self.timeout:g}s") from None

@@ -288,3 +288,16 @@ def test_token_never_in_argv_of_the_handshake_check(gateway: Gateway) -> None:
     assert json.loads(done.stdout)["live"] is True and gateway.token not in done.stdout
     script = (ROOT / "scripts" / "openclaw" / "openclaw_gateway.sh").read_text()
     assert "openclaw_rpc.py" not in script and '--token "$token"' not in script
+
+
+def test_token_never_in_debug_logs(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Even with every logger at DEBUG (the WebSocket library logs its frames there), the
+    handshake's token is in no log record."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client = GatewayClient(gateway.state)
+    client.call("sessions.list", {"limit": 1})
+    client.close()
+    assert caplog.records  # the capture works
+    assert all(gateway.token not in record.getMessage() for record in caplog.records)
