@@ -114,6 +114,18 @@ def test_editor_save_is_one_patch(mnt: Mount, gateway: Gateway, editor: str,
     assert db_row(gateway.db(), key)[1] == 1
 
 
+def test_save_without_a_patchable_change_sends_nothing(mnt: Mount, gateway: Gateway) -> None:
+    """Every patch moves updatedAt, so a save that changes nothing (vim :wq, a reformat)
+    sends nothing; what was written is what reads show."""
+    before = db_row(gateway.db(), GMAIL)
+    data = mnt.meta(GMAIL).read_bytes()
+    mnt.meta(GMAIL).write_bytes(data)
+    reformatted = json.dumps(json.loads(data), indent=4, ensure_ascii=False).encode()
+    mnt.meta(GMAIL).write_bytes(reformatted)
+    assert db_row(gateway.db(), GMAIL) == before
+    assert mnt.meta(GMAIL).read_bytes() == reformatted
+
+
 def test_refused_field_refuses_the_save(mnt: Mount, gateway: Gateway, tmp_path: Path) -> None:
     before = db_row(gateway.db(), JAMES)
     entry = json.loads(mnt.meta(JAMES).read_bytes())
