@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def main(argv: list[str]) -> int:
     finally:
         if gateway is not None:
             gateway.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"save through the mount: median {results['save_median_ms']:.1f} ms "
           f"(p90 {results['save_p90_ms']:.1f})")
     print(f"bare sessions.patch:    median {results['patch_median_ms']:.1f} ms "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.mountharness import ROOT, scratch_root, wait_for
+from tests.mountharness import ROOT, force_unmount, scratch_root, wait_for
 
 __all__ = ["Gateway", "db_entry", "db_row", "gateway_fixture", "oc_call"]
 
@@ -137,3 +138,5 @@ def gateway_fixture() -> Iterator[Gateway]:
         yield gw
     finally:
         gw.stop()
+        force_unmount(base / "mnt")
+        shutil.rmtree(base, ignore_errors=True)
