@@ -221,6 +221,9 @@ class StateView(DirectoryHandles):
         self.max_entry_size = max_entry_size
         self.read_only = read_only
         self.read_only_reason: str | None = None  # per agent; the mount itself is read-write
+        #: Set by the adapter: ``(uid, pid)`` of the process making the current call (agents'
+        #: views ask it for writes through the openclaw Gateway).
+        self.caller: Callable[[], tuple[int, int]] | None = None
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
         #: ``--allow-other``: every part shows the owner, group and bits of what it comes from
@@ -286,6 +289,8 @@ class StateView(DirectoryHandles):
                            read_only=self.read_only, **access.as_view_kwargs(), **extra)
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
+        # writes through an openclaw Gateway: only the mounting user's or root's
+        view.caller = lambda: self.caller() if self.caller else (os.geteuid(), 0)
         transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
         projector = Projector(store, transcripts_dir, recheck=self.timeout)
         return _Agent(agent_id, location, store, view, projector, access)
@@ -604,6 +609,8 @@ class StateView(DirectoryHandles):
             except SessionfsError as exc:
                 count = f"unknown ({exc})"
             writable = agent.view.read_only_reason
+            if writable is None and agent.view.state.through_gateway:
+                writable = agent.store.read_only_reason  # writable while a Gateway is live
             lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None
