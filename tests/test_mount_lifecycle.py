@@ -210,6 +210,22 @@ def test_read_only_mount(store_folder: Path) -> None:
     assert store_snapshot(store_folder) == before
 
 
+def test_a_read_only_mount_lists_its_files_read_only(store_folder: Path) -> None:
+    """``ls -l`` shows what a write will meet: -r-------- in a read-only mount (issue 14.16),
+    -rw------- where meta.json can be saved."""
+    with Mount(store_folder, store_folder.parent / "mnt", "--read-only") as mount:
+        listing = subprocess.run(["ls", "-l", str(mount.dir(MAIN))], capture_output=True,
+                                 text=True, check=True).stdout
+        assert [line.split()[0] for line in listing.splitlines()[1:]] == ["-r--------"]
+        assert os.stat(mount.meta(MAIN)).st_mode & 0o777 == 0o400
+        assert os.stat(mount.dir(MAIN)).st_mode & 0o777 == 0o700
+        with pytest.raises(OSError) as excinfo:  # the kernel's ro still answers first
+            os.open(mount.meta(MAIN), os.O_WRONLY)
+        assert excinfo.value.errno == errno.EROFS
+    with Mount(store_folder, store_folder.parent / "mnt") as mount:
+        assert os.stat(mount.meta(MAIN)).st_mode & 0o777 == 0o600
+
+
 def test_store_the_library_opens_read_only(store_folder: Path) -> None:
     sqlite = store_folder.parent / "agent" / "openclaw-agent.sqlite"
     sqlite.parent.mkdir()
