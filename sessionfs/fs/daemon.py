@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _READY = b"\0sessionfs-ready\0"
+_CONFIRMED = b"k"  # the parent read _READY: the daemon stays
 _STARTUP_TIMEOUT = 60.0
 _LIBFUSE_NOISE = re.compile(r"Ignoring invalid max threads value")
 
@@ -130,19 +131,23 @@ def open_log(path: str | None) -> logging.Handler | None:
 WAIT_NOTICE_SECONDS = 1.0
 
 
-def _die_with_parent(alive_fd: int, is_ready: threading.Event) -> None:
-    """End this process when the parent exits before ready: a thread reads ``alive_fd``, a
-    pipe only the parent writes to, which reads EOF once the parent is gone (even by SIGKILL).
+def _die_with_parent(alive_fd: int) -> None:
+    """End this process unless the parent confirms it read "ready": a thread reads
+    ``alive_fd``, a pipe only the parent writes to; :data:`_CONFIRMED` keeps the daemon,
+    EOF first (the parent exited, even by SIGKILL, or was cancelled) ends it with SIGTERM
+    (SIG_DFL before libfuse mounts, then libfuse's handler, which unmounts).
 
     A pipe and not ``PR_SET_PDEATHSIG``: that is a per-thread setting, which the thread that
-    gets ready (a libfuse worker) could not clear for the main thread, which is inside libfuse.
+    gets ready (a libfuse worker) could not clear for the main thread, which is inside libfuse;
+    and a confirmation, since a parent killed after "ready" was written but before it was read
+    never told its user that the mount is there.
     """
     def watch() -> None:
         with contextlib.suppress(OSError):
-            while os.read(alive_fd, 1):
-                pass
-        if not is_ready.is_set():  # SIG_DFL, or once mounted libfuse's handler: it unmounts
-            os.kill(os.getpid(), signal.SIGTERM)
+            while chunk := os.read(alive_fd, 1):
+                if chunk == _CONFIRMED:
+                    return
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -202,8 +207,7 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
             # mounted before libfuse installs its own handlers, which unmount on SIGTERM).
             for signo in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signo, signal.SIG_DFL)
-            is_ready = threading.Event()
-            _die_with_parent(alive_read, is_ready)
+            _die_with_parent(alive_read)
             os.setsid()
             os.chdir("/")
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -212,12 +216,8 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
             os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
 
             def ready() -> None:
-                is_ready.set()  # from now on the mount outlives the command
-                try:
+                with contextlib.suppress(BrokenPipeError):  # gone: _die_with_parent ends us
                     os.write(write_fd, _READY)
-                except BrokenPipeError:  # the command was cancelled as we got ready: unmount
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
                 os.dup2(devnull, 2)
                 os.close(write_fd)
 
@@ -257,15 +257,20 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
                 break
             output += chunk
     except BaseException:  # timed out or cancelled (Ctrl-C, SIGTERM): nothing stays mounted
+        os.close(alive_write)
         _stop_child(pid)
         if cleanup is not None:
             cleanup()
         raise
     finally:
         os.close(read_fd)
-        os.close(alive_write)
     if _READY in output:
+        try:
+            os.write(alive_write, _CONFIRMED)  # from now on the mount outlives the command
+        finally:
+            os.close(alive_write)
         return 0
+    os.close(alive_write)
     os.waitpid(pid, 0)
     if cleanup is not None:
         cleanup()
