@@ -397,6 +397,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 
 DEMO_SESSIONS = 300
+DEMO_EVENTS = 30  # events per transcript in the SQLite-era demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -426,8 +427,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         store_folder = folder / "state" / "agents" / "main"
         if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
-            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30,
-                                       agent="main")
+            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026,
+                                       events=DEMO_EVENTS, agent="main")
             print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
     mountpoint.mkdir(parents=True, exist_ok=True)
     if is_mounted(mountpoint):
