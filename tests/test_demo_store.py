@@ -80,3 +80,51 @@ def test_openclaw_reads_every_entry_and_transcript_of_the_demo_store(demo: Path)
         assert "openclaw 2026.9.6" in store.generation
     finally:
         store.close()
+
+
+def test_openclaw_reads_the_bench_stores_and_appended_events(tmp_path: Path) -> None:
+    """The benches' stores: an agent named by its folder (``generate_sqlite_store`` as
+    bench_state calls it) and events appended in later transactions (bench_sqlite's 200 MB
+    transcript), compressed ones included."""
+    import random
+
+    from sessionfs.demo_sqlite import append_openclaw_events, connect_writable, demo_transcript
+
+    state = tmp_path / "state"
+    agent = state / "agents" / "work"
+    db = generate_sqlite_store(agent, 40, seed=5, events=3)
+    store = open_store(agent)
+    try:
+        key = store.keys()[0]
+        session_id = json.loads(store.read(key).data)["sessionId"]
+    finally:
+        store.close()
+    rng = random.Random(7)
+    conn = connect_writable(db)
+    try:
+        for round_ in range(2):
+            lines = demo_transcript(rng, session_id, 1781514027000 + round_ * 10**6,
+                                    events=61)[1:]
+            conn.execute("BEGIN")
+            append_openclaw_events(conn, session_id, lines)
+            conn.execute("COMMIT")
+        assert conn.execute("SELECT count(*) FROM transcript_events WHERE session_id = ? AND "
+                            "event_zstd IS NOT NULL", (session_id,)).fetchone()[0] > 0
+    finally:
+        conn.close()
+    dump = openclaw_sdk(state, "dump", "work")
+    store = open_store(agent)
+    try:
+        assert sorted(dump["entries"]) == sorted(store.keys())
+        assert all(k.startswith("agent:work:") for k in dump["entries"])
+        for key in store.keys():
+            entry = json.loads(store.read(key).data)
+            assert dump["entries"][key] == entry, key
+            source = store.transcript(key)
+            assert source is not None
+            with source:
+                lines = b"".join(source.chunks()).decode("utf-8").splitlines()
+            assert dump["transcripts"][entry["sessionId"]] == [json.loads(x) for x in lines]
+        assert len(dump["transcripts"][session_id]) == 3 + 2 * 60
+    finally:
+        store.close()
