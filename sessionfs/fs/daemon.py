@@ -153,18 +153,23 @@ def _die_with_parent(alive_fd: int) -> None:
 
 
 def _reap(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for child ``pid`` to exit; whether it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
+    """Wait up to ``timeout`` seconds for child ``pid`` to exit, and reap it; whether it did."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
         if done:
             return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)  # no wait-with-timeout for a child before Python 3.12's pidfd helpers
+        exited = os.pidfd_open(pid)  # readable once the child has exited
+    except (ChildProcessError, ProcessLookupError):
+        return True
+    try:
+        select.select([exited], [], [], timeout)
+    finally:
+        os.close(exited)
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return bool(done)
 
 
 def _stop_child(pid: int) -> None:
