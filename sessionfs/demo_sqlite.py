@@ -18,6 +18,7 @@ so a test can write rows openclaw would refuse. ``schema=24`` moves the heavy fi
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import sqlite3
 import time
@@ -308,7 +309,8 @@ def _write_openclaw_store(db: Path, entries: Mapping[str, Mapping[str, Any]],
                           transcripts: Mapping[str, Sequence[str]], *, agent_id: str,
                           valid: int, app_version: str) -> Path:
     now = int(time.time() * 1000)
-    conn = connect_writable(db)
+    os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # openclaw's mode; SQLite
+    conn = connect_writable(db)  # gives its -wal and -shm the database's
     try:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table, as openclaw
         conn.execute("PRAGMA journal_mode = WAL")

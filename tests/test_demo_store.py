@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def test_openclaw_reads_every_entry_and_transcript_of_the_demo_store(demo: Path)
         compressed = conn.execute("SELECT count(*) FROM transcript_events "
                                   "WHERE event_zstd IS NOT NULL").fetchone()[0]
     assert tables == 55  # openclaw's whole schema, not the 5 tables sessionfs reads
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600  # as openclaw creates it
     assert compressed > 0  # openclaw's SDK decompresses our frames too
     dump = openclaw_sdk(demo, "dump", "main")
     store = open_store(agent)
