@@ -80,9 +80,12 @@ class SqliteBench(RowCollector):
 
     def big_transcript(self) -> tuple[Path, str]:
         """One agent whose main session has ~``transcript_mb`` MB of realistic events."""
-        import sqlite3
-
-        from sessionfs.demo_sqlite import append_events, demo_transcript, write_sqlite_store
+        from sessionfs.demo_sqlite import (
+            append_openclaw_events,
+            connect_writable,
+            demo_transcript,
+            write_sqlite_store,
+        )
 
         folder = self.root / f"sqlite-transcript-{self.transcript_mb}" / "agents" / "main"
         key = "agent:main:main"
@@ -94,15 +97,16 @@ class SqliteBench(RowCollector):
         session_id = "d4c403f1-b534-4137-85ba-fddc3a7164a1"
         write_sqlite_store(folder, {key: {"sessionId": session_id, "updatedAt": 1781514027000}},
                            transcripts={key: demo_transcript(rng, session_id, 1781514027000,
-                                                             events=2)})
-        conn = sqlite3.connect(db, isolation_level=None)
+                                                             events=2)},
+                           openclaw_schema=True)  # the database openclaw creates and opens
+        conn = connect_writable(db)
         try:
             size, started = 0, 1781514027000
             while size < self.transcript_mb * MB:
                 lines = demo_transcript(rng, session_id, started, events=3001)[1:]
                 started += 3_000_000
                 conn.execute("BEGIN")
-                append_events(conn, session_id, lines)
+                append_openclaw_events(conn, session_id, lines)
                 conn.execute("COMMIT")
                 size += sum(len(line.encode()) + 1 for line in lines)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -357,8 +361,13 @@ class SqliteBench(RowCollector):
                                        "session_key = ?", (key,)).fetchone()
                     entry = json.loads(row[0])
                     entry["label"] = marker
-                    conn.execute("UPDATE session_nodes SET entry_json = ? WHERE session_key = ?",
-                                 (compact(entry), key))
+                    # as openclaw's writer leaves it: the trigger's entry_valid = 0 settled
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("UPDATE session_nodes SET entry_json = ?, label = ? WHERE "
+                                 "session_key = ?", (compact(entry), marker, key))
+                    conn.execute("UPDATE session_nodes SET entry_valid = 1 WHERE "
+                                 "session_key = ?", (key,))
+                    conn.execute("COMMIT")
                 finally:
                     conn.close()
                 committed = time.perf_counter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (root or sudo): system packages, then .venv, then
 # a `sessionfs` launcher on the user's PATH (as pipx would).
-# Usage: scripts/setup.sh [--test]   (--test also installs the editors the mount tests drive)
+# Usage: scripts/setup.sh [--test] [--force]   (--test also installs the editors the mount tests
+# drive; --force points the `sessionfs` launcher here even when it belongs to another checkout)
 # The .venv is built from Debian's own interpreter (/usr/bin/python3) when it exists, so the
 # tests run on the Python a fresh machine has (3.11.2 on Debian 12), not on a newer build that
 # happens to be first on PATH. PYTHON=... overrides; a .venv built from another interpreter is
@@ -9,8 +10,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+test=0 force=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test=1 ;;
+    --force) force=1 ;;
+    *) echo "setup: unknown option $arg (usage: scripts/setup.sh [--test] [--force])" >&2; exit 2 ;;
+  esac
+done
+
 packages=(fuse3 python3-venv)
-if [ "${1:-}" = "--test" ]; then
+if [ "$test" = 1 ]; then
   packages+=(nodejs npm curl vim nano emacs-nox jq perl util-linux rsync)
 fi
 missing=()
@@ -19,10 +29,10 @@ for pkg in "${packages[@]}"; do
 done
 # node and npm may come from elsewhere than Debian's packages (node is the JSON.stringify oracle;
 # npm installs openclaw and the node it needs, below)
-if [ "${1:-}" = "--test" ] && command -v node >/dev/null; then
+if [ "$test" = 1 ] && command -v node >/dev/null; then
   missing=("${missing[@]/nodejs}")
 fi
-if [ "${1:-}" = "--test" ] && command -v npm >/dev/null; then
+if [ "$test" = 1 ] && command -v npm >/dev/null; then
   missing=("${missing[@]/npm}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
@@ -67,7 +77,7 @@ fi
 
 # The tests check the SQLite era against openclaw itself (its import, SDK reader and Gateway):
 # node >= 24 and openclaw 2026.9.6 from the npm registry, into a cache (scripts/openclaw/install.sh).
-if [ "${1:-}" = "--test" ]; then
+if [ "$test" = 1 ]; then
   bash scripts/openclaw/install.sh
 fi
 
@@ -78,14 +88,23 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   bindir="$HOME/.local/bin"
 fi
+# A launcher of another checkout (a symlink to a sessionfs that exists) is that checkout's: it
+# is replaced only with --force; a dangling one is replaced, saying what it pointed to.
 target="$PWD/.venv/bin/sessionfs"
 launcher="$bindir/sessionfs"
+current="$(readlink "$launcher" 2>/dev/null || true)"
 if [ -e "$launcher" ] && [ ! -L "$launcher" ]; then
   echo "setup: $launcher exists and is not our symlink; left alone (use $target)" >&2
-elif [ "$(readlink "$launcher" 2>/dev/null || true)" != "$target" ]; then
+elif [ -n "$current" ] && [ "$current" != "$target" ] && [ -e "$launcher" ] && [ "$force" = 0 ]; then
+  echo "setup: $launcher belongs to another checkout ($current); left alone (use $target, or run scripts/setup.sh --force to point it here)" >&2
+elif [ "$current" != "$target" ]; then
   mkdir -p "$bindir"
   ln -sfn "$target" "$launcher"
-  echo "setup: installed $launcher -> $target" >&2
+  if [ -n "$current" ]; then
+    echo "setup: installed $launcher -> $target (it pointed to $current)" >&2
+  else
+    echo "setup: installed $launcher -> $target" >&2
+  fi
 fi
 case ":$PATH:" in
   *":$bindir:"*) ;;

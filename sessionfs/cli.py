@@ -61,7 +61,7 @@ def _names_store(arg: str) -> bool:
     (a key may name one in the current folder) does not count."""
     path = Path(arg).expanduser()
     try:
-        if _looks_like_sqlite_store(path):
+        if _looks_like_sqlite_store(path) or _is_state_dir(arg):
             return True
         if path.name in {LEGACY_NAME, DIRECTORY_NAME}:
             return path.exists()
@@ -72,7 +72,7 @@ def _names_store(arg: str) -> bool:
 
 
 def _split_store(args: argparse.Namespace, positionals: list[str], minimum: int,
-                 maximum: int) -> list[str]:
+                 maximum: int, *, key: bool = False, whole_state: bool = False) -> list[str]:
     """Peel an optional leading STORE off ``positionals``; the rest are the command's own.
 
     Decided by the count and by what exists, never by how an argument looks (a key may end in
@@ -80,13 +80,62 @@ def _split_store(args: argparse.Namespace, positionals: list[str], minimum: int,
     there is one more than the command takes, or when it names an existing store (then a
     missing key is a usage error, and ``put STORE KEY`` reads stdin). ``--store`` removes any
     doubt.
+
+    ``key``: the first of the rest is a session key, whose agent picks the store when none is
+    given (``agent:work:main`` lives in ``agents/work``) and within a state folder. A state
+    folder (``~/.openclaw``) is one agent's store here unless ``whole_state`` (``mount``).
     """
     if args.store is None and positionals and (
             len(positionals) > maximum or _names_store(positionals[0])):
         args.store = positionals.pop(0)
     if not minimum <= len(positionals) <= maximum:
         raise UsageError(f"{args.command}: expected {args.usage_hint}")
+    agent = _key_agent(positionals[0]) if key and positionals else None
+    if args.store is None and agent is not None and agent != "main":
+        args.store = str(default_agent_dir(agent))
+    elif args.store is not None and not whole_state and _is_state_dir(args.store):
+        args.store = _agent_of_state(args.store, agent)
     return positionals
+
+
+def _key_agent(key: str) -> str | None:
+    """The agent id of ``agent:<id>:...`` (openclaw's canonical key), else None."""
+    parts = key.split(":", 2)
+    if len(parts) == 3 and parts[0] == "agent" and _AGENT_ID.fullmatch(parts[1]):
+        return parts[1]
+    return None
+
+
+def _is_state_dir(arg: str) -> bool:
+    from sessionfs.state import is_state_dir
+
+    try:
+        return is_state_dir(Path(arg).expanduser())
+    except OSError:
+        return False
+
+
+def _agent_of_state(state: str, agent: str | None) -> str:
+    """The store of one agent in the state folder ``state``: the key's agent, else ``main``.
+
+    Naming the state folder works as ``--agent`` does (``sessionfs ls ~/.openclaw`` lists
+    ``agents/main``, saying so when there are others); without such an agent it says how to
+    name one rather than "no store here".
+    """
+    from sessionfs.state import find_agents
+
+    agents = list(find_agents(Path(state).expanduser()))
+    chosen = agent or "main"
+    folder = Path(state) / "agents" / chosen
+    shown = ", ".join(agents) if agents else "none with a store"
+    if chosen not in agents:
+        raise UsageError(f"{state} is an openclaw state folder, not one store, and agent "
+                         f"{chosen!r} has no store there (agents: {shown}): name one as "
+                         f"{Path(state) / 'agents' / '<id>'} (mount takes the whole folder)")
+    if agent is None and len(agents) > 1:
+        print(f"sessionfs: note: {state} holds agents {shown}; using {folder} "
+              f"(name another as {Path(state) / 'agents' / '<id>'})", file=sys.stderr)
+    return str(folder)
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False) -> Store:
@@ -142,14 +191,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    (key,) = _split_store(args, args.positionals, 1, 1)
+    (key,) = _split_store(args, args.positionals, 1, 1, key=True)
     record = _open(args, read_only=True).read(key)
     sys.stdout.buffer.write(record.data + b"\n")
     return 0
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    rest = _split_store(args, args.positionals, 1, 2)
+    rest = _split_store(args, args.positionals, 1, 2, key=True)
     key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
     store = _open(args)
     if store.layout == "sqlite":  # no live Gateway: refused with the reason, before any input
@@ -174,14 +223,14 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    (key,) = _split_store(args, args.positionals, 1, 1)
+    (key,) = _split_store(args, args.positionals, 1, 1, key=True)
     _open(args).delete(key)
     print(f"removed {key}", file=sys.stderr)
     return 0
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
-    old, new = _split_store(args, args.positionals, 2, 2)
+    old, new = _split_store(args, args.positionals, 2, 2, key=True)
     _open(args).rename(old, new)
     print(f"renamed {old} -> {new}", file=sys.stderr)
     return 0
@@ -287,7 +336,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             # never "ok" for a store the gateway no longer reads
             found = (f"not in use: the gateway uses the SQLite database {sqlite_db}; this is "
                      f"a stale retained copy ({len(problems)} problem(s))")
-        print(f"{location.path}: {found}", file=sys.stderr)
+        print(f"{location.path}: {found}")  # the verdict is the output (stdout), notes aside
     return 1 if problems else 0
 
 
@@ -349,7 +398,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_transcript(args: argparse.Namespace) -> int:
     """Stream one session's transcript (JSONL) to stdout: ``Store.transcript(key)``."""
-    (key,) = _split_store(args, args.positionals, 1, 1)
+    (key,) = _split_store(args, args.positionals, 1, 1, key=True)
     store = _open(args, read_only=True)
     try:
         source = store.transcript(key)
@@ -368,7 +417,7 @@ def cmd_transcript(args: argparse.Namespace) -> int:
 def cmd_mount(args: argparse.Namespace) -> int:
     from sessionfs.fs.mount import MountOptions, mount
 
-    rest = _split_store(args, args.positionals, 1, 1)
+    rest = _split_store(args, args.positionals, 1, 1, whole_state=True)
     options = MountOptions(foreground=args.foreground, read_only=args.read_only,
                            migrate=args.migrate, allow_other=args.allow_other,
                            timeout=args.timeout, fuse_options=args.fuse_options,
@@ -388,6 +437,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 
 DEMO_SESSIONS = 300
+DEMO_EVENTS = 30  # events per transcript in the SQLite-era demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -417,8 +467,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         store_folder = folder / "state" / "agents" / "main"
         if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
-            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026, events=30,
-                                       agent="main")
+            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026,
+                                       events=DEMO_EVENTS, agent="main")
             print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
     mountpoint.mkdir(parents=True, exist_ok=True)
     if is_mounted(mountpoint):

@@ -208,8 +208,8 @@ def test_check_calls_a_sqlite_era_store_a_stale_copy(folder: Path) -> None:
     sqlite.parent.mkdir()
     sqlite.write_bytes(b"SQLite format 3\0")
     code, out, err = run("check", "--store", str(folder))
-    assert code == 0 and out == ""
-    assert err.splitlines() == [
+    assert code == 0 and err == ""  # the verdict is check's output: stdout
+    assert out.splitlines() == [
         f"{folder}/sessions.json: not in use: the gateway uses the SQLite database {sqlite}; "
         "this is a stale retained copy (0 problem(s))"]
 
@@ -315,3 +315,75 @@ def test_demo_shows_the_sqlite_era_by_default_and_the_editable_file_era_with_leg
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False,
                        capture_output=True)
+
+
+# -- a state folder, a key's agent, check's verdict (issue 14, point 16) -------------------------
+WORK = "agent:work:main"
+WORK_LINES = ['{"type":"session","version":3,"id":"w-1","timestamp":"2026-01-01T00:00:00.000Z"}',
+              '{"type":"message","id":"a1","parentId":null,"message":{"role":"user"}}']
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A state folder with two agents: ``main`` (file era) and ``work`` (SQLite, with a
+    transcript)."""
+    from sessionfs.demo_sqlite import write_sqlite_store
+
+    root = tmp_path / "state"
+    write_legacy_store(root / "agents" / "main" / "sessions", ENTRIES)
+    write_sqlite_store(root / "agents" / "work", {WORK: {"sessionId": "w-1", "updatedAt": 5}},
+                       transcripts={WORK: WORK_LINES}, agent_id="work")
+    return root
+
+
+def test_a_state_folder_names_one_agents_store(state: Path, tmp_path: Path) -> None:
+    # what mount accepts, ls accepts too: agent main, saying which of the agents it listed
+    code, out, err = run_in(tmp_path, "ls", str(state))
+    assert (code, out.splitlines()) == (0, list(ENTRIES)), err
+    assert err.splitlines() == [
+        f"sessionfs: note: {state} holds agents main, work; using {state}/agents/main "
+        f"(name another as {state}/agents/<id>)"]
+    # a key names its agent within the state folder
+    code, out, err = run_in(tmp_path, "get", str(state), WORK)
+    assert (code, json.loads(out), err) == (0, {"sessionId": "w-1", "updatedAt": 5}, "")
+    code, out, err = run_in(tmp_path, "transcript", "--store", str(state), WORK)
+    assert (code, out, err) == (0, "".join(line + "\n" for line in WORK_LINES), "")
+    # --store STATE: the same; put STATE KEY reads stdin (STATE names a store)
+    code, _, err = run_in(tmp_path, "put", str(state), "agent:main:piped",
+                          stdin=b'{"sessionId": "p", "updatedAt": 1}')
+    assert code == 0, err
+    assert open_store(state / "agents" / "main").get("agent:main:piped") == {
+        "sessionId": "p", "updatedAt": 1}
+    # no agent main: say how to name one, not "no session store here"
+    shutil.rmtree(state / "agents" / "main")
+    code, out, err = run_in(tmp_path, "status", str(state))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"sessionfs: error: {state} is an openclaw state folder, not one store, and agent "
+        f"'main' has no store there (agents: work): name one as {state}/agents/<id> (mount "
+        "takes the whole folder)"]
+
+
+def test_a_keys_agent_picks_the_store_when_none_is_given(state: Path, tmp_path: Path) -> None:
+    env = {"OPENCLAW_STATE_DIR": str(state)}
+    code, out, err = run_in(tmp_path, "transcript", WORK, env=env)
+    assert (code, out, err) == (0, "".join(line + "\n" for line in WORK_LINES), "")
+    code, out, err = run_in(tmp_path, "get", WORK, env=env)
+    assert (code, json.loads(out)["sessionId"]) == (0, "w-1"), err
+    # main's keys still come from the default store; a store or --agent given wins
+    code, out, err = run_in(tmp_path, "get", "agent:main:main", env=env)
+    assert (code, json.loads(out)["sessionId"]) == (0, "m"), err
+    code, _, err = run_in(tmp_path, "get", "--agent", "main", WORK, env=env)
+    assert code == 1 and f"no session '{WORK}' in {state}/agents/main" in err
+    # an agent without a folder says where it looked
+    code, _, err = run_in(tmp_path, "get", "agent:ghost:main", env=env)
+    assert code == 1 and f"{state}/agents/ghost" in err
+
+
+def test_check_prints_its_verdict_on_stdout(folder: Path) -> None:
+    code, out, err = run("check", str(folder))
+    assert (code, out, err) == (0, f"{folder}/sessions.json: ok (legacy store)\n", "")
+    (folder / "sessions.d.staging-1").mkdir()  # an interrupted migration: a problem
+    code, out, err = run("check", str(folder))
+    assert code == 1 and err == ""
+    assert out.splitlines()[-1] == f"{folder}/sessions.json: 1 problem(s)"

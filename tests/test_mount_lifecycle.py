@@ -15,7 +15,16 @@ import pytest
 from sessionfs import jsonfmt, keys
 from sessionfs.fs.mount import is_mounted
 from tests import mountutil
-from tests.mountutil import ENTRIES, MAIN, ROOT, Mount, force_unmount, make_store_folder, wait_for
+from tests.mountutil import (
+    ENTRIES,
+    MAIN,
+    ROOT,
+    Mount,
+    _mountinfo,
+    force_unmount,
+    make_store_folder,
+    wait_for,
+)
 
 base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
@@ -208,6 +217,22 @@ def test_read_only_mount(store_folder: Path) -> None:
         status = (mount.mp / ".sessionfs" / "status").read_text()
         assert "read-only: yes (" in status
     assert store_snapshot(store_folder) == before
+
+
+def test_a_read_only_mount_lists_its_files_read_only(store_folder: Path) -> None:
+    """``ls -l`` shows what a write will meet: -r-------- in a read-only mount (issue 14.16),
+    -rw------- where meta.json can be saved."""
+    with Mount(store_folder, store_folder.parent / "mnt", "--read-only") as mount:
+        listing = subprocess.run(["ls", "-l", str(mount.dir(MAIN))], capture_output=True,
+                                 text=True, check=True).stdout
+        assert [line.split()[0] for line in listing.splitlines()[1:]] == ["-r--------"]
+        assert os.stat(mount.meta(MAIN)).st_mode & 0o777 == 0o400
+        assert os.stat(mount.dir(MAIN)).st_mode & 0o777 == 0o700
+        with pytest.raises(OSError) as excinfo:  # the kernel's ro still answers first
+            os.open(mount.meta(MAIN), os.O_WRONLY)
+        assert excinfo.value.errno == errno.EROFS
+    with Mount(store_folder, store_folder.parent / "mnt") as mount:
+        assert os.stat(mount.meta(MAIN)).st_mode & 0o777 == 0o600
 
 
 def test_store_the_library_opens_read_only(store_folder: Path) -> None:
@@ -427,3 +452,86 @@ def test_mount_says_when_the_store_folder_is_not_writable(base: Path) -> None:
     finally:
         force_unmount(mountpoint)
         subprocess.run(["umount", str(view)], check=False)
+
+
+# -- cancelling a mount that is not ready yet (issue 14.3) ---------------------------------------
+#: ``sessionfs mount`` whose daemon holds (as a slow store or a locked agent database makes it)
+#: until ``HOLD/release`` exists, saying so in ``HOLD/held.<pid>``: before it mounts
+#: (``serve``), or mounted but inside the kernel's INIT, before it reports ready (``init``).
+SLOW_MOUNT = """
+import importlib, os, sys, time
+from pathlib import Path
+mounting = importlib.import_module("sessionfs.fs.mount")
+hold, stage, real = Path(sys.argv[1]), sys.argv[2], mounting._serve
+def wait():
+    (hold / f"held.{os.getpid()}").touch()
+    while not (hold / "release").exists():
+        time.sleep(0.01)
+def slow(store, mountpoint, options, ready=None, log_handler=None):
+    if stage == "serve":
+        wait()
+        return real(store, mountpoint, options, ready, log_handler)
+    def held_ready():
+        wait()
+        ready()
+    return real(store, mountpoint, options, held_ready, log_handler)
+mounting._serve = slow
+from sessionfs.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaps counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("stage", ["serve", "init"])
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_cancelling_a_mount_before_it_is_ready_leaves_nothing(base: Path, signo: int,
+                                                              stage: str) -> None:
+    folder = make_store_folder(base, "legacy", ENTRIES)
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    hold = base / "hold"
+    hold.mkdir()
+    stderr = base / "mount.stderr"
+    with open(stderr, "wb") as err:
+        command = subprocess.Popen(
+            [sys.executable, "-c", SLOW_MOUNT, str(hold), stage, "mount", str(folder),
+             str(mountpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    daemon = 0
+    try:
+        assert wait_for(lambda: any(hold.glob("held.*")), 20), stderr.read_text()
+        daemon = int(next(hold.glob("held.*")).name.split(".")[1])
+        # a wait of more than a second says what it waits for
+        doing = {"serve": "open the store and mount it",
+                 "init": "answer the kernel's first request (INIT)"}[stage]
+        assert wait_for(lambda: f"to {doing} at" in stderr.read_text(), 20), stderr.read_text()
+        line = stderr.read_text().splitlines()[-1]
+        assert line.startswith(f"sessionfs: waiting for the daemon (pid {daemon}) to {doing} "
+                               f"at {mountpoint} (")
+        assert line.endswith(" s; Ctrl-C cancels)")
+        assert is_mounted(mountpoint) == (stage == "init")
+        command.send_signal(signo)
+        if stage == "init":  # the daemon is inside INIT: let it finish that (libfuse's way)
+            (hold / "release").touch()
+        assert command.wait(timeout=30) == {signal.SIGINT: 130, signal.SIGTERM: 128 + 15,
+                                            signal.SIGKILL: -9}[signo]
+        (hold / "release").touch()  # a daemon that survived would (go on to) mount now
+        assert wait_for(lambda: _gone(daemon), 20), f"daemon {daemon} survived its command"
+        assert not is_mounted(mountpoint), _mountinfo()
+        assert os.listdir(mountpoint) == []
+    finally:
+        (hold / "release").touch()
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+        if daemon and not _gone(daemon):
+            os.kill(daemon, signal.SIGKILL)
+        force_unmount(mountpoint)

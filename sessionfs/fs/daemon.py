@@ -2,13 +2,15 @@
 
 :func:`daemonize` forks and returns in the parent once the child reports the mount live (from
 the filesystem's ``init``), or raises with the child's last words. The child's stderr goes up
-the pipe until then, so libfuse's own complaints reach the user. The heap functions keep a
-long-running daemon's memory flat; the log functions give it a file (the only place its
-messages go in the background). Nothing here knows about stores or FUSE.
+the pipe until then, so libfuse's own complaints reach the user; until then it also lives only
+as long as the command (a cancelled ``sessionfs mount`` leaves nothing mounted). The heap
+functions keep a long-running daemon's memory flat; the log functions give it a file (the only
+place its messages go in the background). Nothing here knows about stores or FUSE.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -25,6 +27,7 @@ from sessionfs.errors import MountError, SessionfsError, UsageError
 
 __all__ = [
     "HEAP_TRIM_SECONDS",
+    "WAIT_NOTICE_SECONDS",
     "check_log_path",
     "daemonize",
     "open_log",
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 _READY = b"\0sessionfs-ready\0"
+_CONFIRMED = b"k"  # the parent read _READY: the daemon stays
 _STARTUP_TIMEOUT = 60.0
 _LIBFUSE_NOISE = re.compile(r"Ignoring invalid max threads value")
 
@@ -122,20 +126,93 @@ def open_log(path: str | None) -> logging.Handler | None:
 
 
 # -- fork ------------------------------------------------------------------------------------
-def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str) -> int:
+#: After this many seconds without "ready" the parent says what it waits for (and again each
+#: time that changes).
+WAIT_NOTICE_SECONDS = 1.0
+
+
+def _die_with_parent(alive_fd: int) -> None:
+    """End this process unless the parent confirms it read "ready": a thread reads
+    ``alive_fd``, a pipe only the parent writes to; :data:`_CONFIRMED` keeps the daemon,
+    EOF first (the parent exited, even by SIGKILL, or was cancelled) ends it with SIGTERM
+    (SIG_DFL before libfuse mounts, then libfuse's handler, which unmounts).
+
+    A pipe and not ``PR_SET_PDEATHSIG``: that is a per-thread setting, which the thread that
+    gets ready (a libfuse worker) could not clear for the main thread, which is inside libfuse;
+    and a confirmation, since a parent killed after "ready" was written but before it was read
+    never told its user that the mount is there.
+    """
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(alive_fd, 1):
+                if chunk == _CONFIRMED:
+                    return
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _reap(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for child ``pid`` to exit, and reap it; whether it did."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return True
+        exited = os.pidfd_open(pid)  # readable once the child has exited
+    except (ChildProcessError, ProcessLookupError):
+        return True
+    try:
+        select.select([exited], [], [], timeout)
+    finally:
+        os.close(exited)
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return bool(done)
+
+
+def _stop_child(pid: int) -> None:
+    """End a daemon that is not ready yet, and reap it: SIGTERM (libfuse, once it has mounted,
+    unmounts on it), SIGKILL if it is still there after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _reap(pid, 10.0):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid, 10.0)
+
+
+def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
+              waiting_for: Callable[[], str] | None = None,
+              cleanup: Callable[[], None] | None = None) -> int:
     """Fork the daemon, which runs ``serve(ready)``; return once it calls ``ready()`` (the mount
     is live), or raise with its last words.
+
+    Until ready the daemon lives only as long as this process: it ends itself when we exit,
+    even by SIGKILL (:func:`_die_with_parent`), and a cancelled wait (Ctrl-C, SIGTERM:
+    KeyboardInterrupt or SystemExit here) ends and reaps it, then runs ``cleanup`` (mount.py
+    unmounts what a daemon killed mid-mount may have left) before the exception goes on.
+    After :data:`WAIT_NOTICE_SECONDS` the wait says on stderr what it waits for
+    (``waiting_for()``: what mount.py sees of the mount).
 
     :raises MountError: the daemon exited or said nothing for ``_STARTUP_TIMEOUT`` seconds.
     """
     read_fd, write_fd = os.pipe()
+    alive_read, alive_write = os.pipe()  # the parent holds the write end while it waits
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the daemon
         os.close(read_fd)
+        os.close(alive_write)
         code = 1
         try:
+            # Until ready, a signal ends us at once, even inside a long C call (nothing is
+            # mounted before libfuse installs its own handlers, which unmount on SIGTERM).
+            for signo in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signo, signal.SIG_DFL)
+            _die_with_parent(alive_read)
             os.setsid()
             os.chdir("/")
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -144,7 +221,8 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str) -> in
             os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
 
             def ready() -> None:
-                os.write(write_fd, _READY)
+                with contextlib.suppress(BrokenPipeError):  # gone: _die_with_parent ends us
+                    os.write(write_fd, _READY)
                 os.dup2(devnull, 2)
                 os.close(write_fd)
 
@@ -156,23 +234,51 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str) -> in
         finally:
             os._exit(code)
     os.close(write_fd)
+    os.close(alive_read)
     output = b""
-    deadline = time.monotonic() + _STARTUP_TIMEOUT
+    started = time.monotonic()
+    deadline = started + _STARTUP_TIMEOUT
+    said = ""
     try:
         while _READY not in output:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
-                os.kill(pid, signal.SIGTERM)
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0:  # the daemon is ended below, as for a cancel
                 raise MountError(f"timed out waiting for the mount at {mountpoint}")
+            if now - started >= WAIT_NOTICE_SECONDS:
+                doing = waiting_for() if waiting_for is not None else "mount"
+                if doing != said:
+                    said = doing
+                    print(f"sessionfs: waiting for the daemon (pid {pid}) to {doing} at "
+                          f"{mountpoint} ({now - started:.0f} s; Ctrl-C cancels)",
+                          file=sys.stderr, flush=True)
+                step = min(remaining, 1.0)
+            else:
+                step = min(remaining, started + WAIT_NOTICE_SECONDS - now)
+            if not select.select([read_fd], [], [], step)[0]:
+                continue
             chunk = os.read(read_fd, 65536)
             if not chunk:
                 break
             output += chunk
+    except BaseException:  # timed out or cancelled (Ctrl-C, SIGTERM): nothing stays mounted
+        os.close(alive_write)
+        _stop_child(pid)
+        if cleanup is not None:
+            cleanup()
+        raise
     finally:
         os.close(read_fd)
     if _READY in output:
+        try:
+            os.write(alive_write, _CONFIRMED)  # from now on the mount outlives the command
+        finally:
+            os.close(alive_write)
         return 0
+    os.close(alive_write)
     os.waitpid(pid, 0)
+    if cleanup is not None:
+        cleanup()
     lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines()
              if line.strip() and not _LIBFUSE_NOISE.search(line)]
     libfuse = [line for line in lines if line.startswith(("fuse:", "fusermount"))]

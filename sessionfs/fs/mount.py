@@ -446,7 +446,33 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     if options.foreground:
         return _serve(opened, target, options, log_handler=log_handler)
     return daemon.daemonize(
-        lambda ready: _serve(opened, target, options, ready, log_handler), target)
+        lambda ready: _serve(opened, target, options, ready, log_handler), target,
+        waiting_for=lambda: _waiting_for(target), cleanup=lambda: _clear_leftover(target))
+
+
+def _waiting_for(mountpoint: str) -> str:
+    """What a daemon that is not ready yet is doing, as the mount table shows it."""
+    try:
+        entry = mount_entry(mountpoint)
+    except OSError:
+        entry = None
+    if entry is not None and entry[0] == FSTYPE:
+        return "answer the kernel's first request (INIT)"
+    return "open the store and mount it"
+
+
+def _clear_leftover(mountpoint: str) -> None:
+    """Unmount the sessionfs mount a daemon that never got ready may have left (killed between
+    mount(2) and libfuse's signal handlers); anything else there is left alone."""
+    try:
+        entry = mount_entry(mountpoint)
+    except OSError:
+        return
+    if entry is not None and entry[0] == FSTYPE:
+        try:
+            unmount(mountpoint)
+        except MountError as exc:
+            log.warning("%s", exc)
 
 
 def unmount(mountpoint: os.PathLike[str] | str) -> None:

@@ -241,7 +241,9 @@ class SessionView(DirectoryHandles):
         if stat.S_ISDIR(mode):
             return stat.S_IFDIR | self._dir_bits
         if stat.S_ISREG(mode):
-            if not mode & 0o200:  # a read-only file (transcript.jsonl) stays read-only
+            # a read-only file (transcript.jsonl) stays read-only, and so does every file of a
+            # read-only mount (--read-only, SQLite): ls -l shows what a write will meet
+            if not mode & 0o200 or self.read_only_reason is not None:
                 return stat.S_IFREG | (self._file_bits & 0o444)
             return stat.S_IFREG | self._file_bits
         return mode
