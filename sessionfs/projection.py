@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from sessionfs import jsonfmt, keys
-from sessionfs.errors import SessionfsError
+from sessionfs.errors import InvalidJSON, SessionfsError, StoreCorrupt
 from sessionfs.jsonfmt.numbers import numbers_like_javascript
 from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
 from sessionfs.store.base import Entry
@@ -416,12 +416,17 @@ def render(store: Store, transcripts_dir: str, version: object = None,
         with open(store.path, "rb") as stream:  # one open file: one version of it
             data = stream.read()
             mtime_ns = os.fstat(stream.fileno()).st_mtime_ns
-        document = jsonfmt.loads(data)
-        if isinstance(document, dict):
-            present = _names_in(store.path.parent)
-            for key, entry in document.items():
-                if isinstance(entry, dict):
-                    _add_name(names, key, entry, present)
+        try:
+            document = jsonfmt.loads(data)
+        except InvalidJSON as exc:  # the store is damaged (EIO), not the caller's input
+            raise StoreCorrupt(store.path, "file is empty (0 bytes)" if not data else
+                               f"not valid JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise StoreCorrupt(store.path, "not a JSON object")
+        present = _names_in(store.path.parent)
+        for key, entry in document.items():
+            if isinstance(entry, dict):
+                _add_name(names, key, entry, present)
         return Projection(version, [data], mtime_ns, names)
     fresh: Memo = {}
     members: list[tuple[str, bytes]] = []
