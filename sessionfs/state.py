@@ -69,6 +69,8 @@ _STORE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sessions", (LEGACY_NAME, DIRECTORY_NAME)),
     ("agent", (SQLITE_NAME, SQLITE_NAME + "-wal", SQLITE_NAME + "-shm")),
 )
+#: Checked for links but not part of the signature: they come and go with connections.
+_TRANSIENT = frozenset({SQLITE_NAME + "-wal", SQLITE_NAME + "-shm"})
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ class AgentScan:
     """One look at ``agents/<id>`` (``lstat`` only: nothing is opened, no link is followed).
 
     ``signature`` changes whenever the agent's store could have moved or been replaced (a
-    folder's or a store file's inode, mtime or size), so a mount locates and opens the agent
-    again only then. ``refusal`` says why the agent must not be served (a symbolic link).
+    folder's inode, a store file's appearance, inode, mtime or size), so a mount locates and
+    opens the agent again only then. ``refusal`` says why the agent must not be served (a
+    symbolic link).
     """
 
     signature: tuple[object, ...]
@@ -122,7 +125,7 @@ def scan_agent(state: Path, agent_id: str, mountpoint: str | None = None) -> Age
         return AgentScan((), _link_refusal(folder, shown, mountpoint))
     if not stat.S_ISDIR(st.st_mode):
         return None
-    signature: list[object] = [(st.st_ino, st.st_mtime_ns)]
+    signature: list[object] = [st.st_ino]
     present = False
     for sub, names in _STORE_PARTS:
         path = folder / sub
@@ -139,20 +142,22 @@ def scan_agent(state: Path, agent_id: str, mountpoint: str | None = None) -> Age
         if not stat.S_ISDIR(sub_st.st_mode):
             signature.append(("not a folder", sub_st.st_ino))
             continue
-        signature.append((sub_st.st_ino, sub_st.st_mtime_ns))
+        signature.append(sub_st.st_ino)
         for name in names:
             try:
                 file_st = os.lstat(path / name)
             except FileNotFoundError:
-                signature.append(None)
+                if name not in _TRANSIENT:
+                    signature.append(None)
                 continue
             except OSError as exc:
                 return AgentScan((), f"{shown}/{sub}/{name}: cannot look at it ({exc.strerror})")
             if stat.S_ISLNK(file_st.st_mode):
                 return AgentScan((), _link_refusal(path / name, f"{shown}/{sub}/{name}",
                                                    mountpoint))
-            signature.append((file_st.st_ino, file_st.st_mtime_ns, file_st.st_size,
-                              stat.S_IFMT(file_st.st_mode)))
+            if name not in _TRANSIENT:
+                signature.append((file_st.st_ino, file_st.st_mtime_ns, file_st.st_size,
+                                  stat.S_IFMT(file_st.st_mode)))
     if not present:
         return None
     return AgentScan(tuple(signature))
