@@ -51,6 +51,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
+from sessionfs.fs import daemon
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
@@ -85,6 +86,10 @@ _SETTLE_NS = 2_000_000_000
 #: A vanished agent's store (its database descriptors) is closed this long after it vanished,
 #: once no open file of it is left.
 RETIRE_GRACE = 5.0
+#: After a new rendering at least this big, freed heap goes back to the OS at once: rendering
+#: 100k SQLite sessions parses every entry, and glibc would keep ~100 MB of those temporaries
+#: until the next periodic trim (daemon.start_heap_trimmer, every 15 s).
+TRIM_AFTER_BYTES = 8 << 20
 EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only in the state "
                 "mount; edit sessions.d/<name>/meta.json instead")
 
@@ -160,6 +165,8 @@ class _Agent:
     #: file-era candidate file names (the entry is not read again per stat/open)
     transcripts: dict[str, tuple[object, TranscriptSource | tuple[str, ...]]] = field(
         default_factory=dict)
+    #: the token of the last rendering served (a new one may free a lot: _projection trims)
+    rendered: str = ""
 
     @property
     def prefix(self) -> str:
@@ -199,6 +206,14 @@ class _Opener:
         finally:
             self.done.set()
             self._finished()
+
+
+def _trim_heap() -> None:
+    """glibc's ``malloc_trim(0)`` now (see ``TRIM_AFTER_BYTES``)."""
+    libc = daemon._libc()  # the daemon's one way to reach libc
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _under(path: str, folder: str) -> bool:
@@ -490,6 +505,10 @@ class StateView(DirectoryHandles):
         if agent.agent_id in self._damage:
             with self._lock:
                 self._damage.pop(agent.agent_id, None)
+        if projection.token != agent.rendered:
+            agent.rendered = projection.token
+            if projection.size >= TRIM_AFTER_BYTES:
+                _trim_heap()
         return projection
 
     def _invalidate(self, path: str) -> None:
