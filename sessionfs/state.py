@@ -66,11 +66,11 @@ def find_agents(state: os.PathLike[str] | str) -> dict[str, StoreLocation]:
 # -- what a mount of a state directory may open (sessionfs.fs.state_view) ----------------------
 #: The names below ``agents/<id>`` a store is made of, by folder: looked at with ``lstat`` only.
 _STORE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("sessions", (LEGACY_NAME, DIRECTORY_NAME)),
+    ("sessions", (LEGACY_NAME, DIRECTORY_NAME, LEGACY_NAME + ".lock")),
     ("agent", (SQLITE_NAME, SQLITE_NAME + "-wal", SQLITE_NAME + "-shm")),
 )
-#: Checked for links but not part of the signature: they come and go with connections.
-_TRANSIENT = frozenset({SQLITE_NAME + "-wal", SQLITE_NAME + "-shm"})
+#: Checked for links but not part of the signature: they come and go (connections, the lock).
+_TRANSIENT = frozenset({SQLITE_NAME + "-wal", SQLITE_NAME + "-shm", LEGACY_NAME + ".lock"})
 
 
 @dataclass(frozen=True)

@@ -259,12 +259,22 @@ def test_a_locked_agent_appearing_while_mounted_delays_only_itself(base: Path) -
 
 
 # -- 5. links out of STATE are never followed ---------------------------------------------------
-@pytest.mark.parametrize("link", ["sessions", "agent", "sessions.json", "sessions.d", "database"])
+@pytest.mark.parametrize("link", ["sessions", "agent", "sessions.json", "sessions.d", "database",
+                                  "sessions.json.lock", "database-wal"])
 def test_links_out_of_the_state_directory_are_never_followed(base: Path, link: str) -> None:
     state, mp, outside = base / "state", base / "mnt", base / "outside"
     legacy_agent(state, "main")
     x = state / "agents/x"
-    if link in ("sessions", "sessions.json", "sessions.d"):
+    if link == "sessions.json.lock":  # the store itself inside STATE, its lock planted
+        legacy_agent(outside, "x", seed=9)
+        legacy_agent(state, "x", seed=10)
+        os.symlink(outside / "agents/x/sessions/sessions.json", x / "sessions" / link)
+    elif link == "database-wal":
+        db = sqlite_agent(outside, "x", seed=9)
+        mine = sqlite_agent(state, "x", seed=10)
+        Path(f"{mine}-wal").unlink(missing_ok=True)
+        os.symlink(db, f"{mine}-wal")
+    elif link in ("sessions", "sessions.json", "sessions.d"):
         folder = legacy_agent(outside, "x", seed=9)
         if link == "sessions.d":
             migrate(folder)
