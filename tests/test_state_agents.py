@@ -7,6 +7,7 @@ test (and the FUSE connection is aborted so the suite goes on), it never hangs t
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sqlite3
@@ -258,6 +259,33 @@ def test_a_locked_agent_appearing_while_mounted_delays_only_itself(base: Path) -
     mount.assert_no_internal_errors()
 
 
+def test_a_locked_imported_agent_is_busy_never_its_retained_files(base: Path) -> None:
+    """An agent openclaw imported keeps its file-era sessions.json beside the database; while
+    the database is locked the mount must not take it for unreadable and serve those stale
+    files (nor keep serving them once the lock is gone)."""
+    state, mp = base / "state", base / "mnt"
+    legacy_agent(state, "ok")
+    db = sqlite_agent(state, "imported", seed=11)
+    stale = generate_entries(2, seed=12)
+    write_legacy_store(state / "agents/imported/sessions", stale)
+    locker = Locker(db)
+    try:
+        with mount_state(base) as mount:
+            held_until = time.monotonic() + 4.0  # the lock outlasts every opener's try
+            while time.monotonic() < held_until:
+                outcome, _took = read_through(mp, mp / "agents/imported/sessions/sessions.json")
+                assert outcome == "errno EAGAIN", outcome
+                time.sleep(0.3)  # a reader coming back later: there is nothing to await
+            locker.release()
+            assert wait_for(lambda: read_through(
+                mp, mp / "agents/imported/sessions/sessions.json")[0].startswith("ok "), 10)
+            shown = json.loads((mp / "agents/imported/sessions/sessions.json").read_bytes())
+            assert len(shown) == 4 and not set(shown) & set(stale)
+        mount.assert_no_internal_errors()
+    finally:
+        locker.release()
+
+
 # -- 5. links out of STATE are never followed ---------------------------------------------------
 @pytest.mark.parametrize("link", ["sessions", "agent", "sessions.json", "sessions.d", "database",
                                   "sessions.json.lock", "database-wal"])
@@ -422,8 +450,8 @@ def test_agents_are_not_opened_again_at_every_rescan(base: Path,
         assert len(view.agents()) == 35
     assert located == []
     legacy_agent(state, "a07", seed=77)  # rewritten: a new sessions.json inode
-    agents = view.agents()
-    assert located == ["a07"]
+    agents = view.agents()  # a07 is located again in the background, served meanwhile
+    assert wait_for(lambda: located == ["a07"], 5), located
     changed = {agent_id for agent_id, agent in agents.items()
                if agent.projector.get().token != renderings[agent_id]}
     assert changed == {"a07"}

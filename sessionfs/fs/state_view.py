@@ -18,9 +18,11 @@ mtime changed, and each agent folder is looked at with ``lstat`` alone
 changed. Nothing of a store is reached through a symbolic link (a link could lead out of STATE,
 or into this very mount, where the daemon would wait on itself): such an agent is listed, its
 files answer ELOOP and ``.sessionfs/errors`` and ``status`` say what was skipped. Agents are
-opened each in its own thread, outside every lock, and a rescan waits for them at most
-``OPEN_DEADLINE``: one agent whose database another process holds locked is shown as busy
-(EAGAIN, and a line in ``errors``) while every other agent is served at once. A damaged agent
+opened each in its own thread, outside every lock; a rescan waits at most ``OPEN_DEADLINE``
+for agents it has not seen before, and none for those it knows (shown as they were until
+opened again). One agent whose database another process holds locked is shown as busy
+(EAGAIN, and a line in ``errors``; tried again every ``BUSY_RETRY`` in the background) while
+every other agent is served at once. A damaged agent
 (an unreadable database, an emptied ``sessions.json``) stays listed and answers EIO with the
 reason in ``errors`` and ``status``; nothing vanishes. Rescans run one at a time and nobody
 waits for one: the others serve what the last rescan found.
@@ -60,8 +62,9 @@ from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
 from sessionfs.state import scan_agent, state_refusal
-from sessionfs.store import SqliteStore, StoreLocation, locate_store, open_store
+from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
+from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
 __all__ = ["StateRoot", "StateView"]
 
@@ -78,6 +81,8 @@ _TRANSCRIPT_CACHE_LIMIT = 50_000
 OPEN_DEADLINE = 1.0
 #: A served SQLite agent waits this long for another process's lock, then answers EBUSY (the
 #: store's own default, 60 s, would hold a reader of the whole mount that long).
+#: A busy agent is tried again this often (in the background: nobody waits for it).
+BUSY_RETRY = 1.0
 SERVE_BUSY_TIMEOUT = 0.25
 SERVE_BUSY_DEADLINE = 2.0
 #: ``agents/`` listed within this long after its mtime is listed again at the next rescan
@@ -183,6 +188,7 @@ class _Problem:
 
 
 _Opened = _Agent | _Problem | None  # None: the folder holds no store (not an agent)
+_Settled = tuple[tuple[object, ...], _Opened, float]  # signature, what it gave, when
 
 
 class _Opener:
@@ -265,8 +271,8 @@ class StateView(DirectoryHandles):
         self._scan_lock = threading.Lock()  # one rescan at a time; nobody waits for it
         self._rescan_soon = False  # an opener finished after its rescan stopped waiting
         self._listing: tuple[tuple[int, int] | None, list[str]] = (None, [])
-        #: agent id -> (its AgentScan signature, what opening it gave)
-        self._settled: dict[str, tuple[tuple[object, ...], _Opened]] = {}
+        #: agent id -> (its AgentScan signature, what opening it gave, when)
+        self._settled: dict[str, _Settled] = {}
         self._openers: dict[str, _Opener] = {}
         self._retired: list[tuple[float, _Agent]] = []
         self._started_ns = time.time_ns()
@@ -312,8 +318,9 @@ class StateView(DirectoryHandles):
             return
         names = self._agent_names()
         results: dict[str, _Opened] = {}
-        settled: dict[str, tuple[tuple[object, ...], _Opened]] = {}
+        settled: dict[str, _Settled] = {}
         waiting: list[tuple[str, _Opener]] = []
+        now = time.monotonic()
         for name in names:
             scan = scan_agent(self.state, name, self._mount_real)
             if scan is None:
@@ -322,28 +329,35 @@ class StateView(DirectoryHandles):
                 results[name] = _Problem(errno.ELOOP, scan.refusal)
                 continue
             before = self._settled.get(name)
-            if before is not None and before[0] == scan.signature and not _busy(before[1]):
+            opener = self._openers.get(name)
+            if opener is not None and opener.done.is_set():  # finished since: its result
+                del self._openers[name]
+                before, opener = (opener.signature, opener.result, now), None
+            if before is not None and before[0] == scan.signature and (
+                    not _busy(before[1]) or now - before[2] < BUSY_RETRY):
                 results[name], settled[name] = before[1], before
                 continue
-            opener = self._openers.get(name)
-            if opener is None or (opener.done.is_set() and opener.signature != scan.signature):
-                known = self._agents.get(name)
-                opener = _Opener(name, scan.signature, functools.partial(self._locate, name, known),
+            started = opener is None
+            if opener is None:
+                opener = _Opener(name, scan.signature,
+                                 functools.partial(self._locate, name, self._agents.get(name)),
                                  self._opener_finished)
                 self._openers[name] = opener
-            waiting.append((name, opener))
+            if before is not None and before[1] is not None:
+                # served (or refused) before: shown as it was until the opener finishes
+                results[name], settled[name] = before[1], before
+            elif started:
+                waiting.append((name, opener))  # new: waited for, briefly
+            else:
+                results[name] = self._still_opening(name)
         deadline = time.monotonic() + OPEN_DEADLINE
         for name, opener in waiting:
             if not opener.done.wait(max(0.0, deadline - time.monotonic())):
-                known = self._agents.get(name)
-                results[name] = known if known is not None else _Problem(
-                    errno.EAGAIN, f"agents/{name}: busy: its store did not open within "
-                    f"{OPEN_DEADLINE:g}s (a database another process holds locked?); "
-                    "tried again in the background")
+                results[name] = self._still_opening(name)
                 continue
             del self._openers[name]
             results[name] = opener.result
-            settled[name] = (opener.signature, opener.result)
+            settled[name] = (opener.signature, opener.result, time.monotonic())
         agents = {name: r for name, r in results.items() if isinstance(r, _Agent)}
         problems = {name: r for name, r in results.items() if isinstance(r, _Problem)}
         for name, opener in list(self._openers.items()):
@@ -352,6 +366,12 @@ class StateView(DirectoryHandles):
                 if isinstance(opener.result, _Agent):
                     self._retired.append((time.monotonic(), opener.result))
         self._install(agents, problems, settled, None)
+
+    @staticmethod
+    def _still_opening(name: str) -> _Problem:
+        return _Problem(errno.EAGAIN, f"agents/{name}: busy: its store did not open within "
+                        f"{OPEN_DEADLINE:g}s (a database another process holds locked?); "
+                        "tried again in the background")
 
     def _agent_names(self) -> list[str]:
         """The names in ``agents/``, listed again only when its inode or mtime changed (or
@@ -374,8 +394,7 @@ class StateView(DirectoryHandles):
         return names
 
     def _install(self, agents: dict[str, _Agent], problems: dict[str, _Problem],
-                 settled: dict[str, tuple[tuple[object, ...], _Opened]],
-                 root: _Problem | None) -> None:
+                 settled: dict[str, _Settled], root: _Problem | None) -> None:
         """Swap in what a rescan found; stores of agents no longer served are retired."""
         kept = {id(agent) for agent in agents.values()}
         now = time.monotonic()
@@ -415,9 +434,16 @@ class StateView(DirectoryHandles):
         self._rescan_soon = True
 
     def _locate(self, agent_id: str, known: _Agent | None) -> _Opened:
-        """Where agent ``agent_id``'s store is now, opened (in an :class:`_Opener` thread)."""
+        """Where agent ``agent_id``'s store is now, opened (in an :class:`_Opener` thread).
+        A database another process holds locked makes the agent busy (retried at the next
+        rescan): locating would take it for unreadable and pick retained file-era files."""
+        folder = self.state / "agents" / agent_id
+        db = folder / "agent" / SQLITE_NAME
+        if is_sqlite_file(db) and is_locked(db):
+            return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: another process holds "
+                            f"its database {db} locked; tried again at every rescan")
         try:
-            location = locate_store(self.state / "agents" / agent_id)
+            location = locate_store(folder)
         except OSError as exc:
             return _Problem(errno.EIO, f"agents/{agent_id}: cannot look at its store: {exc}")
         if location.layout is None:
