@@ -122,7 +122,7 @@ def mount_state(base: Path, *args: str) -> Mount:
 
 
 # -- 1. a link into the mount never makes the daemon wait on itself -------------------------------
-@pytest.mark.parametrize("link", ["sessions", "agent", "sessions.json", "agents"])
+@pytest.mark.parametrize("link", ["sessions", "agent", "sessions.json", "agents", "agent folder"])
 def test_a_link_into_the_mount_never_hangs_it(base: Path, link: str) -> None:
     state, mp = base / "state", base / "mnt"
     legacy_agent(state, "main")
@@ -138,6 +138,8 @@ def test_a_link_into_the_mount_never_hangs_it(base: Path, link: str) -> None:
         elif link == "agent":
             (state / "agents/loop").mkdir()
             os.symlink(mp / "agents/sql/sessions", state / "agents/loop/agent")
+        elif link == "agent folder":
+            os.symlink(mp / "agents/main", state / "agents/loop")
         elif link == "sessions.json":
             os.symlink(mp / "agents/main/sessions/sessions.json",
                        state / "agents/loop/sessions/sessions.json")
