@@ -205,6 +205,8 @@ def _healthy_state(base: Path) -> tuple[Path, Path]:
 
 
 def test_a_locked_database_at_mount_time_delays_only_its_agent(base: Path) -> None:
+    """Bounds are loose for a loaded machine (2 shared cores); before the fix the mount did
+    not come up for 60 s, and every rescan then froze every agent for 60 s again."""
     _state, db = _healthy_state(base)
     mp = base / "mnt"
     locker = Locker(db)
@@ -215,12 +217,12 @@ def test_a_locked_database_at_mount_time_delays_only_its_agent(base: Path) -> No
             started = time.monotonic()
             assert listing(mp, mp / "agents") == ["fine", "locked", "ok"]
             outcome, took = read_through(mp, mp / "agents/ok/sessions/sessions.json")
-            assert outcome.startswith("ok ") and took < 2.0, (outcome, took)
+            assert outcome.startswith("ok ") and took < 3.0, (outcome, took)
             outcome, took = read_through(mp, mp / "agents/fine/sessions/sessions.json")
-            assert outcome.startswith("ok ") and took < 2.0, (outcome, took)
-            assert time.monotonic() - started < 5.0
+            assert outcome.startswith("ok ") and took < 3.0, (outcome, took)
+            assert time.monotonic() - started < 10.0
             outcome, took = read_through(mp, mp / "agents/locked/sessions/sessions.json")
-            assert outcome == "errno EAGAIN" and took < 3.0, (outcome, took)
+            assert outcome == "errno EAGAIN" and took < 5.0, (outcome, took)
             errors = control(mp, "errors")
             assert "agents/locked EAGAIN" in errors and "busy" in errors
             locker.release()
@@ -249,10 +251,10 @@ def test_a_locked_agent_appearing_while_mounted_delays_only_itself(base: Path) -
             assert listing(mp, mp / "agents") == ["fine", "late", "locked", "ok"]
             for agent in ("ok", "fine", "locked"):
                 outcome, took = read_through(mp, mp / f"agents/{agent}/sessions/sessions.json")
-                assert outcome.startswith("ok ") and took < 1.5, (agent, outcome, took)
+                assert outcome.startswith("ok ") and took < 3.0, (agent, outcome, took)
             outcome, _took = read_through(mp, mp / "agents/late/sessions/sessions.json")
             assert outcome == "errno EAGAIN", outcome
-            assert time.monotonic() - started < 6.0
+            assert time.monotonic() - started < 10.0
             assert "agents/late EAGAIN" in control(mp, "errors")
         finally:
             locker.release()
