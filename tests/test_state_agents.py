@@ -212,7 +212,7 @@ def test_a_locked_database_at_mount_time_delays_only_its_agent(base: Path) -> No
     locker = Locker(db)
     try:
         mount = mount_state(base)
-        mount.start(timeout=15)
+        mount.start_timeout = 15.0  # the defect: not mounted for 60 s
         with mount:
             started = time.monotonic()
             assert listing(mp, mp / "agents") == ["fine", "locked", "ok"]
