@@ -6,6 +6,7 @@
                                             [--mount-args='--timeout 60']
     .venv/bin/python scripts/bench.py sqlite [--quick] [--json PATH] [--workdir DIR]
     .venv/bin/python scripts/bench.py state [--quick] [--json PATH] [--sessions N]
+    .venv/bin/python scripts/bench.py gateway [--n 50] [--state STATE] [--json PATH]
 
 Each subcommand lives in its own module beside this entry point: ``bench_store.py``,
 ``bench_mount.py``, ``bench_sqlite.py``, ``bench_state.py``, over ``bench_common.py`` (sizes,
@@ -58,6 +59,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import bench_gateway
 import bench_state
 from bench_mount import MountBench, daemon_main, floorfs_main
 from bench_sqlite import SqliteBench, floorfile_main
@@ -70,7 +72,7 @@ from bench_store import StoreBench, worker_main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{store,mount,sqlite,state}")
+                                     metavar="{store,mount,sqlite,state,gateway}")
     for name, help_text in (("store", "the store API in both layouts, and migration"),
                             ("mount", "the FUSE mount against direct file access"),
                             ("sqlite", "the SQLite generation and transcripts through the mount")):
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="the state mount against the same files on disk "
                                 "(options: bench.py state --help)")
     state.add_argument("rest", nargs=argparse.REMAINDER)
+    gateway = commands.add_parser("gateway", add_help=False,
+                                  help="a save through the mount against a bare sessions.patch "
+                                  "(real openclaw Gateway; options: bench.py gateway --help)")
+    gateway.add_argument("rest", nargs=argparse.REMAINDER)
     worker = commands.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("spec")
     floorfs = commands.add_parser("_floorfs", help=argparse.SUPPRESS)
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["state"]:  # its own options (scripts/bench_state.py parses them)
         return bench_state.main(argv[1:])
+    if argv[:1] == ["gateway"]:  # its own options (scripts/bench_gateway.py parses them)
+        return bench_gateway.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "_worker":
         return worker_main(args.spec)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sessionfs import jsonfmt
 from sessionfs.atomic import is_temp_name
-from sessionfs.entry import parse_entry
+from sessionfs.entry import parse_entry, parse_new_entry
 from sessionfs.errors import (
     ReadOnlyStore,
     SessionfsError,
@@ -152,8 +152,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     rest = _split_store(args, args.positionals, 1, 2)
     key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
     store = _open(args)
-    if store.layout == "sqlite":
-        store.put(key, {})  # refused with the reason, before reading any input
+    if store.layout == "sqlite":  # no live Gateway: refused with the reason, before any input
+        store._require_writable()
     if source == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -161,6 +161,12 @@ def cmd_put(args: argparse.Namespace) -> int:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+    if store.layout == "sqlite" and key not in store:
+        # a new SQLite-era session: openclaw chooses its sessionId and updatedAt
+        # (sessions.create); the object gives label, displayName, category and patchable fields
+        made = store.create(key, parse_new_entry(data, key=key))  # type: ignore[attr-defined]
+        print(f"created {made}", file=sys.stderr)
+        return 0
     entry = parse_entry(data, key=key)
     changed = store.put(key, entry)
     print(f"{'wrote' if changed else 'unchanged'} {key}", file=sys.stderr)
@@ -295,6 +301,17 @@ def _refuse_sqlite(args: argparse.Namespace, what: str) -> None:
             "restore)")
 
 
+def _gateway_status(store: Store) -> dict[str, Any] | None:
+    """SQLite era: whether a live openclaw Gateway owns the store (writes possible), for
+    ``status``; None for the file era (no Gateway involved). Never the credential."""
+    if not getattr(store, "writes_through_gateway", False):
+        return None
+    found = store.gateway.owner()  # type: ignore[attr-defined]
+    if isinstance(found, str):
+        return {"live": False, "reason": found}
+    return {"live": True, "pid": found.pid, "port": found.port}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Where the store is, what generation, how many sessions, and what is wrong or stale."""
     _split_store(args, args.positionals, 0, 0)
@@ -302,19 +319,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         count = len(store.keys())
         refused = store.refused_rows()
+        reason = store.read_only_reason
+        gateway = _gateway_status(store)
         info = {"store": str(store.path), "generation": store.generation,
-                "sessions": count, "readOnly": store.read_only_reason,
+                "sessions": count, "readOnly": reason,
                 "staleFiles": [str(p) for p in store.stale_files],
                 "refusedRows": [{"key": r.key, "reason": r.reason, "remedy": r.remedy}
                                 for r in refused]}
+        if gateway is not None:
+            info["gateway"] = gateway
     finally:
         store.close()
     if args.json:
         _emit_json(info)
         return 0
-    reason = store.read_only_reason
     lines = [f"store: {info['store']}", f"generation: {info['generation']}",
              f"sessions: {count}", f"read-only: {f'yes ({reason})' if reason else 'no'}"]
+    if gateway is not None:
+        lines.append("gateway: " + (
+            f"live (pid {gateway['pid']}, 127.0.0.1:{gateway['port']}): writes go through it"
+            if gateway["live"] else f"not running ({gateway['reason']}): start it to edit"))
     lines += [f"stale: {p} (file era: openclaw no longer reads it; the database wins)"
               for p in store.stale_files]
     lines.append(f"refused rows: {len(refused)}")

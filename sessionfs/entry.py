@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_MAX_ENTRY_BYTES",
     "SESSION_ID_PATTERN",
     "parse_entry",
+    "parse_new_entry",
     "serialize_entry",
     "updated_at_from_bytes",
     "updated_at_ms",
@@ -111,6 +112,21 @@ def parse_entry(data: bytes, *, key: str | None = None,
     except InvalidJSON as exc:
         raise InvalidJSON(f"not valid JSON: {exc}") from exc
     validate_entry(entry, key=key)
+    return entry
+
+
+def parse_new_entry(data: bytes, *, key: str | None = None,
+                    max_size: int = DEFAULT_MAX_ENTRY_BYTES) -> dict[str, Any]:
+    """Bytes offered for a session openclaw's Gateway will create: a strict JSON object, which
+    needs no ``sessionId`` or ``updatedAt`` (openclaw chooses both)."""
+    if len(data) > max_size:
+        raise EntryTooLarge(f"entry is {len(data)} bytes, over the limit of {max_size} bytes")
+    try:
+        entry = jsonfmt.parse_document(data) if data.strip() else {}
+    except InvalidJSON as exc:
+        raise InvalidJSON(f"not valid JSON: {exc}") from exc
+    if not isinstance(entry, dict):
+        raise InvalidEntry(f"an entry must be a JSON object, not {_describe(entry)}", key=key)
     return entry
 
 

@@ -11,13 +11,20 @@ import errno as _errno
 
 __all__ = [
     "EntryTooLarge",
+    "FieldNotEditable",
+    "GatewayError",
+    "GatewayRefused",
+    "GatewayTimeout",
+    "GatewayUnavailable",
     "InvalidEntry",
     "InvalidJSON",
     "InvalidKey",
     "InvalidName",
     "LockTimeout",
     "MountError",
+    "NotPermitted",
     "ReadOnlyStore",
+    "SessionChanged",
     "SessionExists",
     "SessionNotFound",
     "SessionfsError",
@@ -166,3 +173,73 @@ class MountError(SessionfsError):
     """The filesystem could not be mounted or unmounted; the message says why."""
 
     exit_code = 1
+
+
+class GatewayUnavailable(ReadOnlyStore):
+    """A SQLite-era store can change only through its live openclaw Gateway, and none answers
+    (not running, stopped during the call, another profile on its port): EROFS, as the store is
+    read-only until a Gateway runs; the message says to start it."""
+
+    errno = _errno.EROFS
+
+
+class GatewayError(SessionfsError):
+    """The connection to the Gateway failed in a way a retry may fix (EIO: not the user's data)."""
+
+    errno = _errno.EIO
+
+
+class GatewayTimeout(GatewayError):
+    """The Gateway did not answer within the bound (ETIMEDOUT): a hung Gateway never hangs us."""
+
+    errno = _errno.ETIMEDOUT
+
+
+class GatewayRefused(SessionfsError):
+    """openclaw refused a call; its reason is the message.
+
+    EINVAL for a refused value (``label already in use``, an invalid ``thinkingLevel``),
+    EACCES for ``FORBIDDEN`` (a missing scope), EAGAIN for ``UNAVAILABLE`` (still starting,
+    catalog loading), ESTALE when the session changed in between (``session-changed``).
+    """
+
+    def __init__(self, method: str, code: str, reason: str, message: str) -> None:
+        super().__init__(f"openclaw refused {method}: {message}")
+        self.method = method
+        self.code = code
+        self.reason = reason
+        self.message = message
+        if reason == "session-changed":
+            self.errno = _errno.ESTALE
+        elif code == "FORBIDDEN":
+            self.errno = _errno.EACCES
+        elif code == "UNAVAILABLE":
+            self.errno = _errno.EAGAIN
+        else:
+            self.errno = _errno.EINVAL
+
+
+class SessionChanged(SessionfsError):
+    """The session was reset, replaced or deleted between the read a writer was shown and its
+    save (ESTALE: that read is stale); nothing was sent. Read it again and redo the change."""
+
+    errno = _errno.ESTALE
+
+
+class NotPermitted(SessionfsError):
+    """An action openclaw does not allow at all (deleting an agent's main session, changing a
+    session's key): EPERM, whatever the caller's rights; the message says what to do instead."""
+
+    errno = _errno.EPERM
+
+
+class FieldNotEditable(NotPermitted):
+    """A save changes a field openclaw lets no client change (``displayName``, ``updatedAt``,
+    tokens, ``delivery``, ``sessionId``, …): EPERM, as the field is the Gateway's alone; the
+    whole save is refused and the message names the field and what to do instead."""
+
+    errno = _errno.EPERM
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
 LIBRARY = ("atomic", "lock", "processes", "keys", "jsonfmt", "entry", "migrate", "maintenance",
-           "projection", "state", "errors")
+           "projection", "state", "errors", "gateway")
 FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
 
 

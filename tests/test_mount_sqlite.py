@@ -159,7 +159,8 @@ def test_every_write_fails_with_erofs_and_the_database_is_unchanged(mnt: Mount, 
             (mnt.dir(key) / "transcript.jsonl").read_bytes()
     assert (folder / "transcript.jsonl").read_bytes() == jsonl(TRANSCRIPTS[MAIN])
     errors = mnt.errors()
-    assert "EROFS read-only: the openclaw gateway is the single owner" in errors
+    assert "EROFS read-only: no openclaw Gateway is running for" in errors
+    assert "start the openclaw Gateway ('openclaw gateway run') to edit sessions" in errors
     status = (mnt.mp / ".sessionfs" / "status").read_text()
     assert "generation: sqlite (agent schema 23" in status and "refused rows: 0" in status
     mnt.stop()

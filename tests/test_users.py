@@ -159,6 +159,9 @@ def test_allow_other_shares_what_the_store_grants(base: Path, layout: str) -> No
     folder = make_store_folder(base, layout, ENTRIES)
     shared = folder / ("sessions.d" if layout == "directory" else "sessions.json")
     os.chmod(shared, 0o755 if layout == "directory" else 0o644)
+    os.chmod(folder, 0o755)  # the folder on the way too: others read it on disk (sessions.json)
+    if layout == "legacy":
+        assert as_nobody("cat", str(shared)).returncode == 0
     before = tree(folder)
     with Mount(folder, base / "mnt", "--allow-other") as mount:
         result = as_nobody("stat", "-c", "%a %u", str(mount.mp), str(mount.dir(MAIN)),

@@ -113,12 +113,14 @@ class SessionFUSE(PinnedFUSE):
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
         """mfusepy's getattr glue, with the ``struct stat`` filled field by field."""
         fh = fip.contents.fh if fip else None
-        mode, nlink, size, mtime_ns = self.operations.stat(_decode(self, path), fh)
+        found = self.operations.stat(_decode(self, path), fh)
+        mode, nlink, size, mtime_ns = found[:4]
         view = self.operations.view
         st = buf.contents
         st.st_dev = st.st_ino = st.st_rdev = st.st_blksize = 0
         st.st_mode, st.st_nlink = mode, nlink
-        st.st_uid, st.st_gid = view.uid, view.gid
+        # (mode, nlink, size, mtime_ns[, uid, gid]): the owner is the view's unless it says
+        st.st_uid, st.st_gid = (found[4], found[5]) if len(found) > 4 else (view.uid, view.gid)
         st.st_size, st.st_blocks = size, (size + 511) // 512
         sec, nsec = divmod(mtime_ns, 1_000_000_000)
         for stamp in (st.st_mtimespec, st.st_ctimespec, st.st_atimespec):
@@ -171,7 +173,9 @@ class SessionFUSE(PinnedFUSE):
             if plus and name != "." and name != "..":
                 found = view.entry_stat(prefix, name)
                 if found is not None:  # else: vanished; the kernel will LOOKUP it
-                    st.st_mode, st.st_nlink, st.st_size, stamp = found
+                    st.st_mode, st.st_nlink, st.st_size, stamp = found[:4]
+                    st.st_uid, st.st_gid = ((found[4], found[5]) if len(found) > 4
+                                            else (view.uid, view.gid))
                     st.st_blocks = (found[2] + 511) // 512
                     sec, nsec = divmod(stamp, 1_000_000_000)
                     mtime.tv_sec = ctime.tv_sec = atime.tv_sec = sec

@@ -25,7 +25,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import MountError, SessionfsError, UsageError
-from sessionfs.fs import daemon
+from sessionfs.fs import access, daemon
 from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
 
@@ -278,6 +278,11 @@ def _read_only_notice(store: Store, options: MountOptions) -> str | None:
     """One line for stderr when writes through the mount will not reach the store, or None."""
     if options.read_only:
         return f"note: serving {store.path} read-only (--read-only): writes fail with EROFS"
+    if getattr(store, "writes_through_gateway", False):
+        reason = store.read_only_reason
+        return (f"note: {store.path} changes only through the openclaw Gateway; "
+                + ("one is live now: writes go through it" if reason is None else
+                   f"now: {reason}; writes fail with EROFS until one runs"))
     if store.read_only_reason is not None:
         return (f"note: serving {store.path} read-only: {store.read_only_reason}; writes "
                 "fail with EROFS")
@@ -321,18 +326,14 @@ def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dic
 
 
 def shared_access(store: Store) -> dict[str, Any]:
-    """With ``--allow-other`` the mount grants what the store itself grants: its owner, group
-    and permission bits (of ``sessions.d``, or of ``sessions.json`` in the legacy layout) for
-    every folder and file, read/write bits only for files. A mount never opens the store wider
-    than its own modes (which matters when root mounts it); ``chmod`` the store to share it."""
-    try:
-        st = os.stat(store.path)
-    except OSError:  # nothing to share: the mounting user's 0700/0600
-        return {}
-    bits = stat.S_IMODE(st.st_mode) & 0o777
-    # of a file: a folder gets x wherever the file is readable
-    folder_bits = bits if stat.S_ISDIR(st.st_mode) else bits | ((bits & 0o444) >> 2)
-    return {"uid": st.st_uid, "gid": st.st_gid, "permissions": (folder_bits, bits & 0o666)}
+    """With ``--allow-other`` the mount grants what the store itself grants on disk: its owner,
+    group and permission bits (of ``sessions.d``, or of ``sessions.json`` / the database) for
+    every folder and file, read/write bits only for files, each class (owner, group, others)
+    only if it can search every folder on the way to the store (:mod:`sessionfs.fs.access`).
+    A mount never opens the store wider than the disk does (which matters when root mounts
+    it); ``chmod`` the store and its folders to share it."""
+    found = access.shared_access(store.path)
+    return {} if found is None else found.as_view_kwargs()
 
 
 FUSE_CONF = "/etc/fuse.conf"

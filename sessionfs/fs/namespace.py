@@ -85,7 +85,27 @@ class Namespace:
             with self.state.lock:
                 if self.state.scratch.get("", where.top) is not None:
                     fail(errno.EEXIST)
+            if self.state.through_gateway:  # sessions.create now; the folder is the session
+                self._create_through_gateway(path, key)
+                return
+            with self.state.lock:
                 self.state.pending[where.top] = time.time_ns()
+
+    def _create_through_gateway(self, path: str, key: str) -> None:
+        store = self.state.store
+        agent = getattr(store, "agent", None)
+        if agent is not None and not key.startswith(f"agent:{agent}:"):
+            reason = (f"mkdir: {key!r} is not a key of agent {agent!r} (openclaw would store "
+                      f"it under another name): name the folder agent--{agent}--…")
+            self.state.errors.add(path, errno.EINVAL, reason)
+            fail(errno.EINVAL, reason)
+        try:
+            store.create(key)  # type: ignore[attr-defined]
+        except (SessionfsError, OSError) as exc:
+            self.state.reject(path, exc)
+            raise
+        with self.state.lock:
+            self.index.changed(key)
 
     def rmdir(self, path: str) -> None:
         where = parse_path(path)
@@ -143,6 +163,12 @@ class Namespace:
         key, state = self.state.require_dir(top)
         if key is None or state != "session" or self.state.hidden_now(key):
             fail(errno.ENOENT)
+        if self.state.through_gateway:  # what openclaw never deletes is refused now
+            try:
+                self.state.store.check_delete(key)  # type: ignore[attr-defined]
+            except SessionfsError as exc:
+                self.state.reject(f"/{top}/meta.json", exc)
+                raise
         self.state.doom(key, top)
 
     def _require_root_scratch_target(self, top: str) -> None:
@@ -252,6 +278,9 @@ class Namespace:
                 self.state.store.rename(src_key, dst_key)
             except SessionExists:
                 fail(errno.ENOTEMPTY, f"{dst.top} is a session")
+            except SessionfsError as exc:  # openclaw has no key rename (EPERM): say why
+                self.state.reject(f"/{src.top}", exc)
+                raise
         with self.state.lock:
             if state == "session":
                 assert src_key is not None

@@ -84,6 +84,12 @@ def errno_boundary(method: F) -> F:
 overrides = mfusepy.overrides(mfusepy.Operations)
 
 
+def _caller() -> tuple[int, int]:
+    """``(uid, pid)`` of the process making the current FUSE call."""
+    uid, _gid, pid = mfusepy.fuse_get_context()
+    return int(uid), int(pid)
+
+
 class SessionOperations(mfusepy.Operations):
     """One method per FUSE callback, each a single :class:`SessionView` call."""
 
@@ -92,6 +98,8 @@ class SessionOperations(mfusepy.Operations):
     def __init__(self, view: SessionView, *, on_init: Callable[[], None] | None = None) -> None:
         self.view = view
         self._on_init = on_init
+        # who is calling: writes through the Gateway are the mounting user's (or root's) only
+        view.caller = _caller
 
     # -- lifecycle -------------------------------------------------------------------------------
     @overrides
@@ -115,8 +123,9 @@ class SessionOperations(mfusepy.Operations):
         return self.view.getattr(path, fh)
 
     @errno_boundary
-    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
-        """:meth:`getattr` as ``(mode, nlink, size, mtime_ns)``, for the glue's hot path."""
+    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, ...]:
+        """:meth:`getattr` as ``(mode, nlink, size, mtime_ns)`` (plus ``uid, gid`` from a view
+        whose owner differs by path), for the glue's hot path."""
         return self.view.stat(path, fh)
 
     @overrides

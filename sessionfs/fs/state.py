@@ -33,14 +33,22 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry, serialize_entry
-from sessionfs.errors import InvalidJSON, ReadOnlyStore, SessionfsError, SessionNotFound
+from sessionfs.errors import (
+    GatewayUnavailable,
+    InvalidJSON,
+    ReadOnlyStore,
+    SessionfsError,
+    SessionNotFound,
+)
 from sessionfs.fs.control import ErrorLog
 from sessionfs.fs.handles import MetaHandle
 from sessionfs.fs.index import SessionIndex
@@ -68,6 +76,9 @@ SNAPSHOT_CACHE_BYTES = 16 << 20
 #: follows (see :meth:`MountState.snapshot`), at most this many bytes: ``ls -l`` or a walk of
 #: 10k sessions of ~600 bytes keeps them all, 100k start over.
 PEEKED_BYTES = 16 << 20
+#: Gateway stores: (key, pid) -> bytes shown, for this many recent readers (see
+#: MountState.shown_by_pid).
+SHOWN_PER_PID = 1024
 #: Kept for callers of the earlier name: libfuse's hidden renames now wait :data:`UNLINK_GRACE`.
 DOOM_GRACE = UNLINK_GRACE
 
@@ -157,6 +168,19 @@ class MountState:
         #: Set by the adapter: drop the kernel's cached attributes of a path (a session folder
         #: whose mtime, i.e. updatedAt, this mount just changed).
         self.invalidate: Callable[[str], None] | None = None
+        #: A store written through the openclaw Gateway (SQLite era): writable while a Gateway
+        #: is live, decided per write; a save is diffed against what the writer was shown.
+        self.through_gateway = bool(getattr(store, "writes_through_gateway", False))
+        #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved
+        #: here), the base a save is diffed against (see :meth:`commit`); and the same per
+        #: (key, pid): an editor's save is diffed against what THAT process read, even when
+        #: another process (a cat, an indexer) read a newer version in between.
+        self.shown = EntryBytes(SNAPSHOT_CACHE_BYTES)
+        self.shown_by_pid: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        #: Set by the adapter: ``(uid, pid)`` of the process making the current call (writes
+        #: through the Gateway's credentials are the mounting user's or root's only).
+        self.caller: Callable[[], tuple[int, int]] | None = None
+        self.owner_uid = os.geteuid()
 
     # -- what the tree shows ----------------------------------------------------------------------
     def served(self, key: str) -> tuple[bytes, EntryRecord]:
@@ -323,6 +347,59 @@ class MountState:
     def require_writable(self) -> None:
         if self.read_only_reason is not None:
             raise ReadOnlyStore(f"read-only: {self.read_only_reason}")
+        if self.through_gateway:
+            self._require_gateway()
+
+    def _require_gateway(self) -> None:
+        """A write through the Gateway: only by the user who mounted (or root), who holds its
+        credentials (EACCES for others, whatever the modes); and only while a Gateway is live
+        (EROFS with the reason: it may start or stop at any time, no remount needed)."""
+        uid = self.caller()[0] if self.caller is not None else self.owner_uid
+        if uid not in (self.owner_uid, 0):
+            reason = (f"only the user who mounted (uid {self.owner_uid}) or root may change "
+                      "sessions: writes go through the openclaw Gateway with that user's "
+                      "credentials")
+            self.errors.add("/", errno.EACCES, f"uid {uid}: {reason}")
+            raise PermissionError(errno.EACCES, reason)
+        missing = self.store.read_only_reason  # is a Gateway live now?
+        if missing is not None:
+            self.errors.add("/", errno.EROFS, f"read-only: {missing}", quiet=True)
+            raise GatewayUnavailable(f"read-only: {missing}")
+
+    def remember_shown(self, key: str, data: bytes) -> None:
+        """A reader was shown ``data`` as ``key``'s meta.json: the base of its save (under the
+        lock; Gateway stores only)."""
+        if self.through_gateway:
+            self.shown.put(key, None, data)
+            pid = self._caller_pid()
+            if pid:
+                self.shown_by_pid[(key, pid)] = data
+                self.shown_by_pid.move_to_end((key, pid))
+                while len(self.shown_by_pid) > SHOWN_PER_PID:
+                    self.shown_by_pid.popitem(last=False)
+
+    def _caller_pid(self) -> int:
+        try:
+            return self.caller()[1] if self.caller is not None else 0
+        except Exception:  # outside a FUSE call (a timer): no process to name
+            return 0
+
+    def _base_of(self, key: str) -> dict[str, object] | None:
+        """The entry the writer was shown: what this process read, else what a reader was
+        last shown (None: unknown, the stored entry is the base)."""
+        pid = self._caller_pid()
+        with self.lock:
+            data = self.shown_by_pid.get((key, pid)) if pid else None
+            if data is None:
+                found = self.shown.get(key)
+                data = found[1] if found is not None else None
+        if data is None:
+            return None
+        try:
+            base = jsonfmt.loads(data)
+        except InvalidJSON:
+            return None
+        return base if isinstance(base, dict) else None
 
     def kept_keys(self) -> set[str]:
         """Keys the index must remember even when a listing no longer shows them (under the
@@ -423,10 +500,17 @@ class MountState:
                     cancelled = self.cancel_doom(key)
             try:
                 entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-                # a new key may not take another session's sessionId, except the one it moves
-                # away from (EEXIST from the store, recorded below like any refusal)
-                changed = self.store.put(key, entry, replacing=moving_from)
-            except ReadOnlyStore:
+                if self.through_gateway and moving_from is None:
+                    # one guarded sessions.patch of what changed since the writer's read
+                    changed = self.store.put_edited(  # type: ignore[attr-defined]
+                        key, entry, self._base_of(key))
+                else:
+                    # a new key may not take another session's sessionId, except the one it
+                    # moves away from (EEXIST from the store, recorded below like any refusal)
+                    changed = self.store.put(key, entry, replacing=moving_from)
+            except ReadOnlyStore as exc:
+                if self.through_gateway:  # the Gateway stopped: say so in errors
+                    self.reject(path, exc)
                 raise
             except (SessionfsError, OSError) as exc:  # invalid, lock timeout, ENOSPC, EIO, ...
                 if cancelled:  # refused: the old entry stays, and shows again
@@ -439,6 +523,7 @@ class MountState:
                 self._stored(key, top)
                 if raw != canonical:
                     self.overlay[key] = (raw, canonical)
+                self.remember_shown(key, raw)  # the writer has seen its own bytes
                 if replaces_file:  # the file renamed over is gone, as on any filesystem
                     self.retarget_open_files(key)
         if changed or replaces_file:
@@ -521,6 +606,9 @@ class MountState:
                 pass
             except (SessionfsError, OSError) as exc:
                 log.warning("could not delete %r (its meta.json was unlinked): %s", key, exc)
+                if self.through_gateway:  # the Gateway stopped or refused: errors says so
+                    self.errors.add(f"/{doom.top}", getattr(exc, "errno", None),
+                                    f"delete refused, the session stays: {exc}", quiet=True)
                 with self.lock:
                     self.hidden.pop(key, None)
                     if not had_pending:

@@ -27,13 +27,16 @@ every other agent is served at once. A damaged agent
 reason in ``errors`` and ``status``; nothing vanishes. Rescans run one at a time and nobody
 waits for one: the others serve what the last rescan found.
 
-Page cache: ``sessions.json`` and the transcripts are served through the kernel's page cache
-(no direct I/O) and opened with ``keep_cache`` while their bytes are unchanged since the last
-open, so a warm re-read never reaches this process. When the bytes changed, the open drops the
-cached pages and attributes of that path (``fuse_invalidate_path``), so a reader that stats and
-then reads ``st_size`` bytes gets the whole of one version. Each open file keeps the version it
-opened (a rendered ``sessions.json`` or a transcript source of fixed size): a store changing
-during a walk shows the old or the new version of a file, never a mix.
+Page cache: ``sessions.json`` is read with direct I/O, so each reader reads its own rendering
+whatever other readers opened (the page cache is one per path: readers overlapping a change
+would share pages of two versions). The transcripts are served through the kernel's page
+cache and opened with ``keep_cache`` while their bytes are unchanged since the last open, so a
+warm re-read never reaches this process; when the bytes changed, the open drops the cached
+pages and attributes of that path (``fuse_invalidate_path``), so a reader that stats and then
+reads ``st_size`` bytes gets the whole of one version. Each open file keeps the version it
+opened (a rendered ``sessions.json``, a transcript source), a transcript extended by what was
+appended once the reader asks past its end (``tail -f``): a store changing during a walk shows
+the old or the new version of a file, never a mix.
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ import functools
 import inspect
 import logging
 import os
+import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +58,8 @@ from typing import Any
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
 from sessionfs.fs import daemon
-from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ErrorLog
+from sessionfs.fs.access import Access, shared_access
+from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
 from sessionfs.fs.state import MountState
@@ -100,14 +105,22 @@ EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only 
 
 
 class _CachedBytes(Handle):
-    """An open rendering of ``sessions.json``: fixed bytes, through the page cache."""
+    """An open rendering of ``sessions.json``: fixed bytes, read with direct I/O.
 
-    direct_io = False
+    Not through the page cache: the kernel keeps one page cache per path, so two readers that
+    overlap a change (one opened the old rendering, one the new) would share pages of both
+    and either could read a mix (measured: 273 of 6,302 overlapping reads were invalid JSON).
+    With direct I/O every read is answered from the reader's own rendering. The cost is the
+    repeat read, which now reaches this process (80 MB: ~0.01 s from the page cache, ~0.1 s
+    served here; see the README's state mount figures)."""
+
+    direct_io = True
     noflush = True
 
-    def __init__(self, projection: Projection, keep_cache: bool) -> None:
+    def __init__(self, projection: Projection, keep_cache: bool, access: Access) -> None:
         self._projection = projection
         self.keep_cache = keep_cache
+        self.access = access
 
     def size(self) -> int:
         return self._projection.size
@@ -120,16 +133,28 @@ class _CachedBytes(Handle):
 
 
 class _TranscriptHandle(Handle):
-    """An open transcript: the source as it was at open (fixed size), read on demand."""
+    """An open transcript: the source as it was at open (fixed size), read on demand, replaced
+    by a longer one when the transcript grows under a reader that reached its end (``tail -f``
+    polls ``fstat`` and reads what was appended; as the store mount's ``transcript.jsonl``)."""
 
     direct_io = False
     noflush = True
 
     def __init__(self, source: TranscriptSource, keep_cache: bool,
-                 agent: _Agent | None = None) -> None:
+                 latest: Callable[[], TranscriptSource],
+                 measure: Callable[[], tuple[int, int, object]], access: Access,
+                 told: Callable[[], object], agent: _Agent | None = None) -> None:
         self.source = source
         self.keep_cache = keep_cache
+        self.access = access
         self.agent = agent  # its store stays open while this is (StateView._close_retired)
+        self._latest = latest
+        self._measure = measure
+        self._lock = threading.Lock()
+        #: an fstat reported it longer than opened (reads past the end then look again)
+        self._grew = False
+        #: the token of what a stat by path last told the kernel (None: nothing yet)
+        self._told = told
 
     def size(self) -> int:
         return self.source.size
@@ -137,11 +162,49 @@ class _TranscriptHandle(Handle):
     def mtime_ns(self) -> int:
         return self.source.mtime_ns
 
+    def current(self) -> tuple[int, int]:
+        """``(size, mtime_ns)`` for ``fstat``: the transcript now, never less than opened."""
+        source = self.source
+        try:
+            size, mtime_ns, _token = self._measure()
+        except (SessionfsError, OSError):  # gone or unreadable now: what was opened
+            return source.size, source.mtime_ns
+        if size > source.size:
+            self._grew = True
+            return size, mtime_ns
+        return source.size, source.mtime_ns
+
     def read(self, size: int, offset: int) -> bytes:
-        return self.source.read(offset, size)
+        """From the source opened; from the transcript now when the reader is past its end or
+        the kernel was told another size (fstat or stat since): a read that merely reaches the
+        end, as every first read's readahead does, asks nothing more of the store."""
+        source = self.source
+        if offset + size > source.size and (offset >= source.size or self._grew or
+                                            self._told() not in (None, source.token)):
+            source = self._grow()
+        return source.read(offset, size)
+
+    def _grow(self) -> TranscriptSource:
+        """The transcript now when it is longer than the source held (appended events)."""
+        with self._lock:
+            source = self.source
+            try:
+                fresh = self._latest()
+            except (SessionfsError, OSError):
+                return source
+            self._grew = False
+            if fresh is source:
+                return source
+            if fresh.size <= source.size:
+                fresh.close()
+                return source
+            self.source = fresh
+            source.close()
+            return fresh
 
     def release(self) -> None:
-        self.source.close()
+        with self._lock:
+            self.source.close()
 
 
 class _Delegated(Handle):
@@ -165,6 +228,8 @@ class _Agent:
     store: Store
     view: SessionView
     projector: Projector
+    #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
+    access: Access
     #: transcript name -> (projection version, what opens it without asking the store again):
     #: a shared SQLite source (no descriptor; its size holds while the version does), or the
     #: file-era candidate file names (the entry is not read again per stat/open)
@@ -240,7 +305,7 @@ class StateView(DirectoryHandles):
 
     def __init__(self, state: os.PathLike[str] | str, mountpoint: str, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
-                 uid: int | None = None, gid: int | None = None) -> None:
+                 uid: int | None = None, gid: int | None = None, share: bool = False) -> None:
         self.state = Path(os.path.abspath(state))
         self.path = self.state  # what mount options and logs name
         self.mountpoint = mountpoint.rstrip("/") or "/"
@@ -256,8 +321,20 @@ class StateView(DirectoryHandles):
         self.max_entry_size = max_entry_size
         self.read_only = read_only
         self.read_only_reason: str | None = None  # per agent; the mount itself is read-write
+        #: Set by the adapter: ``(uid, pid)`` of the process making the current call (agents'
+        #: views ask it for writes through the openclaw Gateway).
+        self.caller: Callable[[], tuple[int, int]] | None = None
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
+        #: ``--allow-other``: every part shows the owner, group and bits of what it comes from
+        #: on disk, capped by what each class can reach (:mod:`sessionfs.fs.access`): the
+        #: root the state dir's, ``agents/`` that folder's, ``agents/<id>/`` and below the
+        #: agent's store's, the control files no more than all of them. Otherwise the
+        #: mounting user's 0700/0600.
+        self.share = share
+        self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
+        self._root_access = self._shared(self.state)
+        self._agents_access = self._shared(self.state / "agents")
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()  # held only for swaps, never across filesystem calls
@@ -276,6 +353,7 @@ class StateView(DirectoryHandles):
         self._openers: dict[str, _Opener] = {}
         self._retired: list[tuple[float, _Agent]] = []
         self._started_ns = time.time_ns()
+        self._control = ControlFiles(self._started_ns)
         self._hide_inner_transcripts = not _view_accepts_transcripts_flag()
         #: path -> token of the bytes whose pages the kernel may hold (set at open)
         self._paged: dict[str, object] = {}
@@ -485,13 +563,16 @@ class StateView(DirectoryHandles):
             store.busy_timeout = SERVE_BUSY_TIMEOUT
             store.busy_deadline = SERVE_BUSY_DEADLINE
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
+        access = self._shared(store.path)
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
-                           read_only=self.read_only, uid=self.uid, gid=self.gid, **extra)
+                           read_only=self.read_only, **access.as_view_kwargs(), **extra)
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
+        # writes through an openclaw Gateway: only the mounting user's or root's
+        view.caller = lambda: self.caller() if self.caller else (os.geteuid(), 0)
         transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
         projector = Projector(store, transcripts_dir, recheck=self.timeout)
-        return _Agent(agent_id, location, store, view, projector)
+        return _Agent(agent_id, location, store, view, projector, access)
 
     def _agent(self, agent_id: str, depth: int) -> _Agent | None:
         """The served agent ``agent_id``; None for a listed agent that is not served, at its
@@ -588,52 +669,83 @@ class StateView(DirectoryHandles):
         fail(errno.ENOENT)
 
     # -- attributes ------------------------------------------------------------------------------
-    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
-        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
-                "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
+    def _shared(self, path: Path) -> Access:
+        """What ``path`` grants through the mount (``share``), else the mounting user's."""
+        if not self.share:
+            return self._own
+        return shared_access(path) or self._own
+
+    def _control_access(self) -> Access:
+        """The control files name every agent's sessions: no wider than any of them."""
+        access = self._root_access.narrowed(self._agents_access.dir_bits)
+        for agent in self.agents().values():
+            access = access.narrowed(agent.access.dir_bits)
+        return access
+
+    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1,
+               access: Access | None = None) -> dict[str, Any]:
+        """Attributes with ``mode``'s owner bits (rwx, r-x, rw-, r--) repeated for each class
+        ``access`` shows (the mounting user's 0700/0600 without ``share``)."""
+        access = access or self._own
+        pattern = ((mode >> 6) & 0o7) * 0o111
+        bits = access.dir_bits if stat.S_ISDIR(mode) else access.file_bits
+        mode = stat.S_IFMT(mode) | (pattern & bits)
+        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": access.uid,
+                "st_gid": access.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
-    def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
-        """``(st_mode, st_nlink, st_size, st_mtime ns)``, what the adapter's getattr glue fills
-        the kernel's stat from (``SessionView.stat``); owner and group are this view's."""
+    def stat(self, path: str | None, fh: int | None = None
+             ) -> tuple[int, int, int, int, int, int]:
+        """``(st_mode, st_nlink, st_size, st_mtime ns, st_uid, st_gid)``, what the adapter's
+        getattr glue fills the kernel's stat from (``SessionView.stat`` plus the owner, which
+        differs by path with ``share``)."""
         attrs = self.getattr(path, fh)
-        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
+        return (attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"],
+                attrs["st_uid"], attrs["st_gid"])
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         handle = self.handles.find(fh)
         if isinstance(handle, _Delegated):
             return handle.agent.view.getattr(None, handle.inner_fh)
+        if isinstance(handle, _TranscriptHandle):
+            return self._attrs(READ_ONLY_FILE, *handle.current(), access=handle.access)
+        if isinstance(handle, ConstHandle):
+            return self._attrs(FILE_MODE, handle.size(), handle.mtime_ns(),
+                               access=self._control_access())
         if handle is not None and not isinstance(handle, DirHandle):
-            mode = FILE_MODE if isinstance(handle, ConstHandle) else READ_ONLY_FILE
-            return self._attrs(mode, handle.size(), handle.mtime_ns())
+            return self._attrs(READ_ONLY_FILE, handle.size(), handle.mtime_ns(),
+                               access=getattr(handle, "access", None))
         if path is None:
             fail(errno.EBADF)
         kind, parts, agent, inner = self._route(path)
         if kind == "root":
-            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2, self._root_access)
         if kind == "control":
-            return self._attrs(DIR_MODE, 0, self._started_ns, 2)
+            return self._attrs(DIR_MODE, 0, self._started_ns, 2, self._control_access())
         if kind == "control-file":
-            return self._attrs(FILE_MODE, len(self._control_bytes(parts[1])), time.time_ns())
+            data, mtime_ns = self._control_snapshot(parts[1])
+            return self._attrs(FILE_MODE, len(data), mtime_ns, 1, self._control_access())
         if kind == "agents":
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2)
-        if kind == "agent":
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2,
+                               self._agents_access)
+        if kind == "agent":  # a listed agent that is not served shows the mounting user's
             return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
-                               2)
+                               2, agent.access if agent is not None else self._own)
         assert agent is not None
         if kind == "sessions":
             projection = self._projection(agent)
-            return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2)
+            return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2, agent.access)
         if kind == "sessions-json":
             projection = self._projection(agent)
             with self._lock:
                 self._sized[path] = projection.token
-            return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns)
+            return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns, 1,
+                               agent.access)
         if kind == "transcript":
             size, mtime_ns, token = self._transcript_stat(agent, parts[3])
             with self._lock:
                 self._sized[path] = token
-            return self._attrs(READ_ONLY_FILE, size, mtime_ns)
+            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1, agent.access)
         attrs = agent.view.getattr(inner)
         return attrs
 
@@ -707,13 +819,14 @@ class StateView(DirectoryHandles):
                 agent.transcripts.clear()
             agent.transcripts[name] = (version, known)
 
-    def entry_stat(self, directory: str, name: str) -> tuple[int, int, int, int] | None:
-        """``(mode, nlink, size, mtime_ns)`` for READDIRPLUS, or None when it vanished."""
+    def entry_stat(self, directory: str, name: str
+                   ) -> tuple[int, int, int, int, int, int] | None:
+        """``(mode, nlink, size, mtime_ns, uid, gid)`` for READDIRPLUS, or None when it
+        vanished."""
         try:
-            attrs = self.getattr(f"{directory}/{name}")
+            return self.stat(f"{directory}/{name}")
         except (OSError, SessionfsError):
             return None
-        return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
 
     def accept_metadata_change(self, path: str | None) -> None:
         if path is None:
@@ -723,6 +836,26 @@ class StateView(DirectoryHandles):
             agent.view.accept_metadata_change(inner)
         else:
             self.getattr(path)
+
+    def accept_attribute_change(self, path: str | None) -> None:
+        """chmod, chown, utimens: as in the store mount. Inside ``sessions.d`` the agent's
+        view answers (accepted without effect; its transcript.jsonl refuses); the rendered
+        ``sessions.json`` and the transcripts refuse them with EROFS like every change (their
+        attributes are the store's); folders and control files accept them without effect, so
+        ``touch``, ``cp -a``, ``tar -x``, ``install`` and ``rsync -a`` work."""
+        if path is None:
+            return
+        kind, _parts, agent, inner = self._route(path)
+        if kind == "inner" and agent is not None:
+            agent.view.accept_attribute_change(inner)
+            reason = agent.view.read_only_reason
+            if reason is not None:  # as a read-only store mount (ro, EROFS) answers
+                self._refuse(path, f"read-only: {reason}")
+            return
+        self.getattr(path)  # ENOENT for what is not there
+        if kind in ("sessions-json", "transcript"):
+            self._refuse(path, EDIT_INSTEAD if kind == "sessions-json" else
+                         "transcripts are read-only in the state mount")
 
     def statfs(self) -> dict[str, int]:
         try:  # the descriptor: STATE replaced by a link into this mount is never walked
@@ -763,6 +896,23 @@ class StateView(DirectoryHandles):
         fail(errno.ENOTDIR)
 
     # -- control files ---------------------------------------------------------------------------
+    def _control_snapshot(self, name: str) -> tuple[bytes, int]:
+        """``(content, mtime_ns)`` of a control file: rendered again only when what it shows
+        may have changed (the agents, their stores' fingerprints, the error logs), and its mtime
+        moves only when the bytes do (``tar -c`` of the mount checks it; ControlFiles)."""
+        agents = self.agents()
+        standing = (tuple(sorted(self._problems.items())), self._root_problem,
+                    tuple(sorted(self._damage.items())))  # agents listed, not served, and why
+        if name == "errors":  # the stores' fingerprints: damage is looked for when they move
+            token: Hashable = (self.errors.version,
+                               tuple((agent_id, agent.view.errors.version,
+                                      agent.store.fingerprint())
+                                     for agent_id, agent in agents.items()), standing)
+        else:
+            token = (tuple((agent_id, agent.store.fingerprint(), agent.view.read_only_reason)
+                           for agent_id, agent in agents.items()), standing)
+        return self._control.get(name, token, lambda: self._control_bytes(name))
+
     def _control_bytes(self, name: str) -> bytes:
         agents = self.agents()
         if name == "errors":
@@ -788,6 +938,8 @@ class StateView(DirectoryHandles):
             except SessionfsError as exc:
                 count = f"unknown ({exc})"
             writable = agent.view.read_only_reason
+            if writable is None and agent.view.state.through_gateway:
+                writable = agent.store.read_only_reason  # writable while a Gateway is live
             lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None
@@ -830,7 +982,7 @@ class StateView(DirectoryHandles):
         if kind == "control-file":
             if writing:
                 fail(errno.EACCES, "the control folder is read-only")
-            return self.handles.add(ConstHandle(self._control_bytes(parts[1]), time.time_ns()))
+            return self.handles.add(ConstHandle(*self._control_snapshot(parts[1])))
         if kind == "inner":
             assert agent is not None
             inner_fh = agent.view.open(inner, flags)
@@ -843,11 +995,15 @@ class StateView(DirectoryHandles):
                              "transcripts are read-only in the state mount")
             if kind == "sessions-json":
                 projection = self._projection(agent)
-                keep = self._opened(path, projection.token)
-                return self.handles.add(_CachedBytes(projection, keep))
-            source = self._transcript(agent, parts[3])
+                self._opened(path, projection.token)  # drops attributes of another size
+                return self.handles.add(_CachedBytes(projection, False, agent.access))
+            name = parts[3]
+            source = self._transcript(agent, name)
             keep = self._opened(path, source.token)
-            return self.handles.add(_TranscriptHandle(source, keep, agent))
+            return self.handles.add(_TranscriptHandle(
+                source, keep, lambda: self._transcript(agent, name),
+                lambda: self._transcript_stat(agent, name), agent.access,
+                lambda: self._sized.get(path), agent))
         fail(errno.EISDIR)
 
     def _opened(self, path: str, token: object) -> bool:
@@ -1044,7 +1200,8 @@ class StateRoot:
                 fip.contents.keep_cache = int(bool(getattr(handle, "keep_cache", False)))
 
         view = StateView(self.path, mountpoint, timeout=options.timeout,
-                         max_entry_size=options.max_entry_size, read_only=options.read_only)
+                         max_entry_size=options.max_entry_size, read_only=options.read_only,
+                         share=options.allow_other)
         view.agents()
 
         def on_init() -> None:

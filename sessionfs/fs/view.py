@@ -153,7 +153,9 @@ class SessionView(DirectoryHandles):
         self.timeout = timeout
         self.max_entry_size = max_entry_size
         read_only_reason: str | None = None
-        if store.read_only_reason is not None:
+        #: SQLite era: writable while an openclaw Gateway is live, decided per write
+        through_gateway = bool(getattr(store, "writes_through_gateway", False))
+        if not through_gateway and store.read_only_reason is not None:
             read_only_reason = store.read_only_reason
         elif read_only:
             read_only_reason = "mounted with --read-only"
@@ -177,7 +179,8 @@ class SessionView(DirectoryHandles):
         self.namespace = Namespace(self.state, getattr=self.getattr)
         #: /<name>/transcript.jsonl (see fs.transcript)
         self.transcript = TranscriptLeaf(store, self.index, self.errors, enabled=transcripts)
-        if store.read_only_reason is not None:  # the kernel refuses writes (ro): say why here
+        if not through_gateway and store.read_only_reason is not None:
+            # the kernel refuses writes (ro): say why here
             self.errors.add("/", errno.EROFS, f"read-only: {store.read_only_reason}",
                             quiet=True)
         self._started_ns = time.time_ns()
@@ -206,6 +209,15 @@ class SessionView(DirectoryHandles):
     @invalidate.setter
     def invalidate(self, function: Callable[[str], None] | None) -> None:
         self.state.invalidate = function
+
+    @property
+    def caller(self) -> Callable[[], tuple[int, int]] | None:
+        """Set by the adapter: ``(uid, pid)`` of the process making the current call."""
+        return self.state.caller
+
+    @caller.setter
+    def caller(self, function: Callable[[], tuple[int, int]] | None) -> None:
+        self.state.caller = function
 
     @property
     def transcripts(self) -> bool:
@@ -455,7 +467,7 @@ class SessionView(DirectoryHandles):
             stray = (stray, int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
         budget = self.state.scratch.budget
         token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
-                 self.read_only_reason)
+                 self.read_only_reason, self._gateway_now())
         return self._control.get(name, token, self._render_status)
 
     def _render_status(self) -> bytes:
@@ -475,13 +487,30 @@ class SessionView(DirectoryHandles):
                              scratch=(budget.files, budget.max_files, budget.bytes,
                                       budget.max_bytes))
 
+    def _gateway_now(self) -> object:
+        """Gateway stores: the live Gateway (pid, start time, port) or why none; else None."""
+        if not self.state.through_gateway:
+            return None
+        found = self.store.gateway.owner()  # type: ignore[attr-defined]
+        return found if isinstance(found, str) else (found.pid, found.start_time, found.port)
+
     def _sqlite_status(self, count: int | str) -> bytes:
         """``status`` of a SQLite store: the usual lines plus generation, stale files and the
-        rows openclaw itself would refuse."""
+        rows openclaw itself would refuse; and whether a Gateway is live (writes possible)."""
+        reason = self.read_only_reason
+        gateway = self._gateway_now()
+        if reason is None and isinstance(gateway, str):
+            reason = self.store.read_only_reason  # no Gateway now: writes fail, say why
         head = render_status(store_path=self.store.path, layout=self.store.layout,
-                             sessions=count, read_only_reason=self.read_only_reason,
+                             sessions=count, read_only_reason=reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size)
-        extra = "".join(f"{' '.join(line.split())}\n" for line in store_status_lines(self.store))
+        lines = store_status_lines(self.store)
+        if isinstance(gateway, tuple):
+            lines.append(f"gateway: live (pid {gateway[0]}, 127.0.0.1:{gateway[2]}): writes "
+                         "go through it")
+        elif isinstance(gateway, str):
+            lines.append(f"gateway: not running ({gateway}): start it to edit")
+        extra = "".join(f"{' '.join(line.split())}\n" for line in lines)
         return head + extra.encode("utf-8", "replace")
 
     # -- opening files ---------------------------------------------------------------------------
@@ -616,6 +645,7 @@ class SessionView(DirectoryHandles):
             else:
                 handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=False)
                 handle.direct_io = not self.state.page_cache_safe(handle)
+                self.state.remember_shown(key, data)  # the base of this reader's save
             self.state.opened(handle)
             return self.handles.add(handle)
 
@@ -760,15 +790,28 @@ class SessionView(DirectoryHandles):
         """Carry out the deletes whose grace is over (:meth:`MountState.settle`)."""
         self.state.settle(exempt=exempt, everything=everything)
 
+    def _gateway_gate(self) -> None:
+        """A Gateway store: every namespace change needs a live Gateway first (EROFS with the
+        reason, as a read-only mount would answer), before any other rule speaks."""
+        if self.state.through_gateway:
+            self.state.require_writable()
+
     def unlink(self, path: str) -> None:
-        self.transcript.guard_transcript_name(path)
+        self._gateway_gate()
         where = parse_path(path)
+        if self.state.through_gateway and self.transcript.transcript_path(path) is not None:
+            key = self.index.key_of(where.top)
+            if key is not None and key in self.state.doomed:  # rm -r: goes with its session
+                self.state.require_writable()
+                return
+        self.transcript.guard_transcript_name(path)
         if where.kind == CONTROL_FILE:  # a restore replacing a control file (tar -x)
             self.control_unlink(where.name)
             return
         self.namespace.unlink(path)
 
     def rename(self, old: str, new: str, flags: int = 0) -> None:
+        self._gateway_gate()
         self.transcript.guard_transcript_name(old, new)
         if not flags & ~RENAME_NOREPLACE:
             src, dst = parse_path(old), parse_path(new)
@@ -778,15 +821,18 @@ class SessionView(DirectoryHandles):
         self.namespace.rename(old, new, flags)
 
     def mkdir(self, path: str) -> None:
+        self._gateway_gate()
         self.transcript.guard_transcript_name(path)
         self.namespace.mkdir(path)
 
     def rmdir(self, path: str) -> None:
+        self._gateway_gate()
         if self.transcript.transcript_path(path) is not None:
             self.transcript.guard_transcript_name(path)
         self.namespace.rmdir(path)
 
     def symlink(self, path: str, target: str) -> None:
+        self._gateway_gate()
         self.transcript.guard_transcript_name(path)
         self.namespace.symlink(path, target)
 
@@ -806,6 +852,8 @@ class SessionView(DirectoryHandles):
         if where is not None and self._transcript_getattr(where) is not None:
             self.transcript.refuse_transcript_change(path or "")
         self.accept_metadata_change(path)
+        if path is not None:
+            self._gateway_gate()  # a Gateway store without a Gateway: EROFS, as when ro
 
     def statfs(self) -> dict[str, int]:
         try:

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 from sessionfs import jsonfmt
 from sessionfs.entry import serialize_entry
 from sessionfs.errors import (
+    GatewayUnavailable,
     InvalidJSON,
     ReadOnlyStore,
     SessionfsError,
@@ -60,6 +61,7 @@ from sessionfs.errors import (
     TranscriptChanged,
     UnsupportedSchema,
 )
+from sessionfs.gateway import START_HINT, GatewayClient, client_for, state_dir_of
 from sessionfs.store.base import (
     Entry,
     EntryRecord,
@@ -69,6 +71,7 @@ from sessionfs.store.base import (
     TranscriptSource,
     UpdateSummary,
 )
+from sessionfs.store.gateway_writes import GatewayWriter
 
 __all__ = [
     "FIRST_SUPPORTED_SCHEMA",
@@ -97,6 +100,9 @@ READ_ONLY_REASON = (
     "the openclaw gateway is the single owner of this SQLite database and sessionfs never writes "
     "it; change a session through openclaw instead (the chat's commands, the gateway's "
     "sessions.patch, 'openclaw sessions cleanup', 'openclaw doctor --fix')")
+#: Why writes need the Gateway (said with every refusal for lack of one).
+GATEWAY_ONLY = ("the openclaw Gateway is the single owner of this SQLite database: sessionfs "
+                "changes sessions only through it, never by writing the database")
 REMEDY = "stop the gateway and run 'openclaw doctor --fix'"
 
 #: openclaw's bounds on a compressed event (``transcript-payload.ts``: its decoder refuses a
@@ -376,7 +382,6 @@ class SqliteStore(Store):
         self.path = Path(path)
         #: No store lock exists in this generation; kept for the Store interface.
         self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.read_only_reason = READ_ONLY_REASON
         self.stale_files = tuple(stale_files)
         self.busy_timeout = busy_timeout
         self.busy_deadline = busy_deadline
@@ -902,21 +907,70 @@ class SqliteStore(Store):
         source = self.transcript(key)
         return None if source is None else b"".join(source.chunks())
 
-    # -- writes: refused -------------------------------------------------------------------------
-    def _refuse(self) -> ReadOnlyStore:
-        return ReadOnlyStore(f"{self.path}: store is read-only: {self.read_only_reason}")
+    # -- writes: through the live openclaw Gateway (sessionfs.store.gateway_writes) -------------
+    #: Writability is decided per write (is a Gateway live now?), not when the store is opened:
+    #: a mount stays read-write and a Gateway that starts later makes it writable.
+    writes_through_gateway = True
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """None while a live Gateway owns the state dir, else why writes are refused."""
+        found = self.gateway.owner()
+        if isinstance(found, str):
+            return f"{found}; {START_HINT} ({GATEWAY_ONLY})"
+        return None
+
+    @read_only_reason.setter
+    def read_only_reason(self, value: str | None) -> None:
+        pass  # decided by the Gateway's presence (above)
+
+    @property
+    def gateway(self) -> GatewayClient:
+        """The state dir's Gateway client (one per state dir: the agents share it)."""
+        return client_for(state_dir_of(self.path))
+
+    @property
+    def agent(self) -> str:
+        return self.schema.agent_id or self.path.parents[1].name
+
+    def _writer(self) -> GatewayWriter:
+        """The write side; without a live Gateway every write is refused first (EROFS)."""
+        client = self.gateway
+        found = client.owner()
+        if isinstance(found, str):
+            raise GatewayUnavailable(f"{self.path}: store is read-only: {found}; {START_HINT} "
+                                     f"({GATEWAY_ONLY})")
+        return GatewayWriter(client, self.agent, lambda key: self.read(key).entry)
 
     def put(self, key: str, entry: Entry, *, replacing: str | None = None) -> bool:
-        raise self._refuse()
+        """A save diffed against the stored entry (see :meth:`put_edited`)."""
+        if replacing is not None:
+            self._writer().rename(replacing, key)
+        return self._writer().put(key, entry)
+
+    def put_edited(self, key: str, entry: Entry, base: Entry | None) -> bool:
+        """A save diffed against ``base``, the entry the writer was shown: one guarded
+        ``sessions.patch`` (nothing sent when nothing patchable changed)."""
+        return self._writer().put(key, entry, base)
+
+    def create(self, key: str, entry: Entry | None = None) -> str:
+        """``sessions.create``; the key openclaw made. :raises SessionExists:"""
+        return self._writer().create(key, entry)
 
     def delete(self, key: str) -> None:
-        raise self._refuse()
+        self._writer().delete(key)
+
+    def check_delete(self, key: str) -> None:
+        """:raises NotPermitted: openclaw never deletes this session (its main one)."""
+        GatewayWriter(self.gateway, self.agent, lambda k: self.read(k).entry).check_delete(key)
 
     def rename(self, old: str, new: str) -> None:
-        raise self._refuse()
+        self._writer().rename(old, new)
 
     def update(self, mutator: Mutator) -> UpdateSummary:
-        raise self._refuse()
+        raise ReadOnlyStore(f"{self.path}: a bulk update is not possible: the openclaw gateway "
+                            "changes one session per sessions.patch; change sessions one at a "
+                            "time")
 
 
 def _event_payload(row: tuple[Any, ...]) -> bytes:
