@@ -5,7 +5,9 @@
   users reported (~52 KB, the target: <= 3x) and with small ones (~10 KB, for the record);
 * ``find MOUNT | wc -l``;
 * first ``stat`` + read of a rendered sessions.json of 650 sessions / 80 MB, and a repeat;
-* rendering cost of sessions.json at 100k small sessions (no mount: the projection itself).
+* rendering cost of sessions.json at 100k small sessions (no mount: the projection itself),
+  and the daemon's RSS after reading it through a mount and after one change (bound: 2x the
+  file + 100 MB).
 """
 
 from __future__ import annotations
@@ -138,6 +140,46 @@ def walk(base: Path, sessions: int, events: int, label: str,
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return -1.0
+
+
+def rss_through_a_mount(state: Path, mp: Path, results: dict[str, float | int | str]) -> None:
+    """The daemon's RSS after the first read of the big rendered sessions.json, and after one
+    session changed and it was read again (bound: 2x the file + 100 MB)."""
+    import sqlite3
+
+    mount(state, mp)
+    try:
+        target = mp / "agents" / "r" / "sessions" / "sessions.json"
+        proc = _MOUNTS[mp].proc
+        assert proc is not None
+        size = len(target.read_bytes())
+        results["render_mount_rss_first_mb"] = _rss_mb(proc.pid)
+        db = state / "agents" / "r" / "agent" / "openclaw-agent.sqlite"
+        conn = sqlite3.connect(db)
+        try:
+            key, entry_json = conn.execute(
+                "SELECT session_key, entry_json FROM session_nodes LIMIT 1").fetchone()
+            entry = json.loads(entry_json)
+            entry["label"] = "changed"
+            conn.execute("UPDATE session_nodes SET entry_json = ? WHERE session_key = ?",
+                         (json.dumps(entry, separators=(",", ":")), key))
+            conn.commit()
+        finally:
+            conn.close()
+        time.sleep(1.1)  # past the mount's recheck interval (--timeout)
+        assert target.read_bytes() != b""
+        results["render_mount_rss_after_change_mb"] = _rss_mb(proc.pid)
+        results["render_mount_rss_bound_mb"] = 2 * size / 2**20 + 100
+    finally:
+        unmount(mp)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.py state")
     parser.add_argument("--quick", action="store_true")
@@ -212,6 +254,8 @@ def main(argv: list[str]) -> int:
         results["render_memo_s"] = timed(
             lambda: render(store, "/mnt/agents/r/sessions", memo=memo))
         results["render_bytes"] = len(render(store, "/mnt/agents/r/sessions").data)
+        store.close()
+        rss_through_a_mount(base / "render", base / "rendermnt", results)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     results["walk_target"] = ("<= 3x: met" if float(results["walk_ratio"]) <= 3

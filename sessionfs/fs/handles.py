@@ -422,3 +422,8 @@ class HandleTable:
 
     def __len__(self) -> int:
         return len(self._handles)
+
+    def snapshot(self) -> list[Handle]:
+        """The open handles now (a copy: safe to walk while others open and close)."""
+        with self._lock:
+            return list(self._handles.values())

@@ -12,6 +12,21 @@ Tools that read openclaw's file layout (token and cost trackers, search indexes)
 on every generation. Nothing else of the state directory is shown; agents that appear or
 vanish show within ``timeout``.
 
+Finding agents (:meth:`StateView.agents`): ``agents/`` is listed again only when its inode or
+mtime changed, and each agent folder is looked at with ``lstat`` alone
+(:func:`sessionfs.state.scan_agent`); an agent is located and opened again only when that look
+changed. Nothing of a store is reached through a symbolic link (a link could lead out of STATE,
+or into this very mount, where the daemon would wait on itself): such an agent is listed, its
+files answer ELOOP and ``.sessionfs/errors`` and ``status`` say what was skipped. Agents are
+opened each in its own thread, outside every lock; a rescan waits at most ``OPEN_DEADLINE``
+for agents it has not seen before, and none for those it knows (shown as they were until
+opened again). One agent whose database another process holds locked is shown as busy
+(EAGAIN, and a line in ``errors``; tried again every ``BUSY_RETRY`` in the background) while
+every other agent is served at once. A damaged agent
+(an unreadable database, an emptied ``sessions.json``) stays listed and answers EIO with the
+reason in ``errors`` and ``status``; nothing vanishes. Rescans run one at a time and nobody
+waits for one: the others serve what the last rescan found.
+
 Page cache: ``sessions.json`` is read with direct I/O, so each reader reads its own rendering
 whatever other readers opened (the page cache is one per path: readers overlapping a change
 would share pages of two versions). The transcripts are served through the kernel's page
@@ -26,7 +41,9 @@ the old or the new version of a file, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import inspect
 import logging
 import os
@@ -39,7 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
-from sessionfs.errors import ReadOnlyStore, SessionfsError
+from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
+from sessionfs.fs import daemon
 from sessionfs.fs.access import Access, shared_access
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
@@ -48,9 +66,10 @@ from sessionfs.fs.state import MountState
 from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
-from sessionfs.state import find_agents
-from sessionfs.store import StoreLocation, open_store
+from sessionfs.state import scan_agent, state_refusal
+from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
+from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
 __all__ = ["StateRoot", "StateView"]
 
@@ -63,6 +82,24 @@ READ_ONLY_FILE = 0o100400
 READ_ONLY_DIR = 0o040500
 #: Transcripts remembered per agent (see StateView._transcript); past this, start again.
 _TRANSCRIPT_CACHE_LIMIT = 50_000
+#: How long a rescan waits for the agents it opens; one still opening is shown as busy (EAGAIN).
+OPEN_DEADLINE = 1.0
+#: A served SQLite agent waits this long for another process's lock, then answers EBUSY (the
+#: store's own default, 60 s, would hold a reader of the whole mount that long).
+#: A busy agent is tried again this often (in the background: nobody waits for it).
+BUSY_RETRY = 1.0
+SERVE_BUSY_TIMEOUT = 0.25
+SERVE_BUSY_DEADLINE = 2.0
+#: ``agents/`` listed within this long after its mtime is listed again at the next rescan
+#: (a folder's mtime has the clock's coarse granularity: two changes may share one).
+_SETTLE_NS = 2_000_000_000
+#: A vanished agent's store (its database descriptors) is closed this long after it vanished,
+#: once no open file of it is left.
+RETIRE_GRACE = 5.0
+#: After a new rendering at least this big, freed heap goes back to the OS at once: rendering
+#: 100k SQLite sessions parses every entry, and glibc would keep ~100 MB of those temporaries
+#: until the next periodic trim (daemon.start_heap_trimmer, every 15 s).
+TRIM_AFTER_BYTES = 8 << 20
 EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only in the state "
                 "mount; edit sessions.d/<name>/meta.json instead")
 
@@ -106,10 +143,11 @@ class _TranscriptHandle(Handle):
     def __init__(self, source: TranscriptSource, keep_cache: bool,
                  latest: Callable[[], TranscriptSource],
                  measure: Callable[[], tuple[int, int, object]], access: Access,
-                 told: Callable[[], object]) -> None:
+                 told: Callable[[], object], agent: _Agent | None = None) -> None:
         self.source = source
         self.keep_cache = keep_cache
         self.access = access
+        self.agent = agent  # its store stays open while this is (StateView._close_retired)
         self._latest = latest
         self._measure = measure
         self._lock = threading.Lock()
@@ -197,10 +235,64 @@ class _Agent:
     #: file-era candidate file names (the entry is not read again per stat/open)
     transcripts: dict[str, tuple[object, TranscriptSource | tuple[str, ...]]] = field(
         default_factory=dict)
+    #: the token of the last rendering served (a new one may free a lot: _projection trims)
+    rendered: str = ""
 
     @property
     def prefix(self) -> str:
         return f"/agents/{self.agent_id}/sessions"
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Why an agent (or ``agents/`` itself) is listed but not served: its files answer
+    ``errno`` and ``errors``/``status`` show ``reason``."""
+
+    errno: int
+    reason: str
+
+
+_Opened = _Agent | _Problem | None  # None: the folder holds no store (not an agent)
+_Settled = tuple[tuple[object, ...], _Opened, float]  # signature, what it gave, when
+
+
+class _Opener:
+    """Locates and opens one agent in a thread of its own, so that a database another process
+    holds locked delays that agent alone (see :meth:`StateView.agents`)."""
+
+    def __init__(self, agent_id: str, signature: tuple[object, ...],
+                 run: Callable[[], _Opened], finished: Callable[[], None]) -> None:
+        self.signature = signature
+        self.done = threading.Event()
+        self.result: _Opened = None
+        self._run, self._finished = run, finished
+        threading.Thread(target=self._main, name=f"open-agent-{agent_id}", daemon=True).start()
+
+    def _main(self) -> None:
+        try:
+            self.result = self._run()
+        except Exception as exc:  # a bug: logged with its traceback, the agent answers EIO
+            log.exception("internal error opening an agent")
+            self.result = _Problem(errno.EIO, f"internal error: {exc}")
+        finally:
+            self.done.set()
+            self._finished()
+
+
+def _trim_heap() -> None:
+    """glibc's ``malloc_trim(0)`` now (see ``TRIM_AFTER_BYTES``)."""
+    libc = daemon._libc()  # the daemon's one way to reach libc
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _busy(result: _Opened) -> bool:
+    return isinstance(result, _Problem) and result.errno == errno.EAGAIN
 
 
 def _view_accepts_transcripts_flag() -> bool:
@@ -217,6 +309,14 @@ class StateView(DirectoryHandles):
         self.state = Path(os.path.abspath(state))
         self.path = self.state  # what mount options and logs name
         self.mountpoint = mountpoint.rstrip("/") or "/"
+        #: Both resolved once, before the mount exists: stores must stay inside the first and
+        #: never resolve into the second (:meth:`_outside_problem`).
+        self._state_real = os.path.realpath(self.state)
+        try:
+            self._state_fd: int | None = os.open(self._state_real, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            self._state_fd = None
+        self._mount_real = os.path.realpath(self.mountpoint)
         self.timeout = timeout
         self.max_entry_size = max_entry_size
         self.read_only = read_only
@@ -237,11 +337,21 @@ class StateView(DirectoryHandles):
         self._agents_access = self._shared(self.state / "agents")
         self.handles = HandleTable()
         self.errors = ErrorLog()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held only for swaps, never across filesystem calls
         self._agents: dict[str, _Agent] = {}
         self._mount_states: tuple[MountState, ...] = ()  # of the agents' views, for has_dooms
-        self._problems: dict[str, str] = {}  # agent id -> why its store cannot be served
+        self._problems: dict[str, _Problem] = {}  # listed agents that are not served, and why
+        self._root_problem: _Problem | None = None  # agents/ itself is not walked
+        #: agent id -> why serving its store failed last (damage found while mounted)
+        self._damage: dict[str, str] = {}
         self._scanned_at: float | None = None
+        self._scan_lock = threading.Lock()  # one rescan at a time; nobody waits for it
+        self._rescan_soon = False  # an opener finished after its rescan stopped waiting
+        self._listing: tuple[tuple[int, int] | None, list[str]] = (None, [])
+        #: agent id -> (its AgentScan signature, what opening it gave, when)
+        self._settled: dict[str, _Settled] = {}
+        self._openers: dict[str, _Opener] = {}
+        self._retired: list[tuple[float, _Agent]] = []
         self._started_ns = time.time_ns()
         self._control = ControlFiles(self._started_ns)
         self._hide_inner_transcripts = not _view_accepts_transcripts_flag()
@@ -254,35 +364,204 @@ class StateView(DirectoryHandles):
 
     # -- agents ----------------------------------------------------------------------------------
     def agents(self) -> dict[str, _Agent]:
-        """The agents now (rescanned when the last scan is older than ``timeout``)."""
-        now = time.monotonic()
-        scanned_at, agents_now = self._scanned_at, self._agents  # every path asks: no lock
-        if scanned_at is not None and now - scanned_at < self.timeout:
+        """The agents served now (rescanned when the last scan is older than ``timeout``).
+
+        Every path asks, so no lock on the way in; one thread rescans at a time, and the
+        others meanwhile serve what the last rescan found instead of waiting for it.
+        """
+        scanned_at, agents_now = self._scanned_at, self._agents
+        if scanned_at is not None and not self._rescan_soon and \
+                time.monotonic() - scanned_at < self.timeout:
             return agents_now
+        if not self._scan_lock.acquire(blocking=scanned_at is None):  # blocking: first scan
+            return agents_now
+        try:
+            scanned_at = self._scanned_at
+            if scanned_at is None or self._rescan_soon or \
+                    time.monotonic() - scanned_at >= self.timeout:
+                self._rescan_soon = False
+                self._rescan()
+            return self._agents
+        finally:
+            self._scan_lock.release()
+
+    def _rescan(self) -> None:
+        """Find the agents again: ``agents/`` listed only when it changed, each agent folder
+        looked at with ``lstat`` (:func:`scan_agent`), opened only when that look changed."""
+        refusal = state_refusal(self.state, self._state_real, self._mount_real)
+        if refusal is not None:
+            self._install({}, {}, {}, _Problem(errno.ELOOP if "link" in refusal
+                                               or "resolves" in refusal else errno.EIO,
+                                               refusal))
+            return
+        names = self._agent_names()
+        results: dict[str, _Opened] = {}
+        settled: dict[str, _Settled] = {}
+        waiting: list[tuple[str, _Opener]] = []
+        now = time.monotonic()
+        for name in names:
+            scan = scan_agent(self.state, name, self._mount_real)
+            if scan is None:
+                continue
+            if scan.refusal is not None:
+                results[name] = _Problem(errno.ELOOP, scan.refusal)
+                continue
+            before = self._settled.get(name)
+            opener = self._openers.get(name)
+            if opener is not None and opener.done.is_set():  # finished since: its result
+                del self._openers[name]
+                before, opener = (opener.signature, opener.result, now), None
+            if before is not None and before[0] == scan.signature and (
+                    not _busy(before[1]) or now - before[2] < BUSY_RETRY):
+                results[name], settled[name] = before[1], before
+                continue
+            started = opener is None
+            if opener is None:
+                opener = _Opener(name, scan.signature,
+                                 functools.partial(self._locate, name, self._agents.get(name)),
+                                 self._opener_finished)
+                self._openers[name] = opener
+            if before is not None and before[1] is not None:
+                # served (or refused) before: shown as it was until the opener finishes
+                results[name], settled[name] = before[1], before
+            elif started:
+                waiting.append((name, opener))  # new: waited for, briefly
+            else:
+                results[name] = self._still_opening(name)
+        deadline = time.monotonic() + OPEN_DEADLINE
+        for name, opener in waiting:
+            if not opener.done.wait(max(0.0, deadline - time.monotonic())):
+                results[name] = self._still_opening(name)
+                continue
+            del self._openers[name]
+            results[name] = opener.result
+            settled[name] = (opener.signature, opener.result, time.monotonic())
+        agents = {name: r for name, r in results.items() if isinstance(r, _Agent)}
+        problems = {name: r for name, r in results.items() if isinstance(r, _Problem)}
+        for name, opener in list(self._openers.items()):
+            if name not in results and opener.done.is_set():  # vanished while it opened
+                del self._openers[name]
+                if isinstance(opener.result, _Agent):
+                    self._retired.append((time.monotonic(), opener.result))
+        self._install(agents, problems, settled, None)
+
+    @staticmethod
+    def _still_opening(name: str) -> _Problem:
+        return _Problem(errno.EAGAIN, f"agents/{name}: busy: its store did not open within "
+                        f"{OPEN_DEADLINE:g}s (a database another process holds locked?); "
+                        "tried again in the background")
+
+    def _agent_names(self) -> list[str]:
+        """The names in ``agents/``, listed again only when its inode or mtime changed (or
+        changed so recently that a second change could share the mtime)."""
+        folder = self.state / "agents"
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return []
+        stamp = (st.st_ino, st.st_mtime_ns)
+        known_stamp, names = self._listing
+        if stamp == known_stamp:
+            return names
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return []
+        settled = time.time_ns() - st.st_mtime_ns > _SETTLE_NS
+        self._listing = (stamp if settled else None, names)
+        return names
+
+    def _install(self, agents: dict[str, _Agent], problems: dict[str, _Problem],
+                 settled: dict[str, _Settled], root: _Problem | None) -> None:
+        """Swap in what a rescan found; stores of agents no longer served are retired."""
+        kept = {id(agent) for agent in agents.values()}
+        now = time.monotonic()
         with self._lock:
-            if self._scanned_at is not None and now - self._scanned_at < self.timeout:
-                return self._agents
-            found = find_agents(self.state)
-            agents: dict[str, _Agent] = {}
-            problems: dict[str, str] = {}
-            for agent_id, location in found.items():
-                known = self._agents.get(agent_id)
-                if known is not None and known.location == location:
-                    agents[agent_id] = known
-                    continue
-                try:
-                    agents[agent_id] = self._open_agent(agent_id, location)
-                except (SessionfsError, OSError) as exc:
-                    problems[agent_id] = str(exc)
-                    log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
-            self._agents, self._problems = agents, problems
+            gone = [agent for agent in self._agents.values() if id(agent) not in kept]
+            self._retired.extend((now, agent) for agent in gone)
+            self._agents, self._problems, self._root_problem = agents, problems, root
+            self._settled = settled
+            self._damage = {name: why for name, why in self._damage.items() if name in agents}
             self._mount_states = tuple(agent.view.state for agent in agents.values())
             self._scanned_at = time.monotonic()
-            return agents
+        for agent in gone:
+            log.info("agent %s: no longer served", agent.agent_id)
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        """Close the stores of vanished agents (releasing their database descriptors) once
+        ``RETIRE_GRACE`` has passed and no open file of theirs is left."""
+        if not self._retired:
+            return
+        now = time.monotonic()
+        in_use = {id(getattr(handle, "agent", None)) for handle in self.handles.snapshot()}
+        keep: list[tuple[float, _Agent]] = []
+        for since, agent in self._retired:
+            if now - since < RETIRE_GRACE or id(agent) in in_use:
+                keep.append((since, agent))
+                continue
+            close = getattr(agent.store, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # closing what is gone: nothing to tell anyone
+                    log.debug("closing agent %s's store failed", agent.agent_id, exc_info=True)
+        self._retired = keep
+
+    def _opener_finished(self) -> None:
+        self._rescan_soon = True
+
+    def _locate(self, agent_id: str, known: _Agent | None) -> _Opened:
+        """Where agent ``agent_id``'s store is now, opened (in an :class:`_Opener` thread).
+        A database another process holds locked makes the agent busy (retried at the next
+        rescan): locating would take it for unreadable and pick retained file-era files."""
+        folder = self.state / "agents" / agent_id
+        db = folder / "agent" / SQLITE_NAME
+        if is_sqlite_file(db) and is_locked(db):
+            return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: another process holds "
+                            f"its database {db} locked; tried again at every rescan")
+        try:
+            location = locate_store(folder)
+        except OSError as exc:
+            return _Problem(errno.EIO, f"agents/{agent_id}: cannot look at its store: {exc}")
+        if location.layout is None:
+            return None
+        outside = self._outside_problem(agent_id, location)
+        if outside is not None:
+            return outside
+        if known is not None and known.location == location:
+            return known
+        try:
+            return self._open_agent(agent_id, location)
+        except StoreBusy as exc:
+            return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: {exc}")
+        except SessionfsError as exc:
+            code = exc.errno if exc.errno in (errno.ENOTSUP, errno.EACCES) else errno.EIO
+            log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
+            return _Problem(code, f"agents/{agent_id}: cannot serve its store: {exc}")
+        except OSError as exc:
+            code = exc.errno if exc.errno in (errno.EACCES, errno.EPERM) else errno.EIO
+            log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
+            return _Problem(code or errno.EIO, f"agents/{agent_id}: cannot serve its store: "
+                            f"{exc}")
+
+    def _outside_problem(self, agent_id: str, location: StoreLocation) -> _Problem | None:
+        """A store path that resolves out of STATE or into this mount (checked again at every
+        opening: :func:`scan_agent` already refused links, this catches a race with one)."""
+        for path in {location.path, location.folder}:
+            real = os.path.realpath(path)
+            if _under(real, self._mount_real) or not _under(real, self._state_real):
+                return _Problem(errno.ELOOP, f"agents/{agent_id}: its store {path} resolves to "
+                                f"{real}, outside the state directory or inside this mount: "
+                                "skipped")
+        return None
 
     def _open_agent(self, agent_id: str, location: StoreLocation) -> _Agent:
         store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
+        if isinstance(store, SqliteStore):  # served: a lock elsewhere costs seconds, not 60 s
+            store.busy_timeout = SERVE_BUSY_TIMEOUT
+            store.busy_deadline = SERVE_BUSY_DEADLINE
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
         access = self._shared(store.path)
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
@@ -295,11 +574,49 @@ class StateView(DirectoryHandles):
         projector = Projector(store, transcripts_dir, recheck=self.timeout)
         return _Agent(agent_id, location, store, view, projector, access)
 
-    def _agent(self, agent_id: str) -> _Agent:
+    def _agent(self, agent_id: str, depth: int) -> _Agent | None:
+        """The served agent ``agent_id``; None for a listed agent that is not served, at its
+        own folder (``depth`` 2); below that, its problem's errno."""
         agent = self.agents().get(agent_id)
-        if agent is None:
+        if agent is not None:
+            return agent
+        problem = self._problems.get(agent_id)
+        if problem is None:
             fail(errno.ENOENT)
-        return agent
+        if depth == 2:
+            return None
+        fail(problem.errno, problem.reason)
+
+    def _check_root(self) -> None:
+        """``agents/`` itself is not walked (a link, or STATE moved): its errno."""
+        self.agents()
+        root = self._root_problem
+        if root is not None:
+            fail(root.errno, root.reason)
+
+    def _projection(self, agent: _Agent) -> Projection:
+        """``agent``'s rendering now; a store that cannot be read answers EIO (never EINVAL
+        or ENOENT: the agent is there, its store is damaged) and ``errors``/``status`` say
+        why until it reads again."""
+        try:
+            projection = agent.projector.get()
+        except SessionfsError as exc:
+            reason = " ".join(str(exc).split())
+            if self._damage.get(agent.agent_id) != reason:
+                log.warning("agent %s: cannot read its store: %s", agent.agent_id, reason)
+                with self._lock:
+                    self._damage[agent.agent_id] = reason
+            if exc.errno in (errno.EBUSY, errno.EAGAIN, errno.EIO):
+                raise
+            fail(errno.EIO, reason)
+        if agent.agent_id in self._damage:
+            with self._lock:
+                self._damage.pop(agent.agent_id, None)
+        if projection.token != agent.rendered:
+            agent.rendered = projection.token
+            if projection.size >= TRIM_AFTER_BYTES:
+                _trim_heap()
+        return projection
 
     def _invalidate(self, path: str) -> None:
         if self.invalidate is None:
@@ -326,10 +643,13 @@ class StateView(DirectoryHandles):
         if parts[0] != "agents":
             fail(errno.ENOENT)
         if count == 1:
+            self._check_root()
             return "agents", parts, None, ""
-        agent = self._agent(parts[1])
+        self._check_root()
+        agent = self._agent(parts[1], count)
         if count == 2:
             return "agent", parts, agent, ""
+        assert agent is not None
         if parts[2] != "sessions":
             fail(errno.ENOENT)
         if count == 3:
@@ -408,15 +728,15 @@ class StateView(DirectoryHandles):
         if kind == "agents":
             return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2,
                                self._agents_access)
-        assert agent is not None
-        if kind == "agent":
+        if kind == "agent":  # a listed agent that is not served shows the mounting user's
             return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
-                               2, agent.access)
+                               2, agent.access if agent is not None else self._own)
+        assert agent is not None
         if kind == "sessions":
-            projection = agent.projector.get()
+            projection = self._projection(agent)
             return self._attrs(DIR_MODE, 0, projection.mtime_ns, 2, agent.access)
         if kind == "sessions-json":
-            projection = agent.projector.get()
+            projection = self._projection(agent)
             with self._lock:
                 self._sized[path] = projection.token
             return self._attrs(READ_ONLY_FILE, projection.size, projection.mtime_ns, 1,
@@ -430,8 +750,8 @@ class StateView(DirectoryHandles):
         return attrs
 
     def _mtime_of(self, path: Path) -> int:
-        try:
-            return os.stat(path).st_mtime_ns
+        try:  # lstat: a link there is never followed (it may lead into this mount)
+            return os.lstat(path).st_mtime_ns
         except OSError:
             return self._started_ns
 
@@ -484,10 +804,9 @@ class StateView(DirectoryHandles):
         self._keep_transcript(agent, name, projection.version, names)
         return names
 
-    @staticmethod
-    def _transcript_key(agent: _Agent, name: str) -> tuple[Projection, str]:
+    def _transcript_key(self, agent: _Agent, name: str) -> tuple[Projection, str]:
         """The projection now and the key whose transcript is shown as ``name``."""
-        projection = agent.projector.get()
+        projection = self._projection(agent)
         key = projection.names.get(name)
         if key is None:
             fail(errno.ENOENT)
@@ -539,8 +858,8 @@ class StateView(DirectoryHandles):
                          "transcripts are read-only in the state mount")
 
     def statfs(self) -> dict[str, int]:
-        try:
-            st = os.statvfs(self.state)
+        try:  # the descriptor: STATE replaced by a link into this mount is never walked
+            st = os.statvfs(self._state_fd if self._state_fd is not None else self.state)
         except OSError:
             return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
         return {"f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks,
@@ -556,12 +875,13 @@ class StateView(DirectoryHandles):
         if kind == "control":
             return entries + [(name, FILE_MODE) for name in CONTROL_FILES]
         if kind == "agents":
-            return entries + [(agent_id, READ_ONLY_DIR) for agent_id in self.agents()]
+            ids = sorted({*self.agents(), *self._problems})
+            return entries + [(agent_id, READ_ONLY_DIR) for agent_id in ids]
         if kind == "agent":
             return [*entries, ("sessions", DIR_MODE)]
         assert agent is not None
         if kind == "sessions":
-            projection = agent.projector.get()
+            projection = self._projection(agent)
             entries.append((SESSIONS_JSON, READ_ONLY_FILE))
             entries.extend((name, READ_ONLY_FILE) for name in projection.names)
             entries.append((SESSIONS_D, DIR_MODE))
@@ -581,20 +901,29 @@ class StateView(DirectoryHandles):
         may have changed (the agents, their stores' fingerprints, the error logs), and its mtime
         moves only when the bytes do (``tar -c`` of the mount checks it; ControlFiles)."""
         agents = self.agents()
-        if name == "errors":
+        standing = (tuple(sorted(self._problems.items())), self._root_problem,
+                    tuple(sorted(self._damage.items())))  # agents listed, not served, and why
+        if name == "errors":  # the stores' fingerprints: damage is looked for when they move
             token: Hashable = (self.errors.version,
-                               tuple((agent_id, agent.view.errors.version)
-                                     for agent_id, agent in agents.items()))
+                               tuple((agent_id, agent.view.errors.version,
+                                      agent.store.fingerprint())
+                                     for agent_id, agent in agents.items()), standing)
         else:
             token = (tuple((agent_id, agent.store.fingerprint(), agent.view.read_only_reason)
-                           for agent_id, agent in agents.items()),
-                     tuple(self._problems.items()))
+                           for agent_id, agent in agents.items()), standing)
         return self._control.get(name, token, lambda: self._control_bytes(name))
 
     def _control_bytes(self, name: str) -> bytes:
         agents = self.agents()
         if name == "errors":
             parts = [self.errors.render()]
+            for agent in agents.values():  # damage shows here before anyone reads the agent
+                with contextlib.suppress(OSError, SessionfsError):  # _projection noted it
+                    self._projection(agent)
+            standing = self._standing_problems()
+            if standing:
+                parts.insert(0, "".join(f"{line}\n" for line in standing).encode(
+                    "utf-8", "replace"))
             for agent_id, agent in agents.items():
                 inner = agent.view.errors.render()
                 if inner:
@@ -615,11 +944,31 @@ class StateView(DirectoryHandles):
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None
                                                  else f"no ({writable})")]
+            why = self._damage.get(agent_id)
+            if isinstance(count, str) or why is not None:
+                lines.append(f"error: EIO {why or ' '.join(str(count).split())}")
             if agent.store.layout == "sqlite":  # refused and damaged rows, each by key
                 lines += store_status_lines(agent.store)[1:]
-        for agent_id, problem in self._problems.items():
-            lines += ["", f"[agent {agent_id}]", f"error: {' '.join(problem.split())}"]
+        for agent_id, problem in sorted(self._problems.items()):
+            lines += ["", f"[agent {agent_id}]", f"error: {errno.errorcode[problem.errno]} "
+                      f"{' '.join(problem.reason.split())}"]
+        if self._root_problem is not None:
+            lines += ["", "[agents]", f"error: {errno.errorcode[self._root_problem.errno]} "
+                      f"{' '.join(self._root_problem.reason.split())}"]
         return ("\n".join(lines) + "\n").encode("utf-8", "replace")
+
+    def _standing_problems(self) -> list[str]:
+        """What is not served now and why, one line each (``errors`` starts with them)."""
+        lines = []
+        root = self._root_problem
+        if root is not None:
+            lines.append(f"agents {errno.errorcode[root.errno]} {' '.join(root.reason.split())}")
+        for agent_id, problem in sorted(self._problems.items()):
+            lines.append(f"agents/{agent_id} {errno.errorcode[problem.errno]} "
+                         f"{' '.join(problem.reason.split())}")
+        for agent_id, why in sorted(self._damage.items()):
+            lines.append(f"agents/{agent_id} EIO {why}")
+        return lines
 
     # -- opening files ---------------------------------------------------------------------------
     def _refuse(self, path: str, detail: str = EDIT_INSTEAD) -> None:
@@ -645,7 +994,7 @@ class StateView(DirectoryHandles):
                 self._refuse(path, EDIT_INSTEAD if kind == "sessions-json" else
                              "transcripts are read-only in the state mount")
             if kind == "sessions-json":
-                projection = agent.projector.get()
+                projection = self._projection(agent)
                 self._opened(path, projection.token)  # drops attributes of another size
                 return self.handles.add(_CachedBytes(projection, False, agent.access))
             name = parts[3]
@@ -654,7 +1003,7 @@ class StateView(DirectoryHandles):
             return self.handles.add(_TranscriptHandle(
                 source, keep, lambda: self._transcript(agent, name),
                 lambda: self._transcript_stat(agent, name), agent.access,
-                lambda: self._sized.get(path)))
+                lambda: self._sized.get(path), agent))
         fail(errno.EISDIR)
 
     def _opened(self, path: str, token: object) -> bool:

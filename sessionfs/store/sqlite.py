@@ -81,6 +81,7 @@ __all__ = [
     "SqliteStore",
     "SqliteTranscript",
     "inspect_schema",
+    "is_locked",
     "is_sqlite_file",
 ]
 
@@ -193,6 +194,23 @@ def _is_utf8(text: object) -> bool:
 def _shown(text: str) -> str:
     """A damaged TEXT value for messages: its bytes, invalid ones as U+FFFD."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_locked(path: Path, wait: float = 0.2) -> bool:
+    """Whether another process holds the database locked against readers now (an exclusive
+    lock, ``locking_mode=EXCLUSIVE``), waiting at most ``wait`` seconds. Such a database is
+    busy, not unreadable: callers that would otherwise fall back to other files ask first."""
+    try:
+        conn = _connect(path, wait)
+    except sqlite3.Error as exc:
+        return _is_busy(exc)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return _is_busy(exc)
+    finally:
+        conn.close()
+    return False
 
 
 def inspect_schema(conn: sqlite3.Connection, path: Path) -> SchemaInfo:
