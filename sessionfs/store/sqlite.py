@@ -30,6 +30,16 @@ to ``busy_deadline`` seconds. Thread safety: each thread gets its own connection
 libfuse workers live as long as the mount, so there are few); :meth:`fingerprint` uses one
 dedicated connection under a lock, because ``PRAGMA data_version`` compares only within one
 connection.
+
+Connections never cross a ``fork``: the mount opens the store, then forks its daemon, and an
+SQLite connection used in a child process reads without locks (POSIX locks are not inherited,
+yet SQLite's per-process bookkeeping, copied into the child, says they are held; every new
+connection to the same file in the child trusts it). Such a reader stops the writer from
+noticing it: openclaw's checkpoint restarts the ``-wal`` under it and its close removes the
+``-wal``/``-shm``, so the child keeps reading an orphaned wal-index, serves old data and then
+"database disk image is malformed" (a mix of old WAL pages and newer database pages). The first
+use in a new process therefore closes every inherited connection (a read-only one cannot
+checkpoint or delete anything) and opens its own (:meth:`SqliteStore._after_fork`).
 """
 
 from __future__ import annotations
@@ -37,9 +47,11 @@ from __future__ import annotations
 import bisect
 import os
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -108,15 +120,41 @@ DAMAGED_REMEDY = ("restore the database from a backup, or stop the gateway and r
 _NODE_COLUMNS = ("session_key", "current_session_id", "entry_json", "entry_valid", "updated_at")
 _EVENT_COLUMNS = ("session_id", "seq", "event_json")
 _INDEX_CACHE_SESSIONS = 256  # per-session event offset tables kept (LRU)
+#: Serialises :meth:`SqliteStore._after_fork` among a forked child's first readers.
+_fork_lock = threading.Lock()
+
+
+#: Every store of this process (see :func:`is_sqlite_file`), and the lock that orders reading a
+#: header against a store starting to use its file.
+_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+_stores_lock = threading.Lock()
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """Whether ``path`` is a regular file starting with SQLite's 16-byte header."""
+    """Whether ``path`` is a regular file starting with SQLite's 16-byte header.
+
+    A database that a store of this process reads is not opened again but answered from that
+    store (it was SQLite when opened; damage since then is each query's error): closing any
+    descriptor of a file drops every POSIX lock the process holds on it (``fcntl(2)``), the
+    locks of SQLite's connections included, and a writer that sees no reader checkpoints and
+    restarts the ``-wal`` or removes ``-wal``/``-shm`` under it, so the reader serves old data
+    and then "database disk image is malformed" (SQLite's howtocorrupt.html, 2.2). The state
+    mount asks this of every agent's database whenever it looks for agents.
+    """
     try:
-        with open(path, "rb") as stream:
-            return stream.read(16) == SQLITE_MAGIC
-    except OSError:
+        st = os.stat(path)
+    except (OSError, ValueError):
         return False
+    if not stat.S_ISREG(st.st_mode):
+        return False  # a FIFO would block the open
+    with _stores_lock:  # no store starts using this file between the check and the close
+        if any(store._ident == (st.st_dev, st.st_ino) for store in _stores):
+            return True
+        try:
+            with open(path, "rb") as stream:
+                return stream.read(16) == SQLITE_MAGIC
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -374,11 +412,14 @@ class SqliteStore(Store):
         self._damaged: tuple[object, list[RefusedRow]] | None = None
         self._refused: tuple[object, list[RefusedRow]] | None = None  # see refused_rows
         self._damaged_lock = threading.Lock()
+        self._pid = os.getpid()  # the process the connections belong to (see _after_fork)
         if not self.path.exists():
             raise StoreNotFound(f"{self.path}: no such database")
         if not is_sqlite_file(self.path):
             raise StoreCorrupt(self.path, "not an SQLite database (no SQLite header)")
         self._ident = self._file_ident()
+        with _stores_lock:
+            _stores.add(self)  # from now on is_sqlite_file never opens this file
         self.schema: SchemaInfo = self._run(lambda conn: inspect_schema(conn, self.path))
 
     # -- connections -----------------------------------------------------------------------------
@@ -389,7 +430,42 @@ class SqliteStore(Store):
             return None
         return (st.st_dev, st.st_ino)
 
+    def _after_fork(self) -> None:
+        """Forget every connection made by the process this one was forked from.
+
+        SQLite forbids carrying a connection into a child: the parent's locks are not the
+        child's, yet SQLite's in-process lock table says they are held, and every connection
+        the child opens to the same file shares that table, so none of them would take a real
+        lock. Closing all inherited connections empties the table (nothing is unlocked or
+        written on disk: the child holds no lock, and a ``mode=ro`` connection cannot
+        checkpoint or delete the ``-wal``); new connections then lock for real. The locks are
+        replaced too: one held by a thread of the parent would never be released here.
+        Forking while another thread is inside a query is not supported (as SQLite says).
+        """
+        self._all_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
+        self._indexes_lock = threading.Lock()
+        self._damaged_lock = threading.Lock()
+        inherited, self._all = self._all, []
+        if self._probe is not None:
+            inherited.append(self._probe)
+            self._probe = None
+        for conn in inherited:
+            conn.close()
+        self._local = threading.local()
+        self._epoch += 1
+        self._damaged = self._refused = None  # keyed by the parent's data_version
+        self._pid = os.getpid()
+
+    def _check_process(self) -> None:
+        """Reset the connections when this is no longer the process that opened them."""
+        if self._pid != os.getpid():
+            with _fork_lock:  # the child's first readers may arrive together
+                if self._pid != os.getpid():
+                    self._after_fork()
+
     def _conn(self) -> sqlite3.Connection:
+        self._check_process()
         held = getattr(self._local, "conn", None)
         if held is not None and held[0] == self._epoch:
             return held[1]
@@ -409,6 +485,9 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         """Close every connection (call when no other thread is reading)."""
+        if self._pid != os.getpid():
+            self._check_process()  # closes the inherited ones
+            return
         with self._all_lock:
             connections, self._all = self._all, []
         for conn in connections:
@@ -661,6 +740,7 @@ class SqliteStore(Store):
         db, wal = stats
         if db is None:
             return None
+        self._check_process()
         ident = (db.st_dev, db.st_ino)
         if ident != self._ident:  # replaced (restore, a test rebuilding it): reopen everywhere
             self._ident = ident
@@ -676,6 +756,7 @@ class SqliteStore(Store):
         return (version, mtime, db.st_ino, db.st_size, wal.st_size if wal else -1)
 
     def _data_version(self) -> int | None:
+        self._check_process()
         with self._probe_lock:
             for _attempt in range(3):
                 try:
