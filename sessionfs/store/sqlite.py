@@ -31,15 +31,16 @@ libfuse workers live as long as the mount, so there are few); :meth:`fingerprint
 dedicated connection under a lock, because ``PRAGMA data_version`` compares only within one
 connection.
 
-Connections never cross a ``fork``: the mount opens the store, then forks its daemon, and an
-SQLite connection used in a child process reads without locks (POSIX locks are not inherited,
-yet SQLite's per-process bookkeeping, copied into the child, says they are held; every new
-connection to the same file in the child trusts it). Such a reader stops the writer from
-noticing it: openclaw's checkpoint restarts the ``-wal`` under it and its close removes the
-``-wal``/``-shm``, so the child keeps reading an orphaned wal-index, serves old data and then
-"database disk image is malformed" (a mix of old WAL pages and newer database pages). The first
-use in a new process therefore closes every inherited connection (a read-only one cannot
-checkpoint or delete anything) and opens its own (:meth:`SqliteStore._after_fork`).
+A reader keeps its locks, so that a writer which appears later (the Gateway started after the
+mount, or restarted) sees it. A writer that sees no reader checkpoints and restarts the ``-wal``
+and, closing, removes ``-wal``/``-shm``; the reader keeps an orphaned wal-index and serves old
+data, then "database disk image is malformed" (old WAL pages over newer database pages; seen
+with openclaw 2026.9.6's Gateway). Two ways lost the locks, SQLite's howtocorrupt.html 2.2 and
+2.6: closing any descriptor of the database drops every POSIX lock the process holds on it, so
+:func:`is_sqlite_file` never opens a database a store of this process reads; and a connection
+carried across ``fork`` (the mount opens the store, then forks its daemon) holds no lock in the
+child while SQLite's in-process bookkeeping, copied along, says it does, so the child's first use
+closes every inherited connection and opens its own (:meth:`SqliteStore._after_fork`).
 """
 
 from __future__ import annotations
