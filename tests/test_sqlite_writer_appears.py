@@ -53,11 +53,12 @@ def sidecars(db: Path) -> set[str]:
     return {p.name for p in db.parent.iterdir() if p.name.startswith(db.name + "-")}
 
 
-def write(db: Path, tag: str, commits: int = 40, *, stay: bool = False
-          ) -> subprocess.Popen[str]:
-    """Run the writer; with ``stay`` it returns once committed and holds the database open
-    until :func:`leave`."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), tag, str(commits),
+def write(db: Path, tag: str, commits: int = 40, *, stay: bool = False,
+          user: list[str] | None = None) -> subprocess.Popen[str]:
+    """Run the writer (as ``user``: a setpriv prefix); with ``stay`` it returns once committed
+    and holds the database open until :func:`leave`."""
+    proc = subprocess.Popen([*(user or []), sys.executable, "-c", WRITER, str(db), tag,
+                             str(commits),
                              "stay" if stay else "close"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -206,25 +207,35 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
 def sessionfs(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sessionfs", *argv], capture_output=True,
                           text=True, timeout=60, check=False, cwd=str(ROOT),
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
-@pytest.mark.parametrize("kind", ["store", "state"])
-def test_a_background_mount_follows_a_writer_that_comes_and_goes(scratch: Path,
-                                                                  kind: str) -> None:
+@pytest.mark.parametrize("kind,owner", [("store", "root"), ("state", "root"),
+                                        ("store", "65534"), ("state", "65534")])
+def test_a_background_mount_follows_a_writer_that_comes_and_goes(scratch: Path, kind: str,
+                                                                  owner: str) -> None:
     """``sessionfs mount`` as users run it (the daemon forks after opening the store): the
     kernel shows every commit within --timeout, through the store mount's meta.json and the
     state mount's sessions.json, and no read fails, while the writer comes, commits, stays,
-    closes (removing -wal/-shm when it can) and comes back."""
+    closes (removing -wal/-shm when it can) and comes back. With the store owned by an
+    ordinary user who runs the writer (root mounts it, as for --allow-other), the -wal/-shm
+    the mount's reader created belong to that user, so the Gateway can still open them."""
     root = extract_real_store("plain", scratch / "real") / "plain"
     for stale in root.glob("agents/*/agent/openclaw-agent.sqlite-*"):
         stale.unlink()
     db = root / "agents/main/agent/openclaw-agent.sqlite"
     mountpoint = scratch / "mnt"
     mountpoint.mkdir()
+    as_owner = NOBODY if owner == "65534" else []
+    if as_owner:
+        subprocess.run(["chown", "-R", "65534:65534", str(scratch / "real")], check=True)
+        scratch.chmod(0o711)  # the owner walks down to the store (scratch_root makes it 0700)
     if kind == "store":
         source, shown = root / "agents/main", mountpoint / keys.encode(KEY) / "meta.json"
     else:
@@ -241,11 +252,13 @@ def test_a_background_mount_follows_a_writer_that_comes_and_goes(scratch: Path,
         assert seen() == "Main"  # as openclaw left it
         for round_ in range(6):
             tag = f"r{round_}"
-            writer = write(db, tag, stay=bool(round_ % 2))
+            writer = write(db, tag, stay=bool(round_ % 2), user=as_owner)
             assert wait_for(lambda tag=tag: seen() == label(tag), 10), (round_, seen())
             if round_ % 2:
                 leave(writer)
             assert seen() == label(tag)
+            for sidecar in sidecars(db):
+                assert (db.parent / sidecar).stat().st_uid == int(owner == "65534") * 65534
         result = sessionfs("umount", str(mountpoint))
         assert result.returncode == 0, result.stderr
     finally:
