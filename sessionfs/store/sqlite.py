@@ -131,6 +131,16 @@ _stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
 _stores_lock = threading.Lock()
 
 
+def _new_module_locks() -> None:
+    """In a forked child: a lock some thread of the parent held would never be released."""
+    global _fork_lock, _stores_lock
+    _fork_lock = threading.Lock()
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_module_locks)
+
+
 def is_sqlite_file(path: Path) -> bool:
     """Whether ``path`` is a regular file starting with SQLite's 16-byte header.
 
