@@ -30,6 +30,17 @@ to ``busy_deadline`` seconds. Thread safety: each thread gets its own connection
 libfuse workers live as long as the mount, so there are few); :meth:`fingerprint` uses one
 dedicated connection under a lock, because ``PRAGMA data_version`` compares only within one
 connection.
+
+A reader keeps its locks, so that a writer which appears later (the Gateway started after the
+mount, or restarted) sees it. A writer that sees no reader checkpoints and restarts the ``-wal``
+and, closing, removes ``-wal``/``-shm``; the reader keeps an orphaned wal-index and serves old
+data, then "database disk image is malformed" (old WAL pages over newer database pages; seen
+with openclaw 2026.9.6's Gateway). Two ways lost the locks, SQLite's howtocorrupt.html 2.2 and
+2.6: closing any descriptor of the database drops every POSIX lock the process holds on it, so
+:func:`is_sqlite_file` never opens a database a store of this process reads; and a connection
+carried across ``fork`` (the mount opens the store, then forks its daemon) holds no lock in the
+child while SQLite's in-process bookkeeping, copied along, says it does, so the child's first use
+closes every inherited connection and opens its own (:meth:`SqliteStore._after_fork`).
 """
 
 from __future__ import annotations
@@ -37,9 +48,11 @@ from __future__ import annotations
 import bisect
 import os
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -115,15 +128,51 @@ DAMAGED_REMEDY = ("restore the database from a backup, or stop the gateway and r
 _NODE_COLUMNS = ("session_key", "current_session_id", "entry_json", "entry_valid", "updated_at")
 _EVENT_COLUMNS = ("session_id", "seq", "event_json")
 _INDEX_CACHE_SESSIONS = 256  # per-session event offset tables kept (LRU)
+#: Serialises :meth:`SqliteStore._after_fork` among a forked child's first readers.
+_fork_lock = threading.Lock()
+
+
+#: Every store of this process (see :func:`is_sqlite_file`), and the lock that orders reading a
+#: header against a store starting to use its file.
+_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+_stores_lock = threading.Lock()
+
+
+def _new_module_locks() -> None:
+    """In a forked child: a lock some thread of the parent held would never be released."""
+    global _fork_lock, _stores_lock
+    _fork_lock = threading.Lock()
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_module_locks)
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """Whether ``path`` is a regular file starting with SQLite's 16-byte header."""
+    """Whether ``path`` is a regular file starting with SQLite's 16-byte header.
+
+    A database that a store of this process reads is not opened again but answered from that
+    store (it was SQLite when opened; damage since then is each query's error): closing any
+    descriptor of a file drops every POSIX lock the process holds on it (``fcntl(2)``), the
+    locks of SQLite's connections included, and a writer that sees no reader checkpoints and
+    restarts the ``-wal`` or removes ``-wal``/``-shm`` under it, so the reader serves old data
+    and then "database disk image is malformed" (SQLite's howtocorrupt.html, 2.2). The state
+    mount asks this of every agent's database whenever it looks for agents.
+    """
     try:
-        with open(path, "rb") as stream:
-            return stream.read(16) == SQLITE_MAGIC
-    except OSError:
+        st = os.stat(path)
+    except (OSError, ValueError):
         return False
+    if not stat.S_ISREG(st.st_mode):
+        return False  # a FIFO would block the open
+    with _stores_lock:  # no store starts using this file between the check and the close
+        if any(store._ident == (st.st_dev, st.st_ino) for store in _stores):
+            return True
+        try:
+            with open(path, "rb") as stream:
+                return stream.read(16) == SQLITE_MAGIC
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -397,11 +446,14 @@ class SqliteStore(Store):
         self._damaged: tuple[object, list[RefusedRow]] | None = None
         self._refused: tuple[object, list[RefusedRow]] | None = None  # see refused_rows
         self._damaged_lock = threading.Lock()
+        self._pid = os.getpid()  # the process the connections belong to (see _after_fork)
         if not self.path.exists():
             raise StoreNotFound(f"{self.path}: no such database")
         if not is_sqlite_file(self.path):
             raise StoreCorrupt(self.path, "not an SQLite database (no SQLite header)")
         self._ident = self._file_ident()
+        with _stores_lock:
+            _stores.add(self)  # from now on is_sqlite_file never opens this file
         self.schema: SchemaInfo = self._run(lambda conn: inspect_schema(conn, self.path))
 
     # -- connections -----------------------------------------------------------------------------
@@ -412,7 +464,42 @@ class SqliteStore(Store):
             return None
         return (st.st_dev, st.st_ino)
 
+    def _after_fork(self) -> None:
+        """Forget every connection made by the process this one was forked from.
+
+        SQLite forbids carrying a connection into a child: the parent's locks are not the
+        child's, yet SQLite's in-process lock table says they are held, and every connection
+        the child opens to the same file shares that table, so none of them would take a real
+        lock. Closing all inherited connections empties the table (nothing is unlocked or
+        written on disk: the child holds no lock, and a ``mode=ro`` connection cannot
+        checkpoint or delete the ``-wal``); new connections then lock for real. The locks are
+        replaced too: one held by a thread of the parent would never be released here.
+        Forking while another thread is inside a query is not supported (as SQLite says).
+        """
+        self._all_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
+        self._indexes_lock = threading.Lock()
+        self._damaged_lock = threading.Lock()
+        inherited, self._all = self._all, []
+        if self._probe is not None:
+            inherited.append(self._probe)
+            self._probe = None
+        for conn in inherited:
+            conn.close()
+        self._local = threading.local()
+        self._epoch += 1
+        self._damaged = self._refused = None  # keyed by the parent's data_version
+        self._pid = os.getpid()
+
+    def _check_process(self) -> None:
+        """Reset the connections when this is no longer the process that opened them."""
+        if self._pid != os.getpid():
+            with _fork_lock:  # the child's first readers may arrive together
+                if self._pid != os.getpid():
+                    self._after_fork()
+
     def _conn(self) -> sqlite3.Connection:
+        self._check_process()
         held = getattr(self._local, "conn", None)
         if held is not None and held[0] == self._epoch:
             return held[1]
@@ -432,6 +519,9 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         """Close every connection (call when no other thread is reading)."""
+        if self._pid != os.getpid():
+            self._check_process()  # closes the inherited ones
+            return
         with self._all_lock:
             connections, self._all = self._all, []
         for conn in connections:
@@ -684,6 +774,7 @@ class SqliteStore(Store):
         db, wal = stats
         if db is None:
             return None
+        self._check_process()
         ident = (db.st_dev, db.st_ino)
         if ident != self._ident:  # replaced (restore, a test rebuilding it): reopen everywhere
             self._ident = ident
@@ -699,6 +790,7 @@ class SqliteStore(Store):
         return (version, mtime, db.st_ino, db.st_size, wal.st_size if wal else -1)
 
     def _data_version(self) -> int | None:
+        self._check_process()
         with self._probe_lock:
             for _attempt in range(3):
                 try:
