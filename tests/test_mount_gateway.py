@@ -241,7 +241,9 @@ def test_other_user_on_allow_other_mount_gets_eacces(gateway: Gateway) -> None:
     db = gateway.db()
     mode = os.stat(db).st_mode
     os.chmod(db, 0o666)  # the modes would let anyone write: the mount still refuses
-    for folder in (gateway.base, gateway.state, gateway.state / "agents"):
+    # every folder on the way to the database open to others, as the disk requires for
+    # --allow-other to show them anything (a 0700 folder keeps a store private)
+    for folder in (gateway.base, gateway.state, *reversed(db.parents[:3])):
         os.chmod(folder, 0o755)
     mount = Mount(gateway.state / "agents" / "main", gateway.base / "mnt-shared",
                   "--allow-other", "--timeout", "0")
