@@ -92,15 +92,16 @@ class Namespace:
                 self.state.pending[where.top] = time.time_ns()
 
     def _create_through_gateway(self, path: str, key: str) -> None:
-        store = self.state.store
-        agent = getattr(store, "agent", None)
+        store = self.state.gateway_store
+        assert store is not None  # called only when the state writes through the Gateway
+        agent = store.agent
         if agent is not None and not key.startswith(f"agent:{agent}:"):
             reason = (f"mkdir: {key!r} is not a key of agent {agent!r} (openclaw would store "
                       f"it under another name): name the folder agent--{agent}--…")
             self.state.errors.add(path, errno.EINVAL, reason)
             fail(errno.EINVAL, reason)
         try:
-            store.create(key)  # type: ignore[attr-defined]
+            store.create(key)
         except (SessionfsError, OSError) as exc:
             self.state.reject(path, exc)
             raise
@@ -163,9 +164,10 @@ class Namespace:
         key, state = self.state.require_dir(top)
         if key is None or state != "session" or self.state.hidden_now(key):
             fail(errno.ENOENT)
-        if self.state.through_gateway:  # what openclaw never deletes is refused now
+        gateway_store = self.state.gateway_store
+        if gateway_store is not None:  # what openclaw never deletes is refused now
             try:
-                self.state.store.check_delete(key)  # type: ignore[attr-defined]
+                gateway_store.check_delete(key)
             except SessionfsError as exc:
                 self.state.reject(f"/{top}/meta.json", exc)
                 raise

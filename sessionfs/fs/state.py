@@ -55,6 +55,7 @@ from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.paths import META_NAME, fail
 from sessionfs.fs.scratch import ScratchBudget, ScratchTree
 from sessionfs.store.base import EntryRecord, Store
+from sessionfs.store.sqlite import SqliteStore
 
 __all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "MountState"]
 
@@ -170,7 +171,10 @@ class MountState:
         self.invalidate: Callable[[str], None] | None = None
         #: A store written through the openclaw Gateway (SQLite era): writable while a Gateway
         #: is live, decided per write; a save is diffed against what the writer was shown.
-        self.through_gateway = bool(getattr(store, "writes_through_gateway", False))
+        #: The same store typed as what it is, for the writes only such a store has.
+        self.gateway_store: SqliteStore | None = (
+            store if isinstance(store, SqliteStore) and store.writes_through_gateway else None)
+        self.through_gateway = self.gateway_store is not None
         #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved
         #: here), the base a save is diffed against (see :meth:`commit`); and the same per
         #: (key, pid): an editor's save is diffed against what THAT process read, even when
@@ -500,10 +504,9 @@ class MountState:
                     cancelled = self.cancel_doom(key)
             try:
                 entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-                if self.through_gateway and moving_from is None:
+                if self.gateway_store is not None and moving_from is None:
                     # one guarded sessions.patch of what changed since the writer's read
-                    changed = self.store.put_edited(  # type: ignore[attr-defined]
-                        key, entry, self._base_of(key))
+                    changed = self.gateway_store.put_edited(key, entry, self._base_of(key))
                 else:
                     # a new key may not take another session's sessionId, except the one it
                     # moves away from (EEXIST from the store, recorded below like any refusal)

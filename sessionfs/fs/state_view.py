@@ -64,14 +64,15 @@ from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
 from sessionfs.fs.state import MountState
 from sessionfs.fs.transcript import store_status_lines
-from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
+from sessionfs.fs.view import SessionView
+from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.projection import Projection, Projector
 from sessionfs.state import scan_agent, state_refusal
 from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
-__all__ = ["StateRoot", "StateView"]
+__all__ = ["StateView"]
 
 log = logging.getLogger("sessionfs.fs")
 
@@ -1167,58 +1168,3 @@ class StateView(DirectoryHandles):
         for agent in agents:
             if agent.view.has_dooms:
                 agent.view.settle(everything=everything)
-
-
-# -- serving ---------------------------------------------------------------------------------
-class StateRoot:
-    """A state directory to mount (what :func:`sessionfs.fs.mount.mount` opens for STATE)."""
-
-    layout = "state"
-
-    def __init__(self, state: os.PathLike[str] | str) -> None:
-        self.path = Path(os.path.abspath(state))
-        if not (self.path / "agents").is_dir():
-            from sessionfs.errors import StoreNotFound
-
-            raise StoreNotFound(f"{self.path}: not an openclaw state directory (no agents/)")
-
-    def serve(self, mountpoint: str, options: Any, ready: object = None) -> int:
-        """Run the state mount until it is unmounted (mount.py's ``_serve`` for a state)."""
-        import importlib
-        import signal
-
-        mounting = importlib.import_module("sessionfs.fs.mount")
-        from sessionfs.fs.fuse_glue import SessionFUSE
-        from sessionfs.fs.operations import SessionOperations
-
-        class StateFUSE(SessionFUSE):
-            """SessionFUSE that also sets ``keep_cache`` from the handle."""
-
-            def _file_flags(self, fip: Any) -> None:
-                super()._file_flags(fip)
-                handle = self.operations.view.handles.find(fip.contents.fh)
-                fip.contents.keep_cache = int(bool(getattr(handle, "keep_cache", False)))
-
-        view = StateView(self.path, mountpoint, timeout=options.timeout,
-                         max_entry_size=options.max_entry_size, read_only=options.read_only,
-                         share=options.allow_other)
-        view.agents()
-
-        def on_init() -> None:
-            mounting._start_heap_trimmer()
-            if callable(ready):
-                ready()
-
-        operations = SessionOperations(view, on_init=on_init)  # type: ignore[arg-type]
-        kwargs = mounting._fuse_kwargs(options, self, read_only=False)
-        for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(signo, signal.SIG_DFL)
-        log.info("serving state %s at %s", self.path, mountpoint)
-        try:
-            StateFUSE(operations, mountpoint, foreground=True, nothreads=False, **kwargs)
-        except RuntimeError as exc:
-            if exc.args and exc.args[0] == 8:  # libfuse3: the loop ended on a signal
-                return 0
-            raise mounting.MountError(f"could not mount {mountpoint} (libfuse error "
-                                      f"{exc.args[0]})") from None
-        return 0

@@ -93,42 +93,13 @@ from sessionfs.fs.transcript import (
     TranscriptLeaf,
     store_status_lines,
 )
+from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.store import StoreLocation, legacy_beside_token, locate_store, reappeared_legacy
 from sessionfs.store.base import EntryRecord, Store
 
 __all__ = ["META_NAME", "DirHandle", "DirectoryHandles", "SessionView", "Where", "parse_path"]
 
 log = logging.getLogger("sessionfs.fs")
-
-
-class DirHandle(Handle):
-    """An open directory: the listing taken at ``opendir``, served by offset."""
-
-    def __init__(self, path: str, entries: list[tuple[str, int]]) -> None:
-        self.path = path
-        self.entries = entries
-
-
-class DirectoryHandles:
-    """opendir / readdir / releasedir, the same for every view: the listing is taken once, at
-    ``opendir``, from the view's own :meth:`listdir`, and kept in its handle table."""
-
-    handles: HandleTable
-
-    def listdir(self, path: str) -> list[tuple[str, int]]:
-        raise NotImplementedError
-
-    def opendir(self, path: str) -> int:
-        return self.handles.add(DirHandle(path, self.listdir(path)))
-
-    def dir_entries(self, fh: int) -> DirHandle:
-        handle = self.handles.get(fh)
-        if not isinstance(handle, DirHandle):
-            fail(errno.EBADF)
-        return handle
-
-    def releasedir(self, fh: int) -> None:
-        self.handles.pop(fh)
 
 
 class SessionView(DirectoryHandles):
@@ -491,9 +462,10 @@ class SessionView(DirectoryHandles):
 
     def _gateway_now(self) -> object:
         """Gateway stores: the live Gateway (pid, start time, port) or why none; else None."""
-        if not self.state.through_gateway:
+        store = self.state.gateway_store
+        if store is None:
             return None
-        found = self.store.gateway.owner()  # type: ignore[attr-defined]
+        found = store.gateway.owner()
         return found if isinstance(found, str) else (found.pid, found.start_time, found.port)
 
     def _sqlite_status(self, count: int | str) -> bytes:
