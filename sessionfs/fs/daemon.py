@@ -53,6 +53,13 @@ def _libc() -> Any:
         return None
 
 
+def trim_heap() -> None:
+    """glibc's ``malloc_trim(0)`` now: give the heap's free pages back (after a big render)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def return_big_buffers_to_the_os() -> None:
     """Serve every allocation over 256 KiB from its own mapping (glibc ``mallopt``).
 

@@ -280,14 +280,6 @@ class _Opener:
             self._finished()
 
 
-def _trim_heap() -> None:
-    """glibc's ``malloc_trim(0)`` now (see ``TRIM_AFTER_BYTES``)."""
-    libc = daemon._libc()  # the daemon's one way to reach libc
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
@@ -616,7 +608,7 @@ class StateView(DirectoryHandles):
         if projection.token != agent.rendered:
             agent.rendered = projection.token
             if projection.size >= TRIM_AFTER_BYTES:
-                _trim_heap()
+                daemon.trim_heap()  # see TRIM_AFTER_BYTES
         return projection
 
     def _invalidate(self, path: str) -> None:
