@@ -684,7 +684,7 @@ def test_an_entry_damaged_behind_the_mount_fails_the_next_open(
         fh = view.open(path, os.O_RDONLY)
         assert view.read(fh, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
         view.release(fh)
-    assert MAIN in view.state.snapshots
+    assert MAIN in view.mount_state.snapshots
     damaged = file.with_name("meta.json.tmp")
     damaged.write_bytes(b'{"sessionId": "x", "updatedAt": 1')
     os.replace(damaged, file)

@@ -61,8 +61,8 @@ from sessionfs.fs import daemon
 from sessionfs.fs.access import Access, shared_access
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
+from sessionfs.fs.mountstate import MountState
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
-from sessionfs.fs.state import MountState
 from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import SessionView
 from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
@@ -299,12 +299,12 @@ class StateView(DirectoryHandles):
     def __init__(self, state: os.PathLike[str] | str, mountpoint: str, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None, share: bool = False) -> None:
-        self.state = Path(os.path.abspath(state))
-        self.path = self.state  # what mount options and logs name
+        self.state_dir = Path(os.path.abspath(state))
+        self.path = self.state_dir  # what mount options and logs name
         self.mountpoint = mountpoint.rstrip("/") or "/"
         #: Both resolved once, before the mount exists: stores must stay inside the first and
         #: never resolve into the second (:meth:`_outside_problem`).
-        self._state_real = os.path.realpath(self.state)
+        self._state_real = os.path.realpath(self.state_dir)
         try:
             self._state_fd: int | None = os.open(self._state_real, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -326,8 +326,8 @@ class StateView(DirectoryHandles):
         #: mounting user's 0700/0600.
         self.share = share
         self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
-        self._root_access = self._shared(self.state)
-        self._agents_access = self._shared(self.state / "agents")
+        self._root_access = self._shared(self.state_dir)
+        self._agents_access = self._shared(self.state_dir / "agents")
         self.handles = HandleTable()
         self.errors = ErrorLog()
         self._lock = threading.RLock()  # held only for swaps, never across filesystem calls
@@ -381,7 +381,7 @@ class StateView(DirectoryHandles):
     def _rescan(self) -> None:
         """Find the agents again: ``agents/`` listed only when it changed, each agent folder
         looked at with ``lstat`` (:func:`scan_agent`), opened only when that look changed."""
-        refusal = state_refusal(self.state, self._state_real, self._mount_real)
+        refusal = state_refusal(self.state_dir, self._state_real, self._mount_real)
         if refusal is not None:
             self._install({}, {}, {}, _Problem(errno.ELOOP if "link" in refusal
                                                or "resolves" in refusal else errno.EIO,
@@ -393,7 +393,7 @@ class StateView(DirectoryHandles):
         waiting: list[tuple[str, _Opener]] = []
         now = time.monotonic()
         for name in names:
-            scan = scan_agent(self.state, name, self._mount_real)
+            scan = scan_agent(self.state_dir, name, self._mount_real)
             if scan is None:
                 continue
             if scan.refusal is not None:
@@ -447,7 +447,7 @@ class StateView(DirectoryHandles):
     def _agent_names(self) -> list[str]:
         """The names in ``agents/``, listed again only when its inode or mtime changed (or
         changed so recently that a second change could share the mtime)."""
-        folder = self.state / "agents"
+        folder = self.state_dir / "agents"
         try:
             st = os.lstat(folder)
         except OSError:
@@ -475,7 +475,7 @@ class StateView(DirectoryHandles):
             self._agents, self._problems, self._root_problem = agents, problems, root
             self._settled = settled
             self._damage = {name: why for name, why in self._damage.items() if name in agents}
-            self._mount_states = tuple(agent.view.state for agent in agents.values())
+            self._mount_states = tuple(agent.view.mount_state for agent in agents.values())
             self._scanned_at = time.monotonic()
         for agent in gone:
             log.info("agent %s: no longer served", agent.agent_id)
@@ -508,7 +508,7 @@ class StateView(DirectoryHandles):
         """Where agent ``agent_id``'s store is now, opened (in an :class:`_Opener` thread).
         A database another process holds locked makes the agent busy (retried at the next
         rescan): locating would take it for unreadable and pick retained file-era files."""
-        folder = self.state / "agents" / agent_id
+        folder = self.state_dir / "agents" / agent_id
         db = folder / "agent" / SQLITE_NAME
         if is_sqlite_file(db) and is_locked(db):
             return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: another process holds "
@@ -550,7 +550,7 @@ class StateView(DirectoryHandles):
         return None
 
     def _open_agent(self, agent_id: str, location: StoreLocation) -> _Agent:
-        store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
+        store = open_store(self.state_dir / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
         if isinstance(store, SqliteStore):  # served: a lock elsewhere costs seconds, not 60 s
             store.busy_timeout = SERVE_BUSY_TIMEOUT
@@ -719,10 +719,11 @@ class StateView(DirectoryHandles):
             data, mtime_ns = self._control_snapshot(parts[1])
             return self._attrs(FILE_MODE, len(data), mtime_ns, 1, self._control_access())
         if kind == "agents":
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2,
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state_dir / "agents"), 2,
                                self._agents_access)
         if kind == "agent":  # a listed agent that is not served shows the mounting user's
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
+            return self._attrs(READ_ONLY_DIR, 0,
+                               self._mtime_of(self.state_dir / "agents" / parts[1]),
                                2, agent.access if agent is not None else self._own)
         assert agent is not None
         if kind == "sessions":
@@ -852,7 +853,7 @@ class StateView(DirectoryHandles):
 
     def statfs(self) -> dict[str, int]:
         try:  # the descriptor: STATE replaced by a link into this mount is never walked
-            st = os.statvfs(self._state_fd if self._state_fd is not None else self.state)
+            st = os.statvfs(self._state_fd if self._state_fd is not None else self.state_dir)
         except OSError:
             return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
         return {"f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks,
@@ -923,7 +924,7 @@ class StateView(DirectoryHandles):
                     parts.append(f"# agent {agent_id} (paths inside sessions.d)\n".encode()
                                  + inner)
             return b"".join(parts)
-        lines = [f"state: {self.state}", f"mountpoint: {self.mountpoint}",
+        lines = [f"state: {self.state_dir}", f"mountpoint: {self.mountpoint}",
                  f"agents: {len(agents)}", f"timeout: {self.timeout:g}", f"pid: {os.getpid()}"]
         for agent_id, agent in agents.items():
             try:
@@ -931,7 +932,7 @@ class StateView(DirectoryHandles):
             except SessionfsError as exc:
                 count = f"unknown ({exc})"
             writable = agent.view.read_only_reason
-            if writable is None and agent.view.state.through_gateway:
+            if writable is None and agent.view.mount_state.through_gateway:
                 writable = agent.store.read_only_reason  # writable while a Gateway is live
             lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
                       f"generation: {agent.store.generation}", f"sessions: {count}",
