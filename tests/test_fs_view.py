@@ -691,3 +691,27 @@ def test_an_entry_damaged_behind_the_mount_fails_the_next_open(
     with pytest.raises((OSError, SessionfsError)) as excinfo:
         view.open(path, os.O_RDONLY)
     assert errno_of(excinfo) == errno.EIO
+
+
+def test_an_existence_check_reads_no_entry(make_store: Callable[..., Store],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: renaming, unlinking and creating inside a session folder ask whether the
+    session exists; in a directory store that is one lstat of its meta.json, not a read."""
+    store = make_store("directory", ENTRIES)
+    view = SessionView(store, timeout=0)
+    top = keys.encode(MAIN)
+    reads: list[str] = []
+    real_open = os.open
+
+    def counting(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(name).endswith("meta.json") and not flags & (os.O_WRONLY | os.O_RDWR):
+            reads.append(str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counting)
+    assert view.mount_state.dir_exists(top, MAIN) == "session"
+    assert view.mount_state.require_dir(top) == (MAIN, "session")
+    assert reads == []
+    (store.path / top / "meta.json").unlink()  # gone behind the mount: no longer a session
+    assert view.mount_state.dir_exists(top, MAIN) is None
+    assert reads == []

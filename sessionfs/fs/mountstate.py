@@ -334,7 +334,7 @@ class MountState:
 
     def dir_exists(self, top: str, key: str | None) -> str | None:
         """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
-        if key is not None and self.index.meta_of(key) is not None:
+        if key is not None and self.index.exists(key):
             return "session"
         with self.lock:
             if top in self.pending or self.scratch.has_any(top):
