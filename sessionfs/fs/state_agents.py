@@ -48,12 +48,15 @@ RETIRE_GRACE = 5.0
 
 @dataclass
 class Agent:
-    """One agent: its store, the SessionView serving its sessions.d, its sessions.json."""
+    """One agent: its store, the SessionView serving its sessions.d (built at the first call
+    that needs it: a mount of many agents of which a reader walks a few builds a few), its
+    sessions.json."""
 
     agent_id: str
     location: StoreLocation
     store: Store
-    view: SessionView
+    #: builds :attr:`view` (once, at its first use)
+    make_view: Callable[[], SessionView]
     projector: Projector
     #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
     access: Access
@@ -64,10 +67,26 @@ class Agent:
         default_factory=dict)
     #: the token of the last rendering served (a new one may free a lot: _projection trims)
     rendered: str = ""
+    #: told each view once built (AgentDirectory.add_view: has_dooms sees its MountState)
+    on_view: Callable[[Agent], None] = field(default=lambda _agent: None, repr=False)
+    built: SessionView | None = field(default=None, init=False, repr=False)
+    _building: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def prefix(self) -> str:
         return f"/agents/{self.agent_id}/sessions"
+
+    @property
+    def view(self) -> SessionView:
+        """The SessionView of ``sessions.d``, built now if this is its first use."""
+        view = self.built
+        if view is None:
+            with self._building:
+                view = self.built
+                if view is None:
+                    view = self.built = self.make_view()
+                    self.on_view(self)
+        return view
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,12 @@ class AgentDirectory:
         self._settled: dict[str, Settled] = {}
         self._openers: dict[str, Opener] = {}
         self._retired: list[tuple[float, Agent]] = []
+
+    def add_view(self, agent: Agent) -> None:
+        """``agent``'s view was just built: its deletes are settled from now on."""
+        with self.lock:
+            if self.served.get(agent.agent_id) is agent and agent.built is not None:
+                self.mount_states = (*self.mount_states, agent.built.mount_state)
 
     def current(self) -> dict[str, Agent]:
         """The agents served now (rescanned when the last scan is older than ``timeout``).
@@ -258,7 +283,8 @@ class AgentDirectory:
             self.served, self.problems, self.root_problem = agents, problems, root
             self._settled = settled
             self.damage = {name: why for name, why in self.damage.items() if name in agents}
-            self.mount_states = tuple(agent.view.mount_state for agent in agents.values())
+            self.mount_states = tuple(agent.built.mount_state for agent in agents.values()
+                                      if agent.built is not None)
             self._scanned_at = time.monotonic()
         for agent in gone:
             log.info("agent %s: no longer served", agent.agent_id)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import inspect
 import logging
 import os
@@ -66,7 +67,7 @@ from sessionfs.fs.view import SessionView
 from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.projection import Projection, Projector
 from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
-from sessionfs.store.base import TranscriptSource
+from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
 __all__ = ["StateView"]
@@ -213,15 +214,22 @@ class StateView(DirectoryHandles):
             store.busy_deadline = SERVE_BUSY_DEADLINE
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
         access = self._shared(store.path)
+        transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
+        projector = Projector(store, transcripts_dir, recheck=self.timeout)
+        return Agent(agent_id, location, store,
+                     functools.partial(self._agent_view, agent_id, store, access, extra),
+                     projector, access, on_view=self._directory.add_view)
+
+    def _agent_view(self, agent_id: str, store: Store, access: Access,
+                    extra: dict[str, Any]) -> SessionView:
+        """The view of agent ``agent_id``'s ``sessions.d`` (built at its first use)."""
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
                            read_only=self.read_only, **access.as_view_kwargs(), **extra)
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
         # writes through an openclaw Gateway: only the mounting user's or root's
         view.caller = lambda: self.caller() if self.caller else (os.geteuid(), 0)
-        transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
-        projector = Projector(store, transcripts_dir, recheck=self.timeout)
-        return Agent(agent_id, location, store, view, projector, access)
+        return view
 
     def _agent(self, agent_id: str, depth: int) -> Agent | None:
         """The served agent ``agent_id``; None for a listed agent that is not served, at its
@@ -817,5 +825,6 @@ class StateView(DirectoryHandles):
         with self._lock:
             agents = list(self._directory.served.values())
         for agent in agents:
-            if agent.view.has_dooms:
-                agent.view.settle(everything=everything)
+            view = agent.built  # an agent whose view was never built has nothing to settle
+            if view is not None and view.has_dooms:
+                view.settle(everything=everything)
