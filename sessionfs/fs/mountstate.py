@@ -53,7 +53,7 @@ from sessionfs.fs.control import ErrorLog
 from sessionfs.fs.handles import MetaHandle
 from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.paths import META_NAME, fail
-from sessionfs.fs.scratch import ScratchBudget, ScratchTree
+from sessionfs.fs.scratch import ScratchBudget, ScratchFile, ScratchTree
 from sessionfs.store.base import EntryRecord, Store
 from sessionfs.store.sqlite import SqliteStore
 
@@ -551,6 +551,108 @@ class MountState:
         self.snapshots.pop(key)
         self.peeked.pop(key)
         self.index.forget(key)
+
+    # -- names: the namespace's transitions, each under the lock it needs -----------------------
+    def scratch_file(self, directory: str, name: str) -> ScratchFile | None:
+        """The editor file (or lock link) kept in memory at ``directory/name``, if any."""
+        with self.lock:
+            return self.scratch.get(directory, name)
+
+    def new_dir(self, top: str) -> None:
+        """``mkdir`` of a folder that is not a session yet (EEXIST over a scratch file)."""
+        with self.lock:
+            if self.scratch.get("", top) is not None:
+                fail(errno.EEXIST)
+            self.pending[top] = time.time_ns()
+
+    def created_through_gateway(self, key: str) -> None:
+        """The Gateway created ``key`` (``sessions.create``): listed from the store now."""
+        with self.lock:
+            self.index.changed(key)
+
+    def remove_dir(self, top: str) -> None:
+        """``rmdir`` of a folder that holds no session: ENOTEMPTY while files are in it;
+        files open in it keep their bytes."""
+        with self.lock:
+            if self.scratch.has_any(top):
+                fail(errno.ENOTEMPTY)
+            self.pending.pop(top, None)
+            self.scratch.drop_dir(top)
+
+    def put_scratch(self, directory: str, name: str, file: ScratchFile, *,
+                    exclusive: bool = False) -> None:
+        """Keep ``file`` at ``directory/name`` (``exclusive``: EEXIST when one is there)."""
+        with self.lock:
+            if exclusive and self.scratch.get(directory, name) is not None:
+                fail(errno.EEXIST)
+            self.scratch.put(directory, name, file)
+
+    def remove_scratch(self, directory: str, name: str) -> None:
+        """``unlink`` of an editor file (ENOENT when there is none)."""
+        with self.lock:
+            if self.scratch.pop(directory, name) is None:
+                fail(errno.ENOENT)
+
+    def move_scratch(self, src: tuple[str, str], dst: tuple[str, str] | None) -> None:
+        """An editor file moves to ``dst`` (None: it became a ``meta.json`` and is gone)."""
+        with self.lock:
+            file = self.scratch.pop(*src)
+            if file is not None and dst is not None:
+                self.scratch.put(*dst, file)
+
+    def hide_renamed_away(self, key: str, directory: str, name: str, file: ScratchFile) -> None:
+        """``meta.json`` renamed to an editor's backup name (``meta.json~``): the bytes live on
+        at the new name, the session stays and its meta.json is hidden for the grace."""
+        with self.lock:
+            self.scratch.put(directory, name, file)
+            self.hidden[key] = time.monotonic() + self.hide_grace
+            self.index.changed(key)
+
+    def require_dir_target(self, top: str, state: str | None) -> None:
+        """A folder may be renamed onto ``top`` (in ``state``) only if it is no session, no
+        file and empty."""
+        with self.lock:
+            if self.scratch.get("", top) is not None:
+                fail(errno.ENOTDIR)
+            if state == "session":
+                fail(errno.ENOTEMPTY, f"{top} is a session")
+            if state == "pending" and self.scratch.has_any(top):
+                fail(errno.ENOTEMPTY)
+
+    def dir_renamed(self, src: tuple[str | None, str], dst: tuple[str, str],
+                    session: bool) -> None:
+        """Folder ``src`` (key, top) is now ``dst`` (a session moved by the store when
+        ``session``): what the mount remembers and the files open in it follow."""
+        (src_key, src_top), (dst_key, dst_top) = src, dst
+        with self.lock:
+            if session:
+                assert src_key is not None
+                self.forget_session(src_key)
+                self.forget_session(dst_key)
+                self.retarget_open_files(src_key, moved_to=(dst_key, dst_top))
+            self.pending.pop(dst_top, None)
+            pending = self.pending.pop(src_top, None)
+            if not session and pending is not None:
+                self.pending[dst_top] = pending
+            self.scratch.drop_dir(dst_top)
+            self.scratch.move_dir(src_top, dst_top)
+        self.notify(src_top, dst_top)
+
+    def move_session(self, src: tuple[str, str], dst: tuple[str, str], data: bytes) -> None:
+        """``meta.json`` renamed onto another session's: copy, then delete (the entry is never
+        in neither place). The source folder stays until rmdir; files open on the source
+        follow it to the target, never do they bring the source back."""
+        (src_key, src_top), (dst_key, dst_top) = src, dst
+        self.commit(dst_key, dst_top, data, moving_from=src_key, replaces_file=True)
+        with self.lock:
+            self.pending[src_top] = time.time_ns()
+        try:
+            self.store.delete(src_key)
+        finally:
+            with self.lock:
+                self.forget_session(src_key)
+                self.retarget_open_files(src_key, moved_to=(dst_key, dst_top))
+        self.notify(src_top)
 
     # -- deferred deletes ------------------------------------------------------------------------
     @property

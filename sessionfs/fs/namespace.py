@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,14 +81,12 @@ class Namespace:
         with self.mount_state.commit_lock:
             if self.mount_state.dir_exists(where.top, key) is not None:
                 fail(errno.EEXIST)
-            with self.mount_state.lock:
-                if self.mount_state.scratch.get("", where.top) is not None:
-                    fail(errno.EEXIST)
             if self.mount_state.through_gateway:  # sessions.create now; the folder is the session
+                if self.mount_state.scratch_file("", where.top) is not None:
+                    fail(errno.EEXIST)
                 self._create_through_gateway(path, key)
                 return
-            with self.mount_state.lock:
-                self.mount_state.pending[where.top] = time.time_ns()
+            self.mount_state.new_dir(where.top)
 
     def _create_through_gateway(self, path: str, key: str) -> None:
         store = self.mount_state.gateway_store
@@ -105,8 +102,7 @@ class Namespace:
         except (SessionfsError, OSError) as exc:
             self.mount_state.reject(path, exc)
             raise
-        with self.mount_state.lock:
-            self.index.changed(key)
+        self.mount_state.created_through_gateway(key)
 
     def rmdir(self, path: str) -> None:
         where = parse_path(path)
@@ -125,18 +121,12 @@ class Namespace:
             key = self.index.key_of(where.top)
             state = self.mount_state.dir_exists(where.top, key)
             if state is None:
-                with self.mount_state.lock:
-                    if self.mount_state.scratch.get("", where.top) is not None:
-                        fail(errno.ENOTDIR)
+                if self.mount_state.scratch_file("", where.top) is not None:
+                    fail(errno.ENOTDIR)
                 fail(errno.ENOENT)
             if state == "session":
                 fail(errno.ENOTEMPTY, "the session still has its meta.json")
-            with self.mount_state.lock:
-                if self.mount_state.scratch.has_any(where.top):
-                    fail(errno.ENOTEMPTY)
-                self.mount_state.pending.pop(where.top, None)
-                # open-but-unlinked files keep their bytes
-                self.mount_state.scratch.drop_dir(where.top)
+            self.mount_state.remove_dir(where.top)
 
     def unlink(self, path: str) -> None:
         where = parse_path(path)
@@ -156,9 +146,7 @@ class Namespace:
                 fail(errno.EISDIR)
         else:
             fail(errno.ENOENT)
-        with self.mount_state.lock:
-            if self.mount_state.scratch.pop(where.directory, where.leaf) is None:
-                fail(errno.ENOENT)
+        self.mount_state.remove_scratch(where.directory, where.leaf)
 
     def _delete_session(self, top: str) -> None:
         """``rm meta.json``: gone through the mount at once, from the store after the grace
@@ -190,17 +178,13 @@ class Namespace:
         self.mount_state.require_writable()
         if where.kind == INNER:
             self.mount_state.require_dir(where.top)
-        with self.mount_state.lock:
-            if self.mount_state.scratch.get(where.directory, where.leaf) is not None:
-                fail(errno.EEXIST)
-            self.mount_state.scratch.put(where.directory, where.leaf,
-                                         ScratchFile(link_target=target))
+        self.mount_state.put_scratch(where.directory, where.leaf,
+                                     ScratchFile(link_target=target), exclusive=True)
 
     def readlink(self, path: str) -> str:
         where = parse_path(path)
         if where.kind in (INNER, TOP):
-            with self.mount_state.lock:
-                file = self.mount_state.scratch.get(where.directory, where.leaf)
+            file = self.mount_state.scratch_file(where.directory, where.leaf)
             if file is not None and file.link_target is not None:
                 return file.link_target
             if file is not None:
@@ -256,9 +240,7 @@ class Namespace:
         src_key = self.index.key_of(src.top)
         state = self.mount_state.dir_exists(src.top, src_key)
         if state is None:  # a root scratch file
-            with self.mount_state.lock:
-                file = self.mount_state.scratch.get("", src.top)
-            if file is None:
+            if self.mount_state.scratch_file("", src.top) is None:
                 fail(errno.ENOENT)
             self._move_scratch(src, dst)
             return
@@ -269,14 +251,8 @@ class Namespace:
             dst_key = self.index.key_of(dst.top)
             if dst_key is None:
                 fail(errno.EINVAL, f"{dst.top!r} is not a session name")
-        dst_state = self.mount_state.dir_exists(dst.top, dst_key)
-        with self.mount_state.lock:
-            if self.mount_state.scratch.get("", dst.top) is not None:
-                fail(errno.ENOTDIR)
-            if dst_state == "session":
-                fail(errno.ENOTEMPTY, f"{dst.top} is a session")
-            if dst_state == "pending" and self.mount_state.scratch.has_any(dst.top):
-                fail(errno.ENOTEMPTY)
+        self.mount_state.require_dir_target(dst.top,
+                                            self.mount_state.dir_exists(dst.top, dst_key))
         if state == "session":
             assert src_key is not None
             try:
@@ -286,19 +262,7 @@ class Namespace:
             except SessionfsError as exc:  # openclaw has no key rename (EPERM): say why
                 self.mount_state.reject(f"/{src.top}", exc)
                 raise
-        with self.mount_state.lock:
-            if state == "session":
-                assert src_key is not None
-                self.mount_state.forget_session(src_key)
-                self.mount_state.forget_session(dst_key)
-                self.mount_state.retarget_open_files(src_key, moved_to=(dst_key, dst.top))
-            self.mount_state.pending.pop(dst.top, None)
-            pending = self.mount_state.pending.pop(src.top, None)
-            if state == "pending" and pending is not None:
-                self.mount_state.pending[dst.top] = pending
-            self.mount_state.scratch.drop_dir(dst.top)
-            self.mount_state.scratch.move_dir(src.top, dst.top)
-        self.mount_state.notify(src.top, dst.top)
+        self.mount_state.dir_renamed((src_key, src.top), (dst_key, dst.top), state == "session")
 
     def _rename_meta(self, src: Where, dst: Where) -> None:
         src_key, _ = self.mount_state.require_dir(src.top)
@@ -308,9 +272,8 @@ class Namespace:
         if dst.kind == INNER and dst.top == src.top and is_libfuse_hidden(dst.name):
             # libfuse's stand-in for unlink() of an open file, and for the first half of a
             # rename over one: which of the two only shows in what comes next (see Doom).
-            with self.mount_state.lock:
-                self.mount_state.scratch.put(dst.directory, dst.leaf, ScratchFile(
-                    bytearray(data), mtime_ns=self.index.entry_mtime(record)))
+            self.mount_state.put_scratch(dst.directory, dst.leaf, ScratchFile(
+                bytearray(data), mtime_ns=self.index.entry_mtime(record)))
             self.mount_state.doom(src_key, src.top)
             return
         if dst.kind == META:
@@ -319,43 +282,25 @@ class Namespace:
                 fail(errno.ENOENT)
             if dst_key == src_key:
                 return
-            # Between sessions: copy, then delete (the entry is never in neither place). Files
-            # open on the source follow it to the target; never do they bring the source back.
-            self.mount_state.commit(dst_key, dst.top, data, moving_from=src_key, replaces_file=True)
-            with self.mount_state.lock:
-                # the source folder stays until rmdir
-                self.mount_state.pending[src.top] = time.time_ns()
-            try:
-                self.mount_state.store.delete(src_key)
-            finally:
-                with self.mount_state.lock:
-                    self.mount_state.forget_session(src_key)
-                    self.mount_state.retarget_open_files(src_key, moved_to=(dst_key, dst.top))
-            self.mount_state.notify(src.top)
+            self.mount_state.move_session((src_key, src.top), (dst_key, dst.top), data)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
         else:
             self.mount_state.require_dir(dst.top)
         # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
-        with self.mount_state.lock:
-            self.mount_state.scratch.put(dst.directory, dst.leaf,
-                              ScratchFile(bytearray(data), mtime_ns=self.index.entry_mtime(record)))
-            self.mount_state.hidden[src_key] = time.monotonic() + self.mount_state.hide_grace
-            self.index.changed(src_key)
+        self.mount_state.hide_renamed_away(src_key, dst.directory, dst.leaf, ScratchFile(
+            bytearray(data), mtime_ns=self.index.entry_mtime(record)))
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:
         if src.kind == INNER:
             self.mount_state.require_dir(src.top)
-        with self.mount_state.lock:
-            file = self.mount_state.scratch.get(src.directory, src.leaf)
-        if file is None:
+        if self.mount_state.scratch_file(src.directory, src.leaf) is None:
             fail(errno.ENOENT)
         self._move_scratch(src, dst)
 
     def _move_scratch(self, src: Where, dst: Where) -> None:
-        with self.mount_state.lock:
-            file = self.mount_state.scratch.get(src.directory, src.leaf)
+        file = self.mount_state.scratch_file(src.directory, src.leaf)
         assert file is not None
         if dst.kind == META:
             dst_key, _ = self.mount_state.require_dir(dst.top)
@@ -364,14 +309,11 @@ class Namespace:
             if file.is_link:
                 fail(errno.EINVAL, "a link cannot become meta.json")
             self.mount_state.commit(dst_key, dst.top, bytes(file.data), replaces_file=True)
-            with self.mount_state.lock:
-                self.mount_state.scratch.pop(src.directory, src.leaf)
+            self.mount_state.move_scratch((src.directory, src.leaf), None)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
         elif dst.kind == INNER:
             self.mount_state.require_dir(dst.top)
-        with self.mount_state.lock:
-            self.mount_state.scratch.pop(src.directory, src.leaf)
-            self.mount_state.scratch.put(dst.directory, dst.leaf, file)
+        self.mount_state.move_scratch((src.directory, src.leaf), (dst.directory, dst.leaf))
 
