@@ -50,7 +50,7 @@ from sessionfs.errors import (
     SessionNotFound,
 )
 from sessionfs.fs.control import ErrorLog
-from sessionfs.fs.handles import MetaHandle
+from sessionfs.fs.handles import Handle, MetaHandle
 from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.paths import META_NAME, fail
 from sessionfs.fs.scratch import ScratchBudget, ScratchFile, ScratchTree
@@ -551,6 +551,30 @@ class MountState:
         self.snapshots.pop(key)
         self.peeked.pop(key)
         self.index.forget(key)
+
+    # -- open files' buffers (a scratch file's is shared by every handle open on it) -------------
+    def read_open_file(self, handle: Handle, size: int, offset: int) -> bytes:
+        with self.lock:
+            return handle.read(size, offset)
+
+    def write_open_file(self, handle: Handle, data: bytes, offset: int) -> int:
+        with self.lock:
+            return handle.write(data, offset)
+
+    def truncate_open_file(self, handle: Handle, length: int) -> None:
+        with self.lock:
+            handle.truncate(length)
+
+    def being_created(self, key: str) -> bool:
+        """Whether a ``meta.json`` of ``key`` is open for creation (listed while it is)."""
+        with self.lock:
+            return any(h.creating for h in self.open_meta.get(key, ()))
+
+    def prune_index(self, listed: set[str]) -> None:
+        """Forget what the index knows of sessions no longer listed, except those this mount
+        still shows (open, hidden, overlaid) and folders not yet sessions."""
+        with self.lock:
+            self.index.prune(listed, self.kept_keys(), set(self.pending))
 
     # -- names: the namespace's transitions, each under the lock it needs -----------------------
     def scratch_file(self, directory: str, name: str) -> ScratchFile | None:

@@ -261,8 +261,7 @@ class SessionView(DirectoryHandles):
                 if found is not None:
                     return found
             self.mount_state.require_dir(where.top)
-            with self.mount_state.lock:
-                file = self.mount_state.scratch.get(where.top, where.name)
+            file = self.mount_state.scratch_file(where.top, where.name)
             if file is None:
                 fail(errno.ENOENT)
             return self._attrs(file.mode, file.size, file.mtime_ns)
@@ -396,12 +395,9 @@ class SessionView(DirectoryHandles):
                               for name in (*CONTROL_FILES, *self._sinks.names())]
         if where.kind == TOP:
             key, state = self.mount_state.require_dir(where.top)
-            if key is not None and state == "session" and not self.mount_state.hidden_now(key):
+            if key is not None and ((state == "session" and not self.mount_state.hidden_now(key))
+                                    or self.mount_state.being_created(key)):
                 entries.append((META_NAME, FILE_MODE))
-            elif key is not None:
-                with self.mount_state.lock:
-                    if any(h.creating for h in self.mount_state.open_meta.get(key, ())):
-                        entries.append((META_NAME, FILE_MODE))
             if (self.transcripts and key is not None and state == "session"
                     and self.transcript.has_transcript(key)):
                 entries.append((TRANSCRIPT_NAME, TRANSCRIPT_MODE))
@@ -419,10 +415,7 @@ class SessionView(DirectoryHandles):
         """One ``(name, DIR_MODE)`` per stored session."""
         sessions, fresh = self.index.session_entries()
         if fresh:
-            with self.mount_state.lock:
-                keep_keys = self.mount_state.kept_keys()
-                self.index.prune({name for name, _ in sessions}, keep_keys,
-                                 set(self.mount_state.pending))
+            self.mount_state.prune_index({name for name, _ in sessions})
         return sessions
 
     # -- control files ---------------------------------------------------------------------------
@@ -674,13 +667,11 @@ class SessionView(DirectoryHandles):
         handle = self.handles.get(fh)
         if isinstance(handle, TranscriptHandle):  # store I/O: never under the view's lock
             return handle.read(size, offset)
-        with self.mount_state.lock:
-            return handle.read(size, offset)
+        return self.mount_state.read_open_file(handle, size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self.handles.get(fh)
-        with self.mount_state.lock:
-            return handle.write(data, offset)
+        return self.mount_state.write_open_file(handle, data, offset)
 
     def flush(self, fh: int) -> None:
         self.handles.get(fh).flush()
@@ -710,8 +701,7 @@ class SessionView(DirectoryHandles):
         if handle is not None:
             if isinstance(handle, ConstHandle):
                 fail(errno.EACCES)
-            with self.mount_state.lock:
-                handle.truncate(length)
+            self.mount_state.truncate_open_file(handle, length)
             return
         if path is None:
             fail(errno.EBADF)
@@ -738,8 +728,7 @@ class SessionView(DirectoryHandles):
             fh = self.open(path, os.O_WRONLY)
             try:
                 handle = self.handles.get(fh)
-                with self.mount_state.lock:  # scratch files are shared by every open handle
-                    handle.truncate(length)
+                self.mount_state.truncate_open_file(handle, length)
             finally:
                 self.release(fh)
             return
