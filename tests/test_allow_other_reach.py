@@ -59,10 +59,10 @@ def _store_under(private: Path, layout: str) -> tuple[Path, Path, str]:
 
         migrate(folder)
         os.chmod(folder / "sessions.d", 0o755)
-        meta = next((folder / "sessions.d").glob("*/meta.json"))
-        for path in (meta.parent, meta):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        return folder, meta, MAIN
+        for meta in (folder / "sessions.d").glob("*/meta.json"):  # sessionfs made 0700/0600
+            os.chmod(meta.parent, 0o755)
+            os.chmod(meta, 0o644)
+        return folder, folder / "sessions.d" / keys.encode(MAIN) / "meta.json", MAIN
     return folder, folder / "sessions.json", MAIN
 
 
