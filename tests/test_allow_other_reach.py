@@ -23,7 +23,7 @@ import pytest
 
 from sessionfs import jsonfmt, keys
 from sessionfs.demo import write_legacy_store
-from sessionfs.fs.access import reach_mask, shared_access
+from sessionfs.fs.access import disk_mask, reach_mask, shared_access
 from sessionfs.store import open_store
 from tests import sqlite_util
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, force_unmount, scratch_root, wait_for
@@ -129,6 +129,26 @@ def test_reach_mask_follows_each_class_through_every_folder(base: Path) -> None:
     assert found is not None
     assert (found.uid, found.gid, oct(found.dir_bits), oct(found.file_bits)) == (
         uid, gid, "0o750", "0o640")
+
+
+def test_disk_mask_is_conservative_for_a_file_of_another_owner(base: Path) -> None:
+    """A session file owned as the store is judged class by class; one of another owner or
+    group gives each class only the bits of every class its users may fall in on disk."""
+    path = base / "meta.json"
+    path.write_text("{}")
+    uid, gid = 4242, 4343
+    for file_owner, mode, expected in (
+            ((uid, gid), 0o640, 0o640),
+            ((uid, gid), 0o604, 0o604),
+            ((uid, 0), 0o644, 0o644),     # another group: the store's group may be in it or not
+            ((uid, 0), 0o604, 0o600),     # ... so its members get group & others
+            ((0, gid), 0o644, 0o444),     # another owner: it may be anyone (owner's bits too)
+            ((0, gid), 0o604, 0o004),     # the store's owner: group & others; others: theirs
+            ((0, 0), 0o666, 0o666),
+            ((0, 0), 0o660, 0o000)):
+        os.chown(path, *file_owner)
+        os.chmod(path, mode)
+        assert disk_mask(os.lstat(path), uid, gid) == expected, (file_owner, oct(mode))
 
 
 # ------------------------------------------------------------------------------------------------
