@@ -160,6 +160,9 @@ def test_allow_other_shares_what_the_store_grants(base: Path, layout: str) -> No
     shared = folder / ("sessions.d" if layout == "directory" else "sessions.json")
     os.chmod(shared, 0o755 if layout == "directory" else 0o644)
     os.chmod(folder, 0o755)  # the folder on the way too: others read it on disk (sessions.json)
+    for meta in shared.glob("*/meta.json"):  # and each session (sessionfs made them 0700/0600)
+        os.chmod(meta.parent, 0o755)
+        os.chmod(meta, 0o644)
     if layout == "legacy":
         assert as_nobody("cat", str(shared)).returncode == 0
     before = tree(folder)

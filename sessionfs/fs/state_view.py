@@ -58,7 +58,7 @@ from typing import Any
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
 from sessionfs.fs import daemon
-from sessionfs.fs.access import Access, shared_access
+from sessionfs.fs.access import Access, LiveAccess, Shown
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
@@ -117,7 +117,7 @@ class _CachedBytes(Handle):
     direct_io = True
     noflush = True
 
-    def __init__(self, projection: Projection, keep_cache: bool, access: Access) -> None:
+    def __init__(self, projection: Projection, keep_cache: bool, access: Shown) -> None:
         self._projection = projection
         self.keep_cache = keep_cache
         self.access = access
@@ -142,7 +142,7 @@ class _TranscriptHandle(Handle):
 
     def __init__(self, source: TranscriptSource, keep_cache: bool,
                  latest: Callable[[], TranscriptSource],
-                 measure: Callable[[], tuple[int, int, object]], access: Access,
+                 measure: Callable[[], tuple[int, int, object]], access: Shown,
                  told: Callable[[], object], agent: _Agent | None = None) -> None:
         self.source = source
         self.keep_cache = keep_cache
@@ -229,7 +229,7 @@ class _Agent:
     view: SessionView
     projector: Projector
     #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
-    access: Access
+    access: Shown
     #: transcript name -> (projection version, what opens it without asking the store again):
     #: a shared SQLite source (no descriptor; its size holds while the version does), or the
     #: file-era candidate file names (the entry is not read again per stat/open)
@@ -329,8 +329,9 @@ class StateView(DirectoryHandles):
         #: ``--allow-other``: every part shows the owner, group and bits of what it comes from
         #: on disk, capped by what each class can reach (:mod:`sessionfs.fs.access`): the
         #: root the state dir's, ``agents/`` that folder's, ``agents/<id>/`` and below the
-        #: agent's store's, the control files no more than all of them. Otherwise the
-        #: mounting user's 0700/0600.
+        #: agent's store's, the control files no more than all of them; each looked at again
+        #: at most every ``timeout``, and a file-era transcript capped by its own file's mode
+        #: (SessionView.transcript_cap). Otherwise the mounting user's 0700/0600.
         self.share = share
         self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
         self._root_access = self._shared(self.state)
@@ -669,11 +670,18 @@ class StateView(DirectoryHandles):
         fail(errno.ENOENT)
 
     # -- attributes ------------------------------------------------------------------------------
-    def _shared(self, path: Path) -> Access:
+    def _shared(self, path: Path) -> Shown:
         """What ``path`` grants through the mount (``share``), else the mounting user's."""
         if not self.share:
             return self._own
-        return shared_access(path) or self._own
+        return LiveAccess(path, self._own, self.timeout)
+
+    def _transcript_access(self, agent: _Agent, name: str) -> Shown:
+        """What the transcript ``name`` shows: the agent's store's, capped by its own file."""
+        if not self.share:
+            return agent.access
+        key = self._transcript_key(agent, name)[1]
+        return agent.access.narrowed(agent.view.transcript_cap(key))
 
     def _control_access(self) -> Access:
         """The control files name every agent's sessions: no wider than any of them."""
@@ -683,7 +691,7 @@ class StateView(DirectoryHandles):
         return access
 
     def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1,
-               access: Access | None = None) -> dict[str, Any]:
+               access: Shown | None = None) -> dict[str, Any]:
         """Attributes with ``mode``'s owner bits (rwx, r-x, rw-, r--) repeated for each class
         ``access`` shows (the mounting user's 0700/0600 without ``share``)."""
         access = access or self._own
@@ -745,7 +753,8 @@ class StateView(DirectoryHandles):
             size, mtime_ns, token = self._transcript_stat(agent, parts[3])
             with self._lock:
                 self._sized[path] = token
-            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1, agent.access)
+            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1,
+                               self._transcript_access(agent, parts[3]))
         attrs = agent.view.getattr(inner)
         return attrs
 
@@ -1002,7 +1011,7 @@ class StateView(DirectoryHandles):
             keep = self._opened(path, source.token)
             return self.handles.add(_TranscriptHandle(
                 source, keep, lambda: self._transcript(agent, name),
-                lambda: self._transcript_stat(agent, name), agent.access,
+                lambda: self._transcript_stat(agent, name), self._transcript_access(agent, name),
                 lambda: self._sized.get(path), agent))
         fail(errno.EISDIR)
 
