@@ -44,8 +44,9 @@ def _mounts(item: pytest.Item) -> bool:
         return False
     cls = getattr(item, "cls", None)
     name = getattr(item, "originalname", item.name)
-    if mountmarks.mounts(item.module.__name__,  # type: ignore[attr-defined]
-                         f"{cls.__name__}.{name}" if cls else name):
+    module = item.module.__name__  # type: ignore[attr-defined]
+    mountmarks.register(module, item.path)
+    if mountmarks.mounts(module, f"{cls.__name__}.{name}" if cls else name):
         return True
     info = getattr(item, "_fixtureinfo", None)
     for fixture in item.fixturenames:  # type: ignore[attr-defined]
@@ -53,8 +54,8 @@ def _mounts(item: pytest.Item) -> bool:
             continue
         for definition in (info.name2fixturedefs.get(fixture, ()) if info else ()):
             func = inspect.unwrap(definition.func)
-            module = getattr(func, "__module__", "") or ""
-            if mountmarks.mounts(module, getattr(func, "__qualname__", "")):
+            where = getattr(func, "__module__", "") or ""
+            if mountmarks.mounts(where, getattr(func, "__qualname__", "")):
                 return True
     return False
 

@@ -28,12 +28,26 @@ SEED_STRINGS = frozenset({"mount", "demo"})
 SEED_SUBSTRINGS = ("mfusepy.FUSE", "nolinkfs")
 
 
+#: Test modules collected from outside the package (by name): their files.
+SOURCES: dict[str, Path] = {}
+
+
+def register(name: str, path: Path) -> None:
+    """Module NAME, a collected test module outside ``tests/``, is read from PATH (before
+    anything is asked about it: answers are cached)."""
+    if name != PACKAGE and not name.startswith(PACKAGE + "."):
+        SOURCES.setdefault(name, path)
+
+
 @cache
 def _module(name: str) -> ast.Module | None:
-    """The parsed source of test-package module NAME (``tests.x``), None outside the package."""
-    if name != PACKAGE and not name.startswith(PACKAGE + "."):
-        return None
-    path = TESTS.joinpath(*name.split(".")[1:]).with_suffix(".py")
+    """The parsed source of test-package module NAME (``tests.x``) or of a registered test
+    module; None for any other (the library, the standard library: not test code)."""
+    path = SOURCES.get(name)
+    if path is None:
+        if name != PACKAGE and not name.startswith(PACKAGE + "."):
+            return None
+        path = TESTS.joinpath(*name.split(".")[1:]).with_suffix(".py")
     if not path.is_file():
         return None
     return ast.parse(path.read_text(), str(path))
@@ -127,11 +141,15 @@ def _reaches(module: str, qualname: str) -> bool:
         again = _imports(module, tree.body).get(qualname)  # re-exported from a test module
         return again is not None and again[1] is not None and mounts(again[0], again[1])
     names = {**_imports(module, tree.body), **_imports(module, node)}
+    # parameters (fixtures among them) shadow module-level names: `base / "x"` is not `base`
+    local = {arg.arg for sub in ast.walk(node) if isinstance(sub, ast.arguments)
+             for arg in (*sub.posonlyargs, *sub.args, *sub.kwonlyargs, sub.vararg, sub.kwarg)
+             if arg is not None}
     for sub in ast.walk(node):
         if _is_seed(sub):
             return True
         target: tuple[str, str | None] | None = None
-        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in local:
             target = names.get(sub.id) or (module, sub.id)
         elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
             owner = names.get(sub.value.id)

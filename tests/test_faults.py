@@ -36,8 +36,6 @@ from tests import mountutil
 from tests.gateway_sim import entry_for
 from tests.mountutil import ENTRIES, ROOT, Mount, force_unmount, make_store_folder
 
-base = mountutil.base
-
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 

@@ -10,10 +10,7 @@ from pathlib import Path
 
 from sessionfs import jsonfmt
 from sessionfs.store import open_store
-from tests import mountutil
 from tests.mountutil import ENTRIES, JAMES, MAIN, Mount, wait_for
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 TIMEOUT = 1.0  # the default --timeout
 

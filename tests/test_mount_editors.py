@@ -21,10 +21,7 @@ import pytest
 from sessionfs import jsonfmt
 from sessionfs.errors import SessionNotFound
 from sessionfs.store import open_store
-from tests import mountutil
 from tests.mountutil import ENTRIES, MAIN, Mount
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 OLD = '"thinkingLevel": "low"'
 NEW = '"thinkingLevel": "high"'

@@ -22,8 +22,6 @@ from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, wait_for
 from tests.test_mount_editors import EDITED, store_watch
 
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
-
 INVALID = b'{"updatedAt": "not a number"}\n'  # valid JSON, refused by the entry's validation
 
 
