@@ -15,14 +15,13 @@ from sessionfs import jsonfmt, keys
 from sessionfs.errors import SessionfsError
 from sessionfs.fs.view import SessionView
 from sessionfs.store import Store, open_store
+from tests.conftest import JAMES, MAIN
 
 ENTRIES: dict[str, dict[str, Any]] = {
     "agent:main:main": {"sessionId": "m", "updatedAt": 1_767_225_600_000},
     "agent:main:telegram:direct:james": {"sessionId": "j", "updatedAt": 1_767_225_700_000},
     "agent:main:cron:14bbd904": {"sessionId": "c", "updatedAt": 1_767_225_500_000},
 }
-MAIN = "agent:main:main"
-JAMES = "agent:main:telegram:direct:james"
 WR = os.O_WRONLY
 TRUNC = os.O_WRONLY | os.O_TRUNC
 
