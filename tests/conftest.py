@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,26 @@ def layout(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def any_store(make_store: MakeStore, layout: str) -> Store:
     return make_store(layout)
+
+
+# -- time ----------------------------------------------------------------------------------------
+class SteppedClock:
+    """A monotonic clock that moves only when the test says: set as ``view.state.clock`` to
+    step past a grace or an attribute timeout instead of sleeping through it."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
 
 
 # -- real mounts (tests/mountharness.py) ----------------------------------------------------------
