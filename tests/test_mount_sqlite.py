@@ -197,9 +197,11 @@ def test_gateway_commits_are_visible_within_the_timeout_and_never_torn(mnt: Moun
     os.stat(mnt.dir(JAMES))  # the kernel caches these: the deletion must still show
     stop = threading.Event()
     problems: list[str] = []
+    rounds = [0]
 
     def reader() -> None:
         while not stop.is_set():
+            rounds[0] += 1
             try:
                 data = mnt.meta(MAIN).read_bytes()
                 entry = jsonfmt.loads(data)
@@ -221,7 +223,7 @@ def test_gateway_commits_are_visible_within_the_timeout_and_never_torn(mnt: Moun
     added = ['{"type":"message","id":"c3","message":{"role":"user","content":"again"}}',
              BIG_LINE]
     try:
-        time.sleep(0.3)
+        assert wait_until(lambda: rounds[0] >= 6, 10) is not None  # both readers are reading
         with gateway(db_of(agent)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             put_session(conn, "agent:main:new", {"sessionId": "n1", "updatedAt": 9},
