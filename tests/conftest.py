@@ -75,17 +75,18 @@ def _mount_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     any mount's daemon logged a traceback or an internal error during it."""
     if request.node.get_closest_marker("mount") is None:
         def refuse(self: Mount, timeout: float | None = None) -> Mount:
-            raise pytest.fail(f"{request.node.nodeid} mounts but is not marked 'mount': "
+            pytest.fail(f"{request.node.nodeid} mounts but is not marked 'mount': "
                               "add @pytest.mark.mount (tests/mountmarks.py did not see it)")
         request.getfixturevalue("monkeypatch").setattr(Mount, "start", refuse)
     yield
     problems = []
     for mount in list(mountharness.STARTED):
+        exited = mount.proc is None or mount.proc.poll() is not None  # before the last read
         text = mount.unchecked_log()
         if has_internal_errors(text):
             problems.append(f"--- daemon log of {mount.mp} ---\n{text}")
-        if mount.proc is None or mount.proc.poll() is not None:
-            mountharness.STARTED.remove(mount)  # exited and read to its end
+        if exited:
+            mountharness.STARTED.remove(mount)  # read to its end
     if problems:
         pytest.fail("a mount's daemon logged an internal error during this test:\n"
                     + "\n".join(problems), pytrace=False)
