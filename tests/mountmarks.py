@@ -9,11 +9,13 @@ ones too), holds one of the seeds:
   ``[..., "-m", "sessionfs", "mount", ...]``; the harness's own command line is one of these,
   so ``Mount`` and ``mounted`` mount);
 - a call of ``FUSE(...)``, or a string naming ``mfusepy.FUSE`` or ``nolinkfs`` (a FUSE file
-  system run in a child process).
+  system run in a child process) or ``demo.sh`` (which mounts the demo).
+
+A test that mounts some other way carries ``@pytest.mark.mount`` itself.
 
 It errs on the side of marking: a test marked by mistake only moves to the slow half, while one
-missed fails in ``pytest -m "not mount"`` with /dev/fuse unusable (and, through the harness, in
-every run: see ``conftest._mount_guard``).
+missed fails in ``pytest -m "not mount"`` with /dev/fuse unusable (and in every run when it
+mounts through the harness's ``Mount``: see ``conftest._mount_guard``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 PACKAGE = TESTS.name  # "tests"
 SEED_STRINGS = frozenset({"mount", "demo"})
-SEED_SUBSTRINGS = ("mfusepy.FUSE", "nolinkfs")
+SEED_SUBSTRINGS = ("mfusepy.FUSE", "nolinkfs", "demo.sh")
 
 
 #: Test modules collected from outside the package (by name): their files.
