@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -35,20 +34,11 @@ from sessionfs.demo import write_legacy_store
 from sessionfs.errors import InvalidKey, LockTimeout, SessionfsError, SessionNotFound, StoreCorrupt
 from sessionfs.migrate import migrate, rollback
 from sessionfs.store import open_store
-from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, ROOT, Mount, make_store_folder, wait_for
 
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 ENTRY = {"sessionId": "u-1", "updatedAt": 1_767_225_600_000}
 LONG_KEY = "agent:main:" + "long-" * 60  # > 200 name bytes: a hashed name with a key file
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    folder = mountutil.scratch_root()
-    yield folder
-    mountutil.force_unmount(folder / "mnt")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:

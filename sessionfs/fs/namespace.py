@@ -335,7 +335,7 @@ class Namespace:
         with self.state.lock:
             self.state.scratch.put(dst.directory, dst.leaf,
                               ScratchFile(bytearray(data), mtime_ns=self.index.entry_mtime(record)))
-            self.state.hidden[src_key] = time.monotonic() + self.state.hide_grace
+            self.state.hidden[src_key] = self.state.clock() + self.state.hide_grace
             self.index.changed(src_key)
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:

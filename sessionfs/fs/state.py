@@ -136,6 +136,11 @@ class MountState:
                  hide_grace: float, unlink_grace: float, scratch_max_bytes: int,
                  scratch_max_files: int, probe_interval: float) -> None:
         self.store = store
+        #: The clock of every grace and age kept here (hidden names, deferred deletes, what
+        #: the kernel was told): monotonic seconds. A test sets its own to step past a grace
+        #: instead of sleeping through it (the timer that settles deletes still fires on real
+        #: time, and :meth:`settle` then asks this clock).
+        self.clock: Callable[[], float] = time.monotonic
         self.max_entry_size = max_entry_size
         self.read_only_reason = read_only_reason
         self.hide_grace = hide_grace
@@ -263,11 +268,11 @@ class MountState:
                 self.told.clear()
             self.told[key] = (size, 0.0)
         elif told[0] != size:
-            self.told[key] = (size, time.monotonic())
+            self.told[key] = (size, self.clock())
 
     def untold(self, key: str) -> None:
         """This mount changed ``key``'s meta.json: the kernel may hold a size of its own."""
-        self.told[key] = (-1, time.monotonic())
+        self.told[key] = (-1, self.clock())
 
     def page_cache_safe(self, handle: MetaHandle) -> bool:
         """Whether a read-only ``handle`` may be served through the kernel's page cache
@@ -295,7 +300,7 @@ class MountState:
         told = self.told.get(handle.key)
         if told is None or told[0] != handle.size():  # never told, or told another size
             return False
-        if time.monotonic() - told[1] <= self.attr_timeout + 0.1:
+        if self.clock() - told[1] <= self.attr_timeout + 0.1:
             return False
         data = handle.data()
         return all(not other.writable and other.data() == data
@@ -323,7 +328,7 @@ class MountState:
         deadline = self.hidden.get(key)
         if deadline is None:
             return False
-        if time.monotonic() < deadline:
+        if self.clock() < deadline:
             return True
         self.hidden.pop(key, None)
         return False
@@ -558,7 +563,7 @@ class MountState:
         """Hide ``key``'s meta.json now and delete the session after the grace (see Doom)."""
         with self.lock:
             self.hidden[key] = float("inf")
-            self.doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
+            self.doomed[key] = Doom(top, threading.get_ident(), self.clock())
             self.index.changed(key)
             self.untold(key)
         timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
@@ -578,7 +583,7 @@ class MountState:
         """
         if not self.doomed:
             return
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             due = [key for key, doom in self.doomed.items() if key != exempt and (
                 everything or now - doom.since >= self.unlink_grace)]
