@@ -21,7 +21,7 @@ done
 
 packages=(fuse3 python3-venv)
 if [ "$test" = 1 ]; then
-  packages+=(nodejs npm curl vim nano emacs-nox jq perl util-linux rsync)
+  packages+=(nodejs npm curl vim nano emacs-nox jq moreutils perl util-linux rsync)
 fi
 missing=()
 for pkg in "${packages[@]}"; do

@@ -32,10 +32,13 @@ from sessionfs.fs.mount import is_mounted
 from sessionfs.migrate import migrate
 from sessionfs.store import Store, open_store
 
-__all__ = ["ROOT", "Mount", "force_unmount", "make_store_folder", "mounted", "scratch_root",
-           "wait_for"]
+__all__ = ["ROOT", "STARTED", "Mount", "force_unmount", "has_internal_errors",
+           "make_store_folder", "mounted", "scratch_root", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Every Mount started in this process, for the per-test traceback check; the check forgets
+#: the ones that have exited.
+STARTED: list[Mount] = []
 SCRATCH_BASE = Path(os.environ.get("SESSIONFS_TEST_DIR", "/var/tmp"))
 
 
@@ -61,6 +64,12 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> b
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def has_internal_errors(log: str) -> bool:
+    """True when a daemon log shows a bug: a traceback, or the adapter's "internal error" line
+    (an unexpected exception answered EIO)."""
+    return "Traceback" in log or "internal error" in log
 
 
 def _mountinfo() -> str:
@@ -95,6 +104,10 @@ class Mount:
         self.env = env
         self.log_path = log_path or mountpoint.parent / f"{mountpoint.name}.daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Where in the log this daemon's output starts, and how far it has been checked for
+        #: tracebacks (``tests/conftest.py`` checks it after every test).
+        self.log_offset = 0
+        self.checked_upto = 0
         #: Seconds from starting the daemon until the mount answered a stat.
         self.startup = 0.0
 
@@ -109,6 +122,9 @@ class Mount:
         self.mp.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT), **(self.env or {}))
         started = time.monotonic()
+        with contextlib.suppress(OSError):
+            self.log_offset = self.checked_upto = self.log_path.stat().st_size
+        STARTED.append(self)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -136,7 +152,17 @@ class Mount:
     def assert_no_internal_errors(self) -> None:
         """A bug in the daemon is logged with its traceback (and answered EIO): fail on it."""
         log = self.log()
-        assert "Traceback" not in log and "internal error" not in log, self.diagnostics()
+        assert not has_internal_errors(log), self.diagnostics()
+
+    def unchecked_log(self) -> str:
+        """The daemon's output since the last call (from its start on the first): what
+        ``tests/conftest.py`` checks for tracebacks after each test."""
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
+            log.seek(self.checked_upto)
+            data = log.read()
+            self.checked_upto += len(data)
+            return data.decode(errors="replace")
+        return ""
 
     def kill(self, signo: int = signal.SIGKILL) -> None:
         assert self.proc is not None

@@ -17,12 +17,11 @@ from sessionfs.demo_sqlite import (
     put_session,
     write_sqlite_store,
 )
+from tests.conftest import JAMES, MAIN
 
-__all__ = ["BIG_LINE", "ENTRIES", "TRANSCRIPTS", "build", "db_digest", "gateway", "jsonl",
-           "write_sqlite_store"]
+__all__ = ["BIG_LINE", "ENTRIES", "JAMES", "MAIN", "TRANSCRIPTS", "build", "db_digest", "gateway",
+           "jsonl", "write_sqlite_store"]
 
-MAIN = "agent:main:main"
-JAMES = "agent:main:telegram:direct:james"
 # A line openclaw compresses (1.5 KiB, compressible, no \u escape) and one it may not (\u0001).
 BIG_LINE = compact({"type": "message", "id": "0badcafe", "parentId": "a1", "timestamp":
                     "2026-06-15T09:00:04.500Z", "message": {"role": "user", "content": [

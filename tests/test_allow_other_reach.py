@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,10 @@ import pytest
 
 from sessionfs import jsonfmt, keys
 from sessionfs.demo import write_legacy_store
-from sessionfs.fs.access import reach_mask, shared_access
+from sessionfs.fs.access import disk_mask, reach_mask, shared_access
 from sessionfs.store import open_store
 from tests import sqlite_util
-from tests.mountutil import ENTRIES, MAIN, Mount, force_unmount, scratch_root
+from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, force_unmount, scratch_root, wait_for
 from tests.test_users import NOBODY, as_nobody
 
 DENIED = "Permission denied"
@@ -59,10 +60,10 @@ def _store_under(private: Path, layout: str) -> tuple[Path, Path, str]:
 
         migrate(folder)
         os.chmod(folder / "sessions.d", 0o755)
-        meta = next((folder / "sessions.d").glob("*/meta.json"))
-        for path in (meta.parent, meta):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        return folder, meta, MAIN
+        for meta in (folder / "sessions.d").glob("*/meta.json"):  # sessionfs made 0700/0600
+            os.chmod(meta.parent, 0o755)
+            os.chmod(meta, 0o644)
+        return folder, folder / "sessions.d" / keys.encode(MAIN) / "meta.json", MAIN
     return folder, folder / "sessions.json", MAIN
 
 
@@ -128,6 +129,26 @@ def test_reach_mask_follows_each_class_through_every_folder(base: Path) -> None:
     assert found is not None
     assert (found.uid, found.gid, oct(found.dir_bits), oct(found.file_bits)) == (
         uid, gid, "0o750", "0o640")
+
+
+def test_disk_mask_is_conservative_for_a_file_of_another_owner(base: Path) -> None:
+    """A session file owned as the store is judged class by class; one of another owner or
+    group gives each class only the bits of every class its users may fall in on disk."""
+    path = base / "meta.json"
+    path.write_text("{}")
+    uid, gid = 4242, 4343
+    for file_owner, mode, expected in (
+            ((uid, gid), 0o640, 0o640),
+            ((uid, gid), 0o604, 0o604),
+            ((uid, 0), 0o644, 0o644),     # another group: the store's group may be in it or not
+            ((uid, 0), 0o604, 0o600),     # ... so its members get group & others
+            ((0, gid), 0o644, 0o444),     # another owner: it may be anyone (owner's bits too)
+            ((0, gid), 0o604, 0o004),     # the store's owner: group & others; others: theirs
+            ((0, 0), 0o666, 0o666),
+            ((0, 0), 0o660, 0o000)):
+        os.chown(path, *file_owner)
+        os.chmod(path, mode)
+        assert disk_mask(os.lstat(path), uid, gid) == expected, (file_owner, oct(mode))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,4 +252,124 @@ def test_a_root_state_mount_lets_an_agents_owner_in(base: Path) -> None:
         assert (mine / "sessions" / "sessions.json").stat().st_uid == 65534
         closed = mount.mp / "agents" / "closed" / "sessions" / "sessions.json"
         assert DENIED in as_nobody("cat", str(closed)).stderr
+        mount.assert_no_internal_errors()
+
+
+# ------------------------------------------------------------------------------------------------
+# each object capped by its own files; a chmod while mounted followed within --timeout
+# ------------------------------------------------------------------------------------------------
+def _shared_directory_store(base: Path) -> Path:
+    """A directory store shared on disk down to ``sessions.d`` (0755), whose sessions keep
+    what sessionfs made them (0700 folders, 0600 meta.json) unless a test opens them; each
+    session has a file-era transcript, 0600 as openclaw writes them."""
+    folder = base / "sessions"
+    write_legacy_store(folder, ENTRIES)
+    from sessionfs.migrate import migrate
+
+    migrate(folder)
+    for key, entry in ENTRIES.items():
+        transcript = folder / f"{entry['sessionId']}.jsonl"
+        transcript.write_text(f'{{"type":"session","key":"{key}"}}\n')
+        os.chmod(transcript, 0o600)
+    for path in (folder, folder / "sessions.d"):
+        os.chmod(path, 0o755)
+    return folder
+
+
+def test_each_session_shows_no_more_than_its_own_files_grant(base: Path) -> None:
+    """Under a 0755 sessions.d: a 0700 session folder, a 0600 meta.json in a 0755 folder and a
+    0600 transcript stay closed to others through the mount as on disk; a 0755/0644 session
+    and a 0644 transcript are readable, as on disk."""
+    folder = _shared_directory_store(base)
+    sessions_d = folder / "sessions.d"
+    for key in (MAIN, CRON):
+        os.chmod(sessions_d / keys.encode(key), 0o755)
+    os.chmod(sessions_d / keys.encode(MAIN) / "meta.json", 0o644)  # CRON's stays 0600
+    os.chmod(folder / f"{ENTRIES[MAIN]['sessionId']}.jsonl", 0o644)  # the others' stay 0600
+    # on disk, as the mount must show it
+    assert as_nobody("cat", str(sessions_d / keys.encode(MAIN) / "meta.json")).returncode == 0
+    for path in (sessions_d / keys.encode(JAMES) / "meta.json",
+                 sessions_d / keys.encode(CRON) / "meta.json",
+                 folder / f"{ENTRIES[CRON]['sessionId']}.jsonl"):
+        assert DENIED in as_nobody("cat", str(path)).stderr, path
+    with Mount(folder, base / "mnt", "--allow-other") as mount:
+        main, james, cron = (mount.mp / keys.encode(key) for key in (MAIN, JAMES, CRON))
+        for path in (main / "meta.json", main / "transcript.jsonl"):
+            result = as_nobody("cat", str(path))
+            assert result.returncode == 0, (path, result.stderr)
+            assert result.stdout.encode() == path.read_bytes()
+        result = as_nobody("ls", str(mount.mp))
+        assert sorted(result.stdout.split()) == sorted(keys.encode(k) for k in ENTRIES)
+        for argv in (["ls", str(james)], ["cat", str(james / "meta.json")],
+                     ["cat", str(james / "transcript.jsonl")],
+                     ["cat", str(cron / "meta.json")], ["cat", str(cron / "transcript.jsonl")]):
+            result = as_nobody(*argv)
+            assert result.returncode != 0, argv
+            assert DENIED in result.stderr, (argv, result.stderr)
+        # what ls -l shows says so (the owner still reads everything)
+        result = as_nobody("stat", "-c", "%a", str(main), str(main / "meta.json"),
+                           str(main / "transcript.jsonl"), str(cron), str(cron / "meta.json"),
+                           str(cron / "transcript.jsonl"))
+        assert result.stdout.split() == ["755", "644", "444", "755", "600", "400"], result
+        assert (james / "meta.json").read_bytes() == jsonfmt.dumps(ENTRIES[JAMES])
+        assert (cron / "transcript.jsonl").read_bytes()
+        mount.assert_no_internal_errors()
+
+
+def test_a_state_mount_caps_each_transcript_by_its_file(base: Path) -> None:
+    """The state mount's ``<sessionId>.jsonl``: a 0600 transcript stays closed to others
+    (0644 ones are read in test_allow_other_on_a_state_mount_shares_what_the_disk_shares)."""
+    state, folders = _state(base)
+    folder = folders["open"]
+    closed_transcript = folder / f"{ENTRIES[MAIN]['sessionId']}.jsonl"
+    os.chmod(closed_transcript, 0o600)
+    assert DENIED in as_nobody("cat", str(closed_transcript)).stderr
+    with Mount(state, base / "mnt", "--allow-other") as mount:
+        sessions = mount.mp / "agents" / "open" / "sessions"
+        shown = sessions / closed_transcript.name
+        result = as_nobody("cat", str(shown))
+        assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+        assert as_nobody("stat", "-c", "%a", str(shown)).stdout.split() == ["400"]
+        assert shown.read_bytes() == closed_transcript.read_bytes()  # the owner reads it
+        assert as_nobody("cat", str(sessions / "sessions.json")).returncode == 0
+        mount.assert_no_internal_errors()
+
+
+def _readable(path: Path) -> bool:
+    return as_nobody("head", "-c1", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize("what", ["store", "state"])
+def test_a_chmod_while_mounted_is_followed_within_timeout(base: Path, what: str) -> None:
+    """``chmod 700`` of the store's folder while mounted closes the mount to others within
+    --timeout (the daemon looks again, the kernel's cached attributes expire); chmod back
+    opens it again."""
+    timeout = 0.5
+    if what == "store":
+        folder = base / "sessions"
+        write_legacy_store(folder, ENTRIES)
+        os.chmod(folder, 0o755)
+        os.chmod(folder / "sessions.json", 0o644)
+        target, closing = folder, folder
+    else:
+        state, folders = _state(base)
+        target, closing = state, folders["open"].parent
+    with Mount(target, base / "mnt", "--allow-other", "--timeout", str(timeout)) as mount:
+        meta = mount.mp / keys.encode(MAIN) / "meta.json"
+        if what == "state":
+            meta = mount.mp / "agents" / "open" / "sessions" / "sessions.json"
+        assert _readable(meta)
+        os.chmod(closing, 0o700)
+        started = time.monotonic()
+        assert wait_for(lambda: not _readable(meta), timeout=10)
+        closed_after = time.monotonic() - started
+        assert DENIED in as_nobody("cat", str(meta)).stderr
+        os.chmod(closing, 0o755)
+        started = time.monotonic()
+        assert wait_for(lambda: _readable(meta), timeout=10)
+        opened_after = time.monotonic() - started
+        # the daemon looks again after `timeout`, the kernel asks again after `timeout`
+        assert closed_after < 2 * timeout + 1.0, closed_after
+        assert opened_after < 2 * timeout + 1.0, opened_after
+        print(f"closed after {closed_after:.2f} s, opened after {opened_after:.2f} s")
         mount.assert_no_internal_errors()

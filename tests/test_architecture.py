@@ -264,3 +264,42 @@ def test_the_string_and_private_checks_find_what_they_look_for(tmp_path: Path) -
     assert dynamic_imports(sample) == ["sample.py:5 import_module", "sample.py:6 __import__"]
     assert private_imports(sample) == ["sample.py:3 sessionfs.fs.mount._serve"]
     assert foreign_private_attributes(sample, modules()) == ["sample.py:7 mount._fuse_kwargs"]
+
+
+STORE_CLASSES = frozenset({"SqliteStore", "DirectoryStore", "LegacyStore"})
+
+
+def layout_switches(path: Path) -> Iterator[str]:
+    """``isinstance(x, SqliteStore)`` and ``store.layout == ...`` (also ``.generation``): the
+    code that asks which layout an open store has. A store says what callers need as a method
+    or an attribute; a :class:`StoreLocation` (what is on disk, before opening) may be asked."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "isinstance" and len(node.args) == 2:
+            named = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+            named |= {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
+            if named & STORE_CLASSES:
+                yield f"{path.name}:{node.lineno}: {ast.unparse(node)}"
+        elif isinstance(node, ast.Compare):
+            for side in (node.left, *node.comparators):
+                if isinstance(side, ast.Attribute) and side.attr in ("layout", "generation") \
+                        and "store" in ast.unparse(side.value) \
+                        and "locate_store(" not in ast.unparse(side.value):
+                    yield f"{path.name}:{node.lineno}: {ast.unparse(node)}"
+
+
+def test_no_layout_switch_outside_the_stores() -> None:
+    found = [switch for name, path in modules().items()
+             if not is_under(name, "sessionfs.store") for switch in layout_switches(path)]
+    assert not found, "ask the store (a method or attribute of Store), not its layout: " \
+        + "; ".join(found)
+
+
+def test_the_layout_switch_finder_finds_them(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("if isinstance(store, (SqliteStore, int)): pass\n"
+                      "if self.store.layout != 'sqlite': pass\n"
+                      "if locate_store(x).layout == 'legacy': pass\n"
+                      "if location.layout == 'sqlite': pass\n")
+    assert [line.split(":")[1] for line in layout_switches(sample)] == ["1", "2"]

@@ -36,11 +36,8 @@ import pytest
 
 from sessionfs.maintenance import check
 from sessionfs.store import locate_store, open_store
-from tests import mountutil
 from tests.gateway_sim import entry_for
 from tests.mountutil import ENTRIES, ROOT, Mount, make_store_folder
-
-base = mountutil.base
 
 RUN_SECONDS = 12.0
 MOUNT_WRITERS = 3

@@ -36,8 +36,6 @@ from tests import mountutil
 from tests.gateway_sim import entry_for
 from tests.mountutil import ENTRIES, ROOT, Mount, force_unmount, make_store_folder
 
-base = mountutil.base
-
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
@@ -332,7 +330,7 @@ print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 lock.release()
 print("released", flush=True)
-time.sleep(600)
+sys.stdin.read()  # until killed (or the test's end closes the pipe)
 """
 
 
@@ -340,8 +338,8 @@ time.sleep(600)
 def lock_holder(folder: Path, hold: float = 600.0) -> Iterator[subprocess.Popen[str]]:
     """A process holding the store's ``sessions.json.lock`` for ``hold`` seconds."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder / "sessions.json.lock"),
-                               str(hold)], stdout=subprocess.PIPE, text=True, env=ENV,
-                              cwd=str(ROOT))
+                               str(hold)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=ENV, cwd=str(ROOT))
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         yield holder

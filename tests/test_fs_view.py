@@ -15,14 +15,14 @@ from sessionfs import jsonfmt, keys
 from sessionfs.errors import SessionfsError
 from sessionfs.fs.view import SessionView
 from sessionfs.store import Store, open_store
+from tests.conftest import JAMES, MAIN, SteppedClock
+from tests.mountharness import wait_for
 
 ENTRIES: dict[str, dict[str, Any]] = {
     "agent:main:main": {"sessionId": "m", "updatedAt": 1_767_225_600_000},
     "agent:main:telegram:direct:james": {"sessionId": "j", "updatedAt": 1_767_225_700_000},
     "agent:main:cron:14bbd904": {"sessionId": "c", "updatedAt": 1_767_225_500_000},
 }
-MAIN = "agent:main:main"
-JAMES = "agent:main:telegram:direct:james"
 WR = os.O_WRONLY
 TRUNC = os.O_WRONLY | os.O_TRUNC
 
@@ -124,7 +124,7 @@ def test_valid_write_commits_once_and_reads_back_exactly(view: SessionView,
 def test_unchanged_entry_writes_nothing(view: SessionView, store: Store) -> None:
     before = store_files(store)
     stamp = store.read(MAIN).mtime_ns
-    time.sleep(0.01)
+    assert wait_for(lambda: time.time_ns() > stamp + 10**7)  # a rewrite would show a new mtime
     write_file(view, meta(MAIN), jsonfmt.dumps(ENTRIES[MAIN]))
     write_file(view, meta(MAIN), b'{"sessionId": "m", "updatedAt": 1767225600000}')
     assert store_files(store) == before
@@ -283,23 +283,33 @@ def test_rename_away_keeps_the_session(view: SessionView, store: Store) -> None:
     assert store.get(MAIN)["sessionId"] == "new"
 
 
-def test_renamed_away_name_comes_back_after_the_grace_period(store: Store) -> None:
+def test_renamed_away_name_comes_back_after_the_grace_period(store: Store,
+                                                             clock: SteppedClock) -> None:
     view = SessionView(store, timeout=0, hide_grace=0.05)
+    view.mount_state.clock = clock
     view.rename(meta(MAIN), f"/{keys.encode(MAIN)}/backup")
     with pytest.raises(FileNotFoundError):
         view.getattr(meta(MAIN))
-    time.sleep(0.1)
+    clock.advance(0.04)
+    with pytest.raises(FileNotFoundError):
+        view.getattr(meta(MAIN))
+    clock.advance(0.02)
     assert view.getattr(meta(MAIN))["st_size"] == len(store.read(MAIN).data)
 
 
-def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store) -> None:
+def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store,
+                                                   clock: SteppedClock) -> None:
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     view.unlink(meta(MAIN))
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
     with pytest.raises(FileNotFoundError):
         view.getattr(meta(MAIN))
     assert MAIN in store.keys()  # for UNLINK_GRACE: an unlink + create is a save
-    time.sleep(view.unlink_grace + 0.1)
+    clock.advance(view.unlink_grace - 0.01)
+    view.settle()
+    assert MAIN in store.keys()
+    clock.advance(0.02)
     view.settle()
     assert MAIN not in store.keys()
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
@@ -438,10 +448,11 @@ def test_changes_behind_the_mount_show_up(view: SessionView, store: Store) -> No
         view.open(meta(JAMES), os.O_RDONLY)
 
 
-def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
-                                                         store: Store) -> None:
+def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView, store: Store,
+                                                         clock: SteppedClock) -> None:
     """rename(tmp, meta.json) while meta.json is open: libfuse first renames the open file to
     .fuse_hidden…, then renames tmp over meta.json, both on one thread."""
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     reader = view.open(meta(MAIN), os.O_RDONLY)
     fh = view.create(f"{folder}/tmp", os.O_WRONLY | os.O_CREAT)
@@ -452,7 +463,7 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
     view.rename(f"{folder}/tmp", meta(MAIN))
     assert store.get(MAIN) == {"sessionId": "new", "updatedAt": 2}
     view.settle()
-    time.sleep(0.1)
+    clock.advance(view.unlink_grace + 0.1)  # past the grace: still no delete
     view.settle()
     assert store.get(MAIN) == {"sessionId": "new", "updatedAt": 2}
     assert view.read(reader, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
@@ -462,8 +473,9 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView,
     assert [n for n, _ in view.listdir(folder)] == [".", "..", "meta.json"]
 
 
-def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView,
-                                                         store: Store) -> None:
+def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView, store: Store,
+                                                         clock: SteppedClock) -> None:
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     hidden = f"{folder}/.fuse_hidden0000000200000002"
     reader = view.open(meta(MAIN), os.O_RDONLY)
@@ -472,7 +484,10 @@ def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView,
         view.getattr(meta(MAIN))
     view.settle()
     assert MAIN in store.keys()  # within the grace a create of meta.json makes it a save
-    time.sleep(view.unlink_grace + 0.1)
+    clock.advance(view.unlink_grace - 0.01)
+    view.settle()
+    assert MAIN in store.keys()
+    clock.advance(0.02)
     view.settle()
     assert MAIN not in store.keys()
     assert view.getattr(hidden)["st_size"] == len(jsonfmt.dumps(ENTRIES[MAIN]))
@@ -480,11 +495,13 @@ def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView,
     view.release(reader)
     view.unlink(hidden)
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
-    # and without any request, the timer decides
+    # and without any request, the timer decides (on real time)
+    view.mount_state.clock = time.monotonic
     reader = view.open(meta(JAMES), os.O_RDONLY)
     view.rename(meta(JAMES), f"/{keys.encode(JAMES)}/.fuse_hidden0000000300000003")
-    time.sleep(view.unlink_grace + 0.3)
-    assert JAMES not in store.keys()
+    started = time.monotonic()
+    assert wait_for(lambda: JAMES not in store.keys(), view.unlink_grace + 5)
+    assert time.monotonic() - started >= view.unlink_grace
     view.release(reader)
 
 
@@ -547,7 +564,7 @@ def test_status_is_rendered_once_per_store_version(make_store: Callable[..., Sto
     assert len(data) == first["st_size"]
     assert "1 sessions differ" in data.decode() and "sessions: 3\n" in data.decode()
     assert calls == {"keys": 1, "legacy": 1}
-    time.sleep(0.01)  # a new root mtime
+    assert wait_for(lambda: time.time_ns() > first["st_mtime"] + 10**7)  # a new root mtime
     store.put("agent:main:fresh", {"sessionId": "f", "updatedAt": 1})
     calls.update(keys=1, legacy=1)  # what the put itself read (its sessionId check) is not ours
     for _ in range(50):
@@ -579,9 +596,10 @@ def test_scratch_budget_counts_open_unlinked_files_until_their_close(store: Stor
     view.create(f"/{keys.encode(MAIN)}/c.tmp", os.O_WRONLY)
 
 
-def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(view: SessionView,
-                                                                   store: Store) -> None:
+def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(
+        view: SessionView, store: Store, clock: SteppedClock) -> None:
     """install, tar -x: unlink meta.json, then create it again (issue 8 §1)."""
+    view.mount_state.clock = clock
     before = store.read(MAIN).data
     view.unlink(meta(MAIN))
     fh = view.create(meta(MAIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -590,13 +608,13 @@ def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(view: Sessio
         view.flush(fh)
     assert errno_of(excinfo) == errno.EINVAL
     view.release(fh)
-    time.sleep(view.unlink_grace + 0.1)
+    clock.advance(view.unlink_grace + 0.1)
     view.settle()
     assert store.read(MAIN).data == before  # refused: the old entry stays for good
     assert read_all(view, meta(MAIN)) == before
     view.unlink(meta(JAMES))
     write_file(view, meta(JAMES), b'{"sessionId": "j2", "updatedAt": 6}', os.O_WRONLY | os.O_CREAT)
-    time.sleep(view.unlink_grace + 0.1)
+    clock.advance(view.unlink_grace + 0.1)
     view.settle()
     assert store.get(JAMES) == {"sessionId": "j2", "updatedAt": 6}
 
@@ -625,12 +643,13 @@ def test_truncating_a_scratch_file_by_path_holds_the_views_lock(
 
 
 def test_a_read_goes_through_the_page_cache_only_when_the_kernel_has_its_size(
-        store: Store) -> None:
+        store: Store, clock: SteppedClock) -> None:
     """Direct I/O costs a READ more per file (the one at EOF): in a mount nothing can write
     through, a read-only open is served through the page cache when the kernel's size is
     surely the snapshot's (told by getattr, unchanged since), and with direct I/O otherwise:
     nothing told yet, a change behind the mount, another open file with other bytes."""
     view = SessionView(store, timeout=0, read_only=True)
+    view.mount_state.clock = clock
     path = meta(MAIN)
     first = view.open(path, os.O_RDONLY)
     assert view.handles.get(first).direct_io  # the kernel was told no size yet
@@ -651,19 +670,24 @@ def test_a_read_goes_through_the_page_cache_only_when_the_kernel_has_its_size(
     view.release(newer)
     view.release(reader)
     assert view.getattr(path)["st_size"] == len(jsonfmt.dumps(shorter))
-    time.sleep(0.15)  # the new size has been the kernel's for longer than it keeps answers
+    view.getattr(path)
+    still = view.open(path, os.O_RDONLY)  # the kernel may still hold an older answer
+    assert view.handles.get(still).direct_io
+    view.release(still)
+    clock.advance(0.15)  # the new size has been the kernel's for longer than it keeps answers
     view.getattr(path)
     latest = view.open(path, os.O_RDONLY)
     assert not view.handles.get(latest).direct_io
 
 
-def test_a_writable_mount_reads_with_direct_io(store: Store) -> None:
+def test_a_writable_mount_reads_with_direct_io(store: Store, clock: SteppedClock) -> None:
     """Where a writer can open with O_TRUNC, the kernel may set the size to 0 under a
     page-cache reader (test_soak's racing readers): readers always read with direct I/O."""
     view = SessionView(store, timeout=0)
+    view.mount_state.clock = clock
     path = meta(MAIN)
     view.getattr(path)
-    time.sleep(0.15)
+    clock.advance(0.15)
     view.getattr(path)
     reader = view.open(path, os.O_RDONLY)
     assert view.handles.get(reader).direct_io

@@ -93,9 +93,9 @@ def test_migrate_warns_when_a_process_holds_the_store_lock(tmp_path: Path) -> No
     location = locate_store(folder)
     assert gateway_warnings(location) == []
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from sessionfs.lock import StoreLock\n"
+        "import sys; from sessionfs.lock import StoreLock\n"
         f"l=StoreLock({str(location.lock_path)!r}); l.acquire(); print('held', flush=True);"
-        " time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+        " sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         warnings = gateway_warnings(location)

@@ -240,9 +240,9 @@ def test_write_waits_for_and_reports_a_held_lock(tricky_store: LegacyStore) -> N
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys,time; from sessionfs.lock import StoreLock\n"
+        "import sys; from sessionfs.lock import StoreLock\n"
         f"l=StoreLock({str(tricky_store.lock_path)!r}); l.acquire(); print('held', flush=True);"
-        " time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+        " sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         store = LegacyStore(tricky_store.path, lock_path=tricky_store.lock_path, lock_timeout=0.5)

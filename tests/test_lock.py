@@ -32,6 +32,7 @@ from sessionfs.lock import (
     process_starttime,
     read_lock_info,
 )
+from tests.mountharness import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = 31.0  # seconds: past the 30 s staleness limit
@@ -44,11 +45,11 @@ lock = StoreLock(sys.argv[1])
 if sys.argv[2] == "with":
     with lock:
         print("ready", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # held until killed (or the test's end closes the pipe)
 else:
     lock.acquire()
     print("ready", flush=True)
-    time.sleep(60)
+    sys.stdin.read()
 """
 
 COUNTER = """
@@ -74,8 +75,10 @@ def _env() -> dict[str, str]:
 
 
 def _spawn(code: str, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
+    """Run CODE; its stdin is a pipe the test holds (children wait on it to be killed)."""
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stdin=stdin, text=True, env=_env())
+                            stdin=subprocess.PIPE if stdin is None else stdin, text=True,
+                            env=_env())
 
 
 def _wait_ready(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
@@ -202,8 +205,8 @@ def test_lock_path_for_uses_the_real_directory(tmp_path: Path) -> None:
 
 def test_process_starttime_reads_field_22_past_a_tricky_command_name() -> None:
     # The child renames itself so that its command name holds ") (" and spaces.
-    child = _spawn("import time; open('/proc/self/comm', 'w').write('a) (b c');"
-                   "print('ready', flush=True); time.sleep(30)")
+    child = _spawn("import sys; open('/proc/self/comm', 'w').write('a) (b c');"
+                   "print('ready', flush=True); sys.stdin.read()")
     try:
         _wait_ready(child)
         assert Path(f"/proc/{child.pid}/comm").read_text().strip() == "a) (b c"
@@ -534,11 +537,9 @@ def nolinks() -> Iterator[Path]:
                                    str(mountpoint)], env=_env(), cwd=str(REPO),
                                   stdout=subprocess.DEVNULL, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while not os.path.ismount(mountpoint):
-            assert daemon.poll() is None, (base / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "nolinkfs did not mount"
-            time.sleep(0.05)
+        mounted = wait_for(lambda: os.path.ismount(mountpoint) or daemon.poll() is not None, 20)
+        assert daemon.poll() is None, (base / "daemon.log").read_text()
+        assert mounted, "nolinkfs did not mount"
         probe = mountpoint / "probe"
         probe.write_bytes(b"x")
         with pytest.raises(OSError) as excinfo:

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import mountutil
 from tests.mountutil import ENTRIES, MAIN, Mount, make_store_folder
-
-base = mountutil.base
 
 RESTORES = {
     "tar -x": "tar -xf {backup}/backup.tar -C {target}",

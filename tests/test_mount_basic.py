@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessionfs import jsonfmt, keys
-from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 
 def store_files(mount: Mount) -> dict[str, tuple[bytes, int, int]]:

@@ -10,10 +10,7 @@ from pathlib import Path
 
 from sessionfs import jsonfmt
 from sessionfs.store import open_store
-from tests import mountutil
 from tests.mountutil import ENTRIES, JAMES, MAIN, Mount, wait_for
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 TIMEOUT = 1.0  # the default --timeout
 
@@ -38,7 +35,10 @@ def test_changes_behind_the_mount_are_visible_within_the_timeout(mnt: Mount) -> 
 def test_an_open_after_a_lookup_reads_the_entry_as_it_is_now(mnt: Mount) -> None:
     """A LOOKUP reads a settled entry for its attributes and keeps the bytes for the open
     that follows; a change in between (same size, new inode) must not be served stale."""
-    time.sleep(0.2)  # every entry settled: the LOOKUP keeps what it reads
+    # every entry settled (changed longer ago than the probe's 0.1 s): the LOOKUP keeps what
+    # it reads
+    newest = max(p.stat().st_mtime_ns for p in [mnt.store_folder, *mnt.store_folder.rglob("*")])
+    assert wait_for(lambda: time.time_ns() - newest > 200_000_000)
     os.stat(mnt.meta(JAMES))  # LOOKUP of the folder and of meta.json: the entry was read
     before = jsonfmt.dumps(ENTRIES[JAMES])
     label = dict(ENTRIES[JAMES], label="x" * 8)

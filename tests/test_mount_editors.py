@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,10 +20,7 @@ import pytest
 from sessionfs import jsonfmt
 from sessionfs.errors import SessionNotFound
 from sessionfs.store import open_store
-from tests import mountutil
-from tests.mountutil import ENTRIES, MAIN, Mount
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
+from tests.mountutil import ENTRIES, MAIN, Mount, wait_for
 
 OLD = '"thinkingLevel": "low"'
 NEW = '"thinkingLevel": "high"'
@@ -97,8 +93,7 @@ def test_vim_save_of_an_invalid_entry_fails_and_keeps_the_store(mnt: Mount) -> N
     assert result.returncode != 0
     assert mnt.store().read(MAIN).data == before
     assert "EINVAL" in mnt.errors()
-    time.sleep(0.05)
-    assert mnt.meta(MAIN).read_bytes() in (before, before + b"\n")
+    assert wait_for(lambda: mnt.meta(MAIN).read_bytes() in (before, before + b"\n"))
 
 
 def test_nano(mnt: Mount) -> None:

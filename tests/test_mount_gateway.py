@@ -73,6 +73,7 @@ GOOGLECHAT = "agent:main:googlechat:group:spaces/aaaa1234567"
 GMAIL = "agent:main:hook:gmail:18c2a7f0"
 SUBAGENT = "agent:main:subagent:7c9e6679-7425-40de-944b-e07fc1f90ae7"
 DASHBOARD = "agent:main:dashboard:6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+CRON = "agent:main:cron:daily-digest"
 NANO_KEYS = ["\x05", '\r  "label": "via nano",', "\x0f", "\r", "\x18"]  # ^E, type, ^O, ^X
 NANO = "; ".join(f"sleep 0.3; printf '%s' {shlex.quote(k)}" for k in NANO_KEYS)
 EDITORS = {
@@ -88,6 +89,7 @@ EDITORS = {
     "install": (SUBAGENT, "install -m 600 {tmp} {meta}"),
     "cp": (SIGNAL, "cp {tmp} {meta}"),
     "cat >": (UNICODE, "cat {tmp} > {meta}"),
+    "jq | sponge": (CRON, "jq '.label = \"via jq\"' {meta} | sponge {meta}"),
     "python os.replace": (TOPIC, "python3 -c 'import os,shutil,sys; "
                                  "shutil.copy(sys.argv[1], sys.argv[2] + \".tmp\"); "
                                  "os.replace(sys.argv[2] + \".tmp\", sys.argv[2])' {tmp} {meta}"),

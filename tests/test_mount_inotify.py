@@ -14,10 +14,8 @@ import struct
 from pathlib import Path
 
 from sessionfs import jsonfmt
-from tests import mountutil
 from tests.mountutil import ENTRIES, MAIN, Mount, make_store_folder
 
-base = mountutil.base
 IN_MODIFY, IN_CLOSE_WRITE, IN_CREATE = 0x2, 0x8, 0x100
 IN_NONBLOCK = os.O_NONBLOCK
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

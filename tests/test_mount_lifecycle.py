@@ -14,7 +14,6 @@ import pytest
 
 from sessionfs import jsonfmt, keys
 from sessionfs.fs.mount import is_mounted
-from tests import mountutil
 from tests.mountutil import (
     ENTRIES,
     MAIN,
@@ -25,8 +24,6 @@ from tests.mountutil import (
     make_store_folder,
     wait_for,
 )
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 
 def cli(*argv: str, env: dict[str, str] | None = None,

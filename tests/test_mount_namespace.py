@@ -11,10 +11,7 @@ import pytest
 
 from sessionfs import jsonfmt, keys
 from sessionfs.fs.namespace import UNLINK_GRACE
-from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, Mount, wait_for
-
-base, store_folder, mnt = mountutil.base, mountutil.store_folder, mountutil.mnt
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2

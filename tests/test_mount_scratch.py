@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import mountutil
 from tests.mountutil import ENTRIES, JAMES, MAIN, Mount, make_store_folder
 
-base = mountutil.base
 MIB = 1 << 20
 
 

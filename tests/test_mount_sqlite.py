@@ -23,7 +23,7 @@ from sessionfs.demo import write_legacy_store
 from sessionfs.fs.view import SessionView
 from sessionfs.migrate import migrate
 from sessionfs.store import open_store
-from tests.mountutil import Mount, base  # noqa: F401  (fixture)
+from tests.mountutil import Mount
 from tests.sqlite_util import (
     BIG_LINE,
     ENTRIES,
@@ -47,7 +47,7 @@ def db_of(agent_dir: Path) -> Path:
 
 
 @pytest.fixture
-def agent(base: Path) -> Path:  # noqa: F811
+def agent(base: Path) -> Path:
     agent_dir = base / "state" / "agents" / "main"
     build(agent_dir)
     return agent_dir
@@ -170,7 +170,7 @@ def test_every_write_fails_with_erofs_and_the_database_is_unchanged(mnt: Mount, 
                          "openclaw-agent.sqlite-shm"}
 
 
-def test_status_lists_refused_rows_and_stale_files(base: Path) -> None:  # noqa: F811
+def test_status_lists_refused_rows_and_stale_files(base: Path) -> None:
     agent_dir = base / "state" / "agents" / "main"
     build(agent_dir, entries={"main:legacy-key": {"sessionId": "x1", "updatedAt": 5},
                               MAIN: ENTRIES[MAIN]}, transcripts={})
@@ -198,9 +198,11 @@ def test_gateway_commits_are_visible_within_the_timeout_and_never_torn(mnt: Moun
     os.stat(mnt.dir(JAMES))  # the kernel caches these: the deletion must still show
     stop = threading.Event()
     problems: list[str] = []
+    rounds = [0]
 
     def reader() -> None:
         while not stop.is_set():
+            rounds[0] += 1
             try:
                 data = mnt.meta(MAIN).read_bytes()
                 entry = jsonfmt.loads(data)
@@ -222,7 +224,7 @@ def test_gateway_commits_are_visible_within_the_timeout_and_never_torn(mnt: Moun
     added = ['{"type":"message","id":"c3","message":{"role":"user","content":"again"}}',
              BIG_LINE]
     try:
-        time.sleep(0.3)
+        assert wait_until(lambda: rounds[0] >= 6, 10) is not None  # both readers are reading
         with gateway(db_of(agent)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             put_session(conn, "agent:main:new", {"sessionId": "n1", "updatedAt": 9},
@@ -315,7 +317,7 @@ FILE_ERA = {
 
 
 @pytest.mark.parametrize("layout", ["legacy", "directory"])
-def test_file_era_transcripts_through_the_mount(base: Path, layout: str) -> None:  # noqa: F811
+def test_file_era_transcripts_through_the_mount(base: Path, layout: str) -> None:
     folder = base / "sessions"
     write_legacy_store(folder, FILE_ERA)
     (folder / "s1.jsonl").write_bytes(LINES)
@@ -396,7 +398,7 @@ def test_a_view_without_transcripts_shows_none(tmp_path: Path) -> None:
     store.close()
 
 
-def test_reading_a_big_transcript_streams(base: Path) -> None:  # noqa: F811
+def test_reading_a_big_transcript_streams(base: Path) -> None:
     """About 40 MB of events: the daemon's RSS grows far less than the transcript."""
     agent_dir = base / "state" / "agents" / "main"
     build(agent_dir, entries={MAIN: ENTRIES[MAIN]}, transcripts={MAIN: TRANSCRIPTS[MAIN]})

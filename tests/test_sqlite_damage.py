@@ -32,11 +32,10 @@ from sessionfs.errors import StoreCorrupt
 from sessionfs.maintenance import check
 from sessionfs.projection import render
 from sessionfs.store import SqliteStore, locate_store, open_store
+from tests.conftest import JAMES, MAIN
 from tests.mountutil import ROOT, Mount, force_unmount, scratch_root, wait_for
 from tests.openclaw_fixtures import NAMES, extract_real_store
 
-MAIN = "agent:main:main"
-JAMES = "agent:main:telegram:direct:james"
 DASHBOARD = "agent:main:dashboard:6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 
 #: entry_json damage: (SQL value expression, a word the reason must hold)

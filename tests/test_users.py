@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -35,20 +34,11 @@ from sessionfs.demo import write_legacy_store
 from sessionfs.errors import InvalidKey, LockTimeout, SessionfsError, SessionNotFound, StoreCorrupt
 from sessionfs.migrate import migrate, rollback
 from sessionfs.store import open_store
-from tests import mountutil
 from tests.mountutil import CRON, ENTRIES, JAMES, MAIN, ROOT, Mount, make_store_folder, wait_for
 
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 ENTRY = {"sessionId": "u-1", "updatedAt": 1_767_225_600_000}
 LONG_KEY = "agent:main:" + "long-" * 60  # > 200 name bytes: a hashed name with a key file
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    folder = mountutil.scratch_root()
-    yield folder
-    mountutil.force_unmount(folder / "mnt")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -160,6 +150,9 @@ def test_allow_other_shares_what_the_store_grants(base: Path, layout: str) -> No
     shared = folder / ("sessions.d" if layout == "directory" else "sessions.json")
     os.chmod(shared, 0o755 if layout == "directory" else 0o644)
     os.chmod(folder, 0o755)  # the folder on the way too: others read it on disk (sessions.json)
+    for meta in shared.glob("*/meta.json"):  # and each session (sessionfs made them 0700/0600)
+        os.chmod(meta.parent, 0o755)
+        os.chmod(meta, 0o644)
     if layout == "legacy":
         assert as_nobody("cat", str(shared)).returncode == 0
     before = tree(folder)

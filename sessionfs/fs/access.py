@@ -6,8 +6,17 @@ half the answer: a 0644 ``sessions.json`` under a 0700 folder (what ``cp -r`` un
 leaves) is unreadable to everyone but the folder's owner. So each class of the mode (owner,
 group, others) keeps its bits only if that class can search every folder on the way to the
 store (:func:`reach_mask`); a class that cannot is shown no bits at all. The test is done on
-the resolved path, once per store opened: ``chmod`` of a parent folder later shows at the
-next mount (or, in a state mount, when the agent is opened again).
+the resolved path and done again at most once per ``--timeout`` (:class:`LiveAccess`): a
+``chmod`` of the store or of a folder above it shows within ``--timeout`` plus the kernel's
+attribute cache (``--timeout`` again).
+
+Each object shown is further capped by the disk objects it comes from (:class:`DiskCaps`): a
+session folder of a directory store by its folder's mode, its ``meta.json`` by the file's mode
+and by who can search the folder, a file-era transcript by its ``.jsonl``'s mode. sessionfs
+itself creates session folders 0700 and ``meta.json`` 0600, and openclaw writes transcripts
+0600: a ``chmod 755 sessions.d`` alone shares no session. The owner and group shown stay the
+store's; a file owned by another user or group is judged conservatively (each class gets only
+the bits every class it might fall into on disk has).
 
 Each class is judged by the bits that would apply to it on disk, conservatively where the
 mode bits cannot tell (a member of the store's group who also owns a folder on the way is
@@ -20,11 +29,15 @@ import grp
 import os
 import pwd
 import stat
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Access", "reach_mask", "shared_access"]
+__all__ = ["Access", "DiskCaps", "LiveAccess", "Shown", "disk_mask", "reach_mask",
+           "shared_access"]
 
 _OWNER, _GROUP, _OTHERS = 0o700, 0o070, 0o007
 
@@ -115,3 +128,166 @@ def shared_access(path: os.PathLike[str] | str) -> Access | None:
     bits = stat.S_IMODE(st.st_mode) & 0o777 & mask
     folder_bits = bits if stat.S_ISDIR(st.st_mode) else bits | ((bits & 0o444) >> 2)
     return Access(st.st_uid, st.st_gid, folder_bits, bits & 0o666)
+
+
+class LiveAccess:
+    """:func:`shared_access` of ``path``, done again at most once per ``interval`` seconds, so
+    that a ``chmod`` of the store (or of a folder above it) while mounted is followed: the
+    mount never stays wider than the disk for longer than that. ``fallback`` (the mounting
+    user's 0700/0600) is shown while ``path`` cannot be examined."""
+
+    def __init__(self, path: os.PathLike[str] | str, fallback: Access, interval: float) -> None:
+        self.path = path
+        self.fallback = fallback
+        self.interval = max(interval, 0.1)  # --timeout 0: not a walk up the tree per stat
+        self._lock = threading.Lock()
+        self._now = shared_access(path) or fallback
+        self._next = time.monotonic() + self.interval
+
+    def current(self) -> Access:
+        """What the store grants now (as of at most ``interval`` ago)."""
+        if time.monotonic() >= self._next:
+            with self._lock:
+                if time.monotonic() >= self._next:
+                    self._now = shared_access(self.path) or self.fallback
+                    self._next = time.monotonic() + self.interval
+        return self._now
+
+    @property
+    def uid(self) -> int:
+        return self.current().uid
+
+    @property
+    def gid(self) -> int:
+        return self.current().gid
+
+    @property
+    def dir_bits(self) -> int:
+        return self.current().dir_bits
+
+    @property
+    def file_bits(self) -> int:
+        return self.current().file_bits
+
+    def narrowed(self, mask: int) -> Access:
+        """What :meth:`Access.narrowed` gives for the access now."""
+        return self.current().narrowed(mask)
+
+    def as_view_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments :class:`~sessionfs.fs.view.SessionView` takes for this."""
+        return {"access": self}
+
+
+#: What a mount shows for an object: fixed (the mounting user's) or followed on disk.
+Shown = Access | LiveAccess
+
+
+def disk_mask(st: os.stat_result, uid: int, gid: int) -> int:
+    """The permission bits a disk object (``st``) grants each class of a mode whose owner is
+    ``uid`` and group ``gid``, as a mask (rwx per class). When the object's owner or group
+    differ, a class gets only the bits of every class of the object its users may fall in."""
+    mode = st.st_mode
+    owner, group, others = (mode >> 6) & 0o7, (mode >> 3) & 0o7, mode & 0o7
+    same_uid, same_gid = st.st_uid == uid, st.st_gid == gid
+    shown_owner = owner if same_uid else group & others
+    shown_group = group if same_gid else group & others
+    shown_others = others if same_gid else others & group
+    if not same_uid:  # the object's owner may be a member of the group or anyone else
+        shown_group &= owner
+        shown_others &= owner
+    return (shown_owner << 6) | (shown_group << 3) | shown_others
+
+
+def _searchable(mask: int) -> int:
+    """The classes of ``mask`` (a folder's) that may search it, each as a whole 0o7."""
+    return sum(0o7 << shift for shift in (6, 3, 0) if mask & (0o1 << shift))
+
+
+_KEEP = 0o777
+#: Masks cached per session (the cache is emptied when it grows beyond this).
+_CAPS_LIMIT = 200_000
+
+
+class DiskCaps:
+    """Per-session caps of what an ``--allow-other`` mount shows (see the module): masks of
+    the bits each object's own disk files grant, kept at most ``interval`` seconds (one or two
+    ``lstat`` per session and interval, only on mounts that share).
+
+    ``names(key)`` gives the file names a file-era transcript may have (the store's own
+    ``transcript_names``, or a cached version of them)."""
+
+    def __init__(self, store: Any, access: Shown, interval: float,
+                 names: Callable[[str], tuple[str, ...]] | None = None) -> None:
+        self.store = store
+        self.access = access
+        self.interval = max(interval, 0.1)
+        self._names = names or store.transcript_names
+        self._cache: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _cached(self, what: str, key: str, measure: Callable[[], int]) -> int:
+        now = time.monotonic()
+        found = self._cache.get((what, key))
+        if found is not None and found[0] > now:
+            return found[1]
+        mask = measure()
+        if len(self._cache) > _CAPS_LIMIT:
+            self._cache.clear()
+        self._cache[(what, key)] = (now + self.interval, mask)
+        return mask
+
+    def _mask_of(self, path: str) -> int:
+        """:func:`disk_mask` of ``path`` (not followed); gone: no cap (the session is going,
+        its own answer says so); not examinable: nothing for anyone."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return _KEEP
+        except OSError:
+            return 0
+        access = self.access
+        return disk_mask(st, access.uid, access.gid)
+
+    def _folder(self, key: str) -> str:
+        from sessionfs import keys
+
+        return f"{self.store.path}/{keys.encode(key)}"
+
+    def folder(self, key: str) -> int:
+        """Cap of the session folder of ``key``: its own folder's mode (directory stores)."""
+        if self.store.layout != "directory":
+            return _KEEP
+        return self._cached("d", key, lambda: self._mask_of(self._folder(key)))
+
+    def meta(self, key: str) -> int:
+        """Cap of ``meta.json``: the file's mode, for the classes that can search its folder."""
+        if self.store.layout != "directory":
+            return _KEEP
+
+        def measure() -> int:
+            folder = self._folder(key)
+            return _searchable(self.folder(key)) & self._mask_of(f"{folder}/meta.json")
+        return self._cached("m", key, measure)
+
+    def transcript(self, key: str) -> int:
+        """Cap of a file-era transcript: the first of its names that is a file, by its mode."""
+        if self.store.layout == "sqlite":
+            return _KEEP
+
+        def measure() -> int:
+            try:
+                names = self._names(key)
+            except Exception:  # the entry cannot be read: its own answer says why
+                return 0
+            folder = self.store.path.parent
+            for name in names:
+                try:
+                    st = os.lstat(f"{folder}/{name}")
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    return 0
+                if stat.S_ISREG(st.st_mode):
+                    access = self.access
+                    return disk_mask(st, access.uid, access.gid)
+            return _KEEP
+        return self._cached("t", key, measure)

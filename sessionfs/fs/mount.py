@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import MountError, SessionfsError, StoreNotFound, UsageError
 from sessionfs.fs import access, daemon
+from sessionfs.fs.paths import DIR_MODE, FILE_MODE
 from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
 
@@ -339,15 +340,16 @@ def _fuse_kwargs(options: MountOptions, source: Path, *, read_only: bool) -> dic
     return kwargs
 
 
-def shared_access(store: Store) -> dict[str, Any]:
+def shared_access(store: Store, timeout: float = 1.0) -> dict[str, Any]:
     """With ``--allow-other`` the mount grants what the store itself grants on disk: its owner,
     group and permission bits (of ``sessions.d``, or of ``sessions.json`` / the database) for
     every folder and file, read/write bits only for files, each class (owner, group, others)
-    only if it can search every folder on the way to the store (:mod:`sessionfs.fs.access`).
+    only if it can search every folder on the way to the store, each session no more than its
+    own files grant (:mod:`sessionfs.fs.access`), looked at again at most every ``timeout``.
     A mount never opens the store wider than the disk does (which matters when root mounts
     it); ``chmod`` the store and its folders to share it."""
-    found = access.shared_access(store.path)
-    return {} if found is None else found.as_view_kwargs()
+    own = access.Access(os.getuid(), os.getgid(), DIR_MODE & 0o777, FILE_MODE & 0o777)
+    return access.LiveAccess(store.path, own, timeout).as_view_kwargs()
 
 
 FUSE_CONF = "/etc/fuse.conf"
@@ -404,7 +406,8 @@ def _view(opened: Store | StateRoot, mountpoint: str, options: MountOptions
                        read_only=options.read_only,
                        scratch_max_bytes=options.scratch_max_bytes,
                        scratch_max_files=options.scratch_max_files,
-                       **(shared_access(opened) if options.allow_other else {}))
+                       **(shared_access(opened, options.timeout) if options.allow_other
+                          else {}))
     return view, view.read_only_reason is not None
 
 

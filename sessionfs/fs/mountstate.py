@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry, serialize_entry
@@ -55,7 +56,9 @@ from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.paths import META_NAME, fail
 from sessionfs.fs.scratch import ScratchBudget, ScratchFile, ScratchTree
 from sessionfs.store.base import EntryRecord, Store
-from sessionfs.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from sessionfs.store.sqlite import SqliteStore
 
 __all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "MountState"]
 
@@ -137,6 +140,11 @@ class MountState:
                  hide_grace: float, unlink_grace: float, scratch_max_bytes: int,
                  scratch_max_files: int, probe_interval: float) -> None:
         self.store = store
+        #: The clock of every grace and age kept here (hidden names, deferred deletes, what
+        #: the kernel was told): monotonic seconds. A test sets its own to step past a grace
+        #: instead of sleeping through it (the timer that settles deletes still fires on real
+        #: time, and :meth:`settle` then asks this clock).
+        self.clock: Callable[[], float] = time.monotonic
         self.max_entry_size = max_entry_size
         self.read_only_reason = read_only_reason
         self.hide_grace = hide_grace
@@ -171,9 +179,11 @@ class MountState:
         self.invalidate: Callable[[str], None] | None = None
         #: A store written through the openclaw Gateway (SQLite era): writable while a Gateway
         #: is live, decided per write; a save is diffed against what the writer was shown.
-        #: The same store typed as what it is, for the writes only such a store has.
+        #: The same store typed as the one kind that says so (SqliteStore), for the writes
+        #: only such a store has.
         self.gateway_store: SqliteStore | None = (
-            store if isinstance(store, SqliteStore) and store.writes_through_gateway else None)
+            cast("SqliteStore", store) if getattr(store, "writes_through_gateway", False)
+            else None)
         self.through_gateway = self.gateway_store is not None
         #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved
         #: here), the base a save is diffed against (see :meth:`commit`); and the same per
@@ -267,11 +277,11 @@ class MountState:
                 self.told.clear()
             self.told[key] = (size, 0.0)
         elif told[0] != size:
-            self.told[key] = (size, time.monotonic())
+            self.told[key] = (size, self.clock())
 
     def untold(self, key: str) -> None:
         """This mount changed ``key``'s meta.json: the kernel may hold a size of its own."""
-        self.told[key] = (-1, time.monotonic())
+        self.told[key] = (-1, self.clock())
 
     def page_cache_safe(self, handle: MetaHandle) -> bool:
         """Whether a read-only ``handle`` may be served through the kernel's page cache
@@ -299,7 +309,7 @@ class MountState:
         told = self.told.get(handle.key)
         if told is None or told[0] != handle.size():  # never told, or told another size
             return False
-        if time.monotonic() - told[1] <= self.attr_timeout + 0.1:
+        if self.clock() - told[1] <= self.attr_timeout + 0.1:
             return False
         data = handle.data()
         return all(not other.writable and other.data() == data
@@ -327,7 +337,7 @@ class MountState:
         deadline = self.hidden.get(key)
         if deadline is None:
             return False
-        if time.monotonic() < deadline:
+        if self.clock() < deadline:
             return True
         self.hidden.pop(key, None)
         return False
@@ -629,7 +639,7 @@ class MountState:
         at the new name, the session stays and its meta.json is hidden for the grace."""
         with self.lock:
             self.scratch.put(directory, name, file)
-            self.hidden[key] = time.monotonic() + self.hide_grace
+            self.hidden[key] = self.clock() + self.hide_grace
             self.index.changed(key)
 
     def require_dir_target(self, top: str, state: str | None) -> None:
@@ -687,7 +697,7 @@ class MountState:
         """Hide ``key``'s meta.json now and delete the session after the grace (see Doom)."""
         with self.lock:
             self.hidden[key] = float("inf")
-            self.doomed[key] = Doom(top, threading.get_ident(), time.monotonic())
+            self.doomed[key] = Doom(top, threading.get_ident(), self.clock())
             self.index.changed(key)
             self.untold(key)
         timer = threading.Timer(self.unlink_grace + 0.02, self.settle)
@@ -707,7 +717,7 @@ class MountState:
         """
         if not self.doomed:
             return
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             due = [key for key, doom in self.doomed.items() if key != exempt and (
                 everything or now - doom.since >= self.unlink_grace)]

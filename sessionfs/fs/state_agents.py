@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionfs.fs.access import Access
+from sessionfs.fs.access import Shown
 from sessionfs.fs.handles import HandleTable
 from sessionfs.fs.mountstate import MountState
 from sessionfs.fs.view import SessionView
@@ -59,7 +59,7 @@ class Agent:
     make_view: Callable[[], SessionView]
     projector: Projector
     #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
-    access: Access
+    access: Shown
     #: transcript name -> (projection version, what opens it without asking the store again):
     #: a shared SQLite source (no descriptor; its size holds while the version does), or the
     #: file-era candidate file names (the entry is not read again per stat/open)

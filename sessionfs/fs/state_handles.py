@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 
 from sessionfs.errors import SessionfsError
-from sessionfs.fs.access import Access
+from sessionfs.fs.access import Shown
 from sessionfs.fs.handles import Handle
 from sessionfs.fs.state_agents import Agent
 from sessionfs.projection import Projection
@@ -32,7 +32,7 @@ class RenderedHandle(Handle):
     direct_io = True
     noflush = True
 
-    def __init__(self, projection: Projection, keep_cache: bool, access: Access) -> None:
+    def __init__(self, projection: Projection, keep_cache: bool, access: Shown) -> None:
         self._projection = projection
         self.keep_cache = keep_cache
         self.access = access
@@ -57,7 +57,7 @@ class FollowedTranscript(Handle):
 
     def __init__(self, source: TranscriptSource, keep_cache: bool,
                  latest: Callable[[], TranscriptSource],
-                 measure: Callable[[], tuple[int, int, object]], access: Access,
+                 measure: Callable[[], tuple[int, int, object]], access: Shown,
                  told: Callable[[], object], agent: Agent | None = None) -> None:
         self.source = source
         self.keep_cache = keep_cache

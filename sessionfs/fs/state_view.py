@@ -56,7 +56,7 @@ from typing import Any
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
 from sessionfs.fs import daemon
-from sessionfs.fs.access import Access, shared_access
+from sessionfs.fs.access import Access, LiveAccess, Shown
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
 from sessionfs.fs.handles import ConstHandle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
@@ -131,8 +131,9 @@ class StateView(DirectoryHandles):
         #: ``--allow-other``: every part shows the owner, group and bits of what it comes from
         #: on disk, capped by what each class can reach (:mod:`sessionfs.fs.access`): the
         #: root the state dir's, ``agents/`` that folder's, ``agents/<id>/`` and below the
-        #: agent's store's, the control files no more than all of them. Otherwise the
-        #: mounting user's 0700/0600.
+        #: agent's store's, the control files no more than all of them; each looked at again
+        #: at most every ``timeout``, and a file-era transcript capped by its own file's mode
+        #: (SessionView.transcript_cap). Otherwise the mounting user's 0700/0600.
         self.share = share
         self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
         self._root_access = self._shared(self.state_dir)
@@ -220,7 +221,7 @@ class StateView(DirectoryHandles):
                      functools.partial(self._agent_view, agent_id, store, access, extra),
                      projector, access, on_view=self._directory.add_view)
 
-    def _agent_view(self, agent_id: str, store: Store, access: Access,
+    def _agent_view(self, agent_id: str, store: Store, access: Shown,
                     extra: dict[str, Any]) -> SessionView:
         """The view of agent ``agent_id``'s ``sessions.d`` (built at its first use)."""
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
@@ -326,11 +327,18 @@ class StateView(DirectoryHandles):
         fail(errno.ENOENT)
 
     # -- attributes ------------------------------------------------------------------------------
-    def _shared(self, path: Path) -> Access:
+    def _shared(self, path: Path) -> Shown:
         """What ``path`` grants through the mount (``share``), else the mounting user's."""
         if not self.share:
             return self._own
-        return shared_access(path) or self._own
+        return LiveAccess(path, self._own, self.timeout)
+
+    def _transcript_access(self, agent: Agent, name: str) -> Shown:
+        """What the transcript ``name`` shows: the agent's store's, capped by its own file."""
+        if not self.share:
+            return agent.access
+        key = self._transcript_key(agent, name)[1]
+        return agent.access.narrowed(agent.view.transcript_cap(key))
 
     def _control_access(self) -> Access:
         """The control files name every agent's sessions: no wider than any of them."""
@@ -340,7 +348,7 @@ class StateView(DirectoryHandles):
         return access
 
     def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1,
-               access: Access | None = None) -> dict[str, Any]:
+               access: Shown | None = None) -> dict[str, Any]:
         """Attributes with ``mode``'s owner bits (rwx, r-x, rw-, r--) repeated for each class
         ``access`` shows (the mounting user's 0700/0600 without ``share``)."""
         access = access or self._own
@@ -403,7 +411,8 @@ class StateView(DirectoryHandles):
             size, mtime_ns, token = self._transcript_stat(agent, parts[3])
             with self._lock:
                 self._sized[path] = token
-            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1, agent.access)
+            return self._attrs(READ_ONLY_FILE, size, mtime_ns, 1,
+                               self._transcript_access(agent, parts[3]))
         attrs = agent.view.getattr(inner)
         return attrs
 
@@ -662,7 +671,7 @@ class StateView(DirectoryHandles):
             keep = self._opened(path, source.token)
             return self.handles.add(FollowedTranscript(
                 source, keep, lambda: self._transcript(agent, name),
-                lambda: self._transcript_stat(agent, name), agent.access,
+                lambda: self._transcript_stat(agent, name), self._transcript_access(agent, name),
                 lambda: self._sized.get(path), agent))
         fail(errno.EISDIR)
 

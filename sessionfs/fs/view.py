@@ -43,6 +43,7 @@ from typing import Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
 from sessionfs.errors import SessionfsError, SessionNotFound
+from sessionfs.fs.access import Access, DiskCaps, LiveAccess, Shown
 from sessionfs.fs.control import (
     CONTROL_DIR,
     CONTROL_FILES,
@@ -120,7 +121,7 @@ class SessionView(DirectoryHandles):
                  scratch_max_bytes: int = DEFAULT_SCRATCH_MAX_BYTES,
                  scratch_max_files: int = DEFAULT_SCRATCH_MAX_FILES,
                  permissions: tuple[int, int] | None = None,
-                 transcripts: bool = True) -> None:
+                 transcripts: bool = True, access: Shown | None = None) -> None:
         self.store = store
         self.timeout = timeout
         self.max_entry_size = max_entry_size
@@ -131,13 +132,13 @@ class SessionView(DirectoryHandles):
             read_only_reason = store.read_only_reason
         elif read_only:
             read_only_reason = "mounted with --read-only"
-        self.uid = os.getuid() if uid is None else uid
-        self.gid = os.getgid() if gid is None else gid
-        #: Permission bits of (directories, files): 0700/0600 unless the mount shares the
-        #: store's own modes (``--allow-other``, see ``mount.shared_access``).
-        self._dir_bits, self._file_bits = permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)
-        self._dir_mode = stat.S_IFDIR | self._dir_bits  # as _shown_mode shows DIR_MODE
-        self._file_mode = stat.S_IFREG | self._file_bits  # ... and FILE_MODE
+        #: Owner, group and permission bits of (directories, files): the mounting user's
+        #: 0700/0600 unless the mount shares the store's own modes (``--allow-other``, see
+        #: ``mount.shared_access``), followed on disk (a LiveAccess) and capped per session
+        #: by its own files' modes (``self._caps``).
+        self.access: Shown = access or Access(
+            os.getuid() if uid is None else uid, os.getgid() if gid is None else gid,
+            *(permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)))
         self.handles = HandleTable()
         # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
         self.mount_state = MountState(store, max_entry_size=max_entry_size,
@@ -159,6 +160,35 @@ class SessionView(DirectoryHandles):
         self._control = ControlFiles(self._started_ns)
         self._sinks = RestoreSinks()
         self._location: StoreLocation | None = None  # found at the first status
+        self._caps = (DiskCaps(store, self.access, timeout, self.transcript._file_names)
+                      if isinstance(self.access, LiveAccess) else None)
+
+    @property
+    def uid(self) -> int:
+        return self.access.uid
+
+    @property
+    def gid(self) -> int:
+        return self.access.gid
+
+    @property
+    def _dir_bits(self) -> int:
+        return self.access.dir_bits
+
+    @property
+    def _file_bits(self) -> int:
+        return self.access.file_bits
+
+    def _folder_cap(self, key: str) -> int:
+        """The bits a stored session's folder may show (see ``fs.access.DiskCaps``)."""
+        return 0o777 if self._caps is None else self._caps.folder(key)
+
+    def _meta_cap(self, key: str | None) -> int:
+        return 0o777 if self._caps is None or key is None else self._caps.meta(key)
+
+    def transcript_cap(self, key: str) -> int:
+        """The bits a session's transcript may show (also the state mount's ``.jsonl``)."""
+        return 0o777 if self._caps is None else self._caps.transcript(key)
 
     # -- the state's settings, as the adapter and the tests see them -----------------------------
     @property
@@ -208,22 +238,25 @@ class SessionView(DirectoryHandles):
         return self.mount_state.served(key)
 
     # -- attributes ------------------------------------------------------------------------------
-    def _shown_mode(self, mode: int) -> int:
-        """``mode`` with this mount's permission bits (links keep their 0777)."""
+    def _shown_mode(self, mode: int, cap: int = 0o777) -> int:
+        """``mode`` with this mount's permission bits, no more than ``cap`` (links keep their
+        0777)."""
         if stat.S_ISDIR(mode):
-            return stat.S_IFDIR | self._dir_bits
+            return stat.S_IFDIR | (self._dir_bits & cap)
         if stat.S_ISREG(mode):
             # a read-only file (transcript.jsonl) stays read-only, and so does every file of a
             # read-only mount (--read-only, SQLite): ls -l shows what a write will meet
             if not mode & 0o200 or self.read_only_reason is not None:
-                return stat.S_IFREG | (self._file_bits & 0o444)
-            return stat.S_IFREG | self._file_bits
+                return stat.S_IFREG | (self._file_bits & 0o444 & cap)
+            return stat.S_IFREG | (self._file_bits & cap)
         return mode
 
-    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1) -> dict[str, Any]:
-        mode = self._shown_mode(mode)
-        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self.uid,
-                "st_gid": self.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
+    def _attrs(self, mode: int, size: int, mtime_ns: int, nlink: int = 1,
+               cap: int = 0o777) -> dict[str, Any]:
+        mode = self._shown_mode(mode, cap)
+        access = self.access.current() if isinstance(self.access, LiveAccess) else self.access
+        return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": access.uid,
+                "st_gid": access.gid, "st_mtime": mtime_ns, "st_ctime": mtime_ns,
                 "st_atime": mtime_ns, "st_blocks": (size + 511) // 512}
 
     def _root_mtime(self) -> int:
@@ -281,7 +314,8 @@ class SessionView(DirectoryHandles):
             except (OSError, SessionfsError):  # a damaged session: its LOOKUP will say EIO
                 return None
             if meta is not None:
-                return stat.S_IFDIR | self._dir_bits, 2, 0, meta.updated_ns
+                return stat.S_IFDIR | (self._dir_bits & self._folder_cap(key)), 2, 0, \
+                    meta.updated_ns
         try:
             attrs = self.getattr(f"{directory}/{name}")
         except (OSError, SessionfsError):
@@ -294,12 +328,15 @@ class SessionView(DirectoryHandles):
             mode, size, mtime_ns = self.transcript.transcript_attrs(where)
         except FileNotFoundError:
             return None
-        return self._attrs(mode, size, mtime_ns)
+        key = self.index.key_of(where.top)
+        cap = 0o777 if key is None else self.transcript_cap(key)
+        return self._attrs(mode, size, mtime_ns, cap=cap)
 
     def _handle_attrs(self, handle: Handle) -> dict[str, Any]:
         if isinstance(handle, TranscriptHandle):
             size, mtime_ns = handle.current()
-            return self._attrs(TRANSCRIPT_MODE, size, mtime_ns)
+            return self._attrs(TRANSCRIPT_MODE, size, mtime_ns,
+                               cap=self.transcript_cap(handle.key))
         if isinstance(handle, ConstHandle):
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
         with self.mount_state.lock:
@@ -309,7 +346,8 @@ class SessionView(DirectoryHandles):
                 if cached is not None:  # see MountState.cached_reader
                     size = cached.size()
                 self.mount_state.tell_size(handle.key, size)
-        return self._attrs(FILE_MODE, size, handle.mtime_ns())
+        cap = self._meta_cap(handle.key) if isinstance(handle, MetaHandle) else 0o777
+        return self._attrs(FILE_MODE, size, handle.mtime_ns(), cap=cap)
 
     def stat(self, path: str | None, fh: int | None = None) -> tuple[int, int, int, int]:
         """``(st_mode, st_nlink, st_size, st_mtime ns)``: :meth:`getattr` without the dict,
@@ -318,12 +356,15 @@ class SessionView(DirectoryHandles):
             where = parse_path(path)
             if where.kind == META:
                 size, mtime_ns = self._meta_stat(where.top)
-                return self._file_mode, 1, size, mtime_ns
+                cap = self._meta_cap(self.index.key_of(where.top))
+                return stat.S_IFREG | (self._file_bits & cap), 1, size, mtime_ns
             if where.kind == TOP:
                 key = self.index.key_of(where.top)
                 meta = self.index.meta_of(key) if key is not None else None
                 if meta is not None:
-                    return self._dir_mode, 2, 0, meta.updated_ns
+                    assert key is not None
+                    return stat.S_IFDIR | (self._dir_bits & self._folder_cap(key)), 2, 0, \
+                        meta.updated_ns
         attrs = self.getattr(path, fh)
         return attrs["st_mode"], attrs["st_nlink"], attrs["st_size"], attrs["st_mtime"]
 
@@ -332,7 +373,7 @@ class SessionView(DirectoryHandles):
         if key is not None:
             meta = self.index.meta_of(key)
             if meta is not None:
-                return self._attrs(DIR_MODE, 0, meta.updated_ns, 2)
+                return self._attrs(DIR_MODE, 0, meta.updated_ns, 2, self._folder_cap(key))
         with self.mount_state.lock:
             pending = self.mount_state.pending.get(top)
             if pending is not None or (key is not None and self.mount_state.scratch.has_any(top)):
@@ -343,7 +384,8 @@ class SessionView(DirectoryHandles):
         return self._attrs(file.mode, file.size, file.mtime_ns)
 
     def _meta_attrs(self, top: str) -> dict[str, Any]:
-        return self._attrs(FILE_MODE, *self._meta_stat(top))
+        size, mtime_ns = self._meta_stat(top)
+        return self._attrs(FILE_MODE, size, mtime_ns, cap=self._meta_cap(self.index.key_of(top)))
 
     def _meta_stat(self, top: str) -> tuple[int, int]:
         """``(size, mtime_ns)`` of ``/<top>/meta.json``. :raises OSError: ENOENT"""

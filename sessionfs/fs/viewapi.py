@@ -58,8 +58,12 @@ class MountedView(Protocol):
     the view's :attr:`uid`/:attr:`gid` unless the tuple says otherwise."""
 
     handles: HandleTable
-    uid: int
-    gid: int
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def gid(self) -> int: ...
+
     #: Set by the adapter: ``(uid, pid)`` of the process making the current call.
     caller: Callable[[], tuple[int, int]] | None
     #: Set by the glue once mounted: drop the kernel's cached attributes and pages of a path.
