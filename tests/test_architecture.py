@@ -149,3 +149,18 @@ def test_fs_modules_form_no_cycle() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def library_imports(path: Path, found: dict[str, Path]) -> set[str]:
+    """The library modules (store, migrate, projection, ...) that ``path`` imports."""
+    return {imported for imported in imports_of(path) if imported in found and is_library(imported)}
+
+
+def test_library_modules_form_no_cycle() -> None:
+    """Every import counts, also those inside a function (a deferred import hides a cycle, it
+    does not remove it): ``store.base`` must not need ``store.transcripts`` which needs it."""
+    found = modules()
+    graph = {name: library_imports(path, found) - {name}
+             for name, path in found.items() if is_library(name)}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among library modules: " + " -> ".join(cycle or [])

@@ -23,6 +23,12 @@ from sessionfs.errors import (
     SessionNotFound,
     StoreCorrupt,
 )
+from sessionfs.store.transcript_source import TranscriptSource
+from sessionfs.store.transcripts import (
+    candidate_names,
+    measure_transcript_named,
+    open_transcript_named,
+)
 
 __all__ = ["MISSING", "Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store",
            "TranscriptSource", "UpdateSummary"]
@@ -76,48 +82,6 @@ class RefusedRow:
         return f"session {self.key!r}: {self.reason}; {self.remedy}"
 
 
-class TranscriptSource(abc.ABC):
-    """One session's transcript (JSONL), as it was when opened: a fixed ``size`` and pread-like
-    :meth:`read`. Reading never holds the whole transcript in memory.
-
-    ``size`` is exact and known without reading the content; ``token`` changes whenever the
-    transcript does (grows, is rewritten, is replaced): a caller that sees a new token opens a
-    new source to see the new bytes. Reads past ``size`` return ``b""`` even if the store has
-    grown since (so a reader never sees more than ``stat`` said).
-    """
-
-    size: int
-    mtime_ns: int
-    token: object
-
-    @abc.abstractmethod
-    def read(self, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes at ``offset`` (short only at the end).
-
-        :raises TranscriptChanged: the transcript was rewritten since this source was opened.
-        """
-
-    def close(self) -> None:
-        """Release what the source holds (a file descriptor); idempotent."""
-        return None
-
-    def chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The whole transcript in order, ``chunk_size`` bytes at a time (streaming)."""
-        offset = 0
-        while offset < self.size:
-            data = self.read(offset, min(chunk_size, self.size - offset))
-            if not data:
-                return
-            offset += len(data)
-            yield data
-
-    def __enter__(self) -> TranscriptSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class Store(abc.ABC):
     """A session store. Every write validates, takes the gateway's store lock and is atomic."""
 
@@ -164,22 +128,16 @@ class Store(abc.ABC):
         """File era: the file names ``key``'s transcript may have, most specific first. They
         depend on the entry alone, so a caller may keep them while the entry's token holds and
         then measure or open the file without reading the entry. :raises SessionNotFound:"""
-        from sessionfs.store.transcripts import candidate_names
-
         return tuple(candidate_names(key, self.get(key)))
 
     def measure_transcript_named(self, names: tuple[str, ...]) -> tuple[int, int, object] | None:
         """File era: ``(size, mtime_ns, token)`` of the transcript under the first of ``names``
         that is a regular file in the store's folder (no open, no entry read), or None."""
-        from sessionfs.store.transcripts import measure_transcript_named
-
         return measure_transcript_named(self.path.parent, names)
 
     def open_transcript_named(self, names: tuple[str, ...]) -> TranscriptSource | None:
         """File era: the transcript under the first of ``names`` that is a regular file in the
         store's folder, opened, or None."""
-        from sessionfs.store.transcripts import open_transcript_named
-
         return open_transcript_named(self.path.parent, names)
 
     #: (fingerprint, sessionId -> keys, key -> sessionId) as of that fingerprint: see
