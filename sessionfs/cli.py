@@ -107,7 +107,7 @@ def _key_agent(key: str) -> str | None:
 
 
 def _is_state_dir(arg: str) -> bool:
-    from sessionfs.state import is_state_dir
+    from sessionfs.statedir import is_state_dir
 
     try:
         return is_state_dir(Path(arg).expanduser())
@@ -122,7 +122,7 @@ def _agent_of_state(state: str, agent: str | None) -> str:
     ``agents/main``, saying so when there are others); without such an agent it says how to
     name one rather than "no store here".
     """
-    from sessionfs.state import find_agents
+    from sessionfs.statedir import find_agents
 
     agents = list(find_agents(Path(state).expanduser()))
     chosen = agent or "main"

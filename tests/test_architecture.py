@@ -2,7 +2,7 @@
 source (``ast``, no import, no mount).
 
 * The store and the library (``sessionfs/store/*``, atomic, lock, processes, keys, jsonfmt,
-  entry, migrate, maintenance, projection, state, errors) know nothing of the filesystem, the
+  entry, migrate, maintenance, projection, statedir, errors) know nothing of the filesystem, the
   CLI or mfusepy.
 * Only the FUSE adapter (modules under ``sessionfs/fs/`` named ``operations*`` or ``fuse*``)
   imports mfusepy.
@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
 LIBRARY = ("atomic", "lock", "processes", "keys", "jsonfmt", "entry", "migrate", "maintenance",
-           "projection", "state", "errors", "gateway")
+           "projection", "statedir", "errors", "gateway")
 FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
 
 

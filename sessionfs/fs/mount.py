@@ -259,7 +259,7 @@ def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
 
 
 def _is_state(store: os.PathLike[str] | str | None) -> bool:
-    from sessionfs.state import is_state_dir
+    from sessionfs.statedir import is_state_dir
 
     return store is not None and is_state_dir(os.path.expanduser(os.fspath(store)))
 

@@ -66,7 +66,7 @@ from sessionfs.fs.state import MountState
 from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
-from sessionfs.state import scan_agent, state_refusal
+from sessionfs.statedir import scan_agent, state_refusal
 from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
