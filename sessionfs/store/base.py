@@ -8,6 +8,8 @@ is what ``meta.json`` holds and what the mount shows.
 from __future__ import annotations
 
 import abc
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,55 @@ class Store(abc.ABC):
         """File era: the transcript under the first of ``names`` that is a regular file in the
         store's folder, opened, or None."""
         return open_transcript_named(self.path.parent, names)
+
+    # -- what a file-era sessions.json is rendered from (sessionfs.projection) -----------------
+    def order(self) -> list[str]:
+        """The keys in the order the file era's ``sessions.json`` lists them (the store's order;
+        ``sessions.d``: the order ``migrate`` recorded, which ``rollback`` restores)."""
+        return self.keys()
+
+    def content_version(self) -> object:
+        """A token that changes whenever any entry's bytes may have (the fingerprint; stores
+        whose fingerprint misses a change inside an entry add what catches it)."""
+        return self.fingerprint()
+
+    def whole_document(self) -> tuple[bytes, int] | None:
+        """``(bytes, mtime_ns)`` of the store's one ``sessions.json`` read through one open
+        file, where the store is that file (legacy); None elsewhere."""
+        return None
+
+    def entry_identity(self, key: str) -> object:
+        """What identifies ``key``'s stored bytes without reading them (a file's inode, size,
+        mtime, ctime), or None: unknown, read the entry."""
+        return None
+
+    def read_unparsed(self, key: str) -> tuple[bytes, os.stat_result, bool] | None:
+        """``key``'s stored bytes unparsed, their stat, and whether sessionfs wrote them in
+        canonical form and nobody changed them since; None where :meth:`read` is needed."""
+        return None
+
+    def transcript_ids(self) -> dict[str, str] | None:
+        """``{key: sessionId}`` naming every session's transcript, where the store keeps that
+        apart from the entry (SQLite); None: the entry's own ``sessionId`` names it."""
+        return None
+
+    def sessions_with_events(self) -> set[str] | None:
+        """Session ids that have transcript events (one query), or None when unknown."""
+        return None
+
+    def stamped_records(self, unchanged: Callable[[str, bytes], bool]
+                        ) -> Iterator[tuple[str, bytes, EntryRecord | None]]:
+        """Every readable session as ``(key, stamp, record)``, in :meth:`order`. ``stamp``
+        digests the stored row as it is (no parse); the record is read and parsed only where
+        ``unchanged(key, stamp)`` is false, else it is None: the caller kept what it made of
+        it. This default reads every entry; SQLite parses only the rows that changed."""
+        for key in self.order():
+            try:
+                record = self.read(key)
+            except SessionNotFound:
+                continue
+            stamp = hashlib.blake2b(record.data, digest_size=16).digest()
+            yield key, stamp, None if unchanged(key, stamp) else record
 
     #: (fingerprint, sessionId -> keys, key -> sessionId) as of that fingerprint: see
     #: :meth:`key_with_session_id`.

@@ -209,6 +209,12 @@ class LegacyStore(Store):
         needle = b'\n    "sessionId": ' + jsonfmt.dumps(session_id, indent=None)
         return [key for key, piece in self._read_snapshot().pieces.items() if needle in piece]
 
+    def whole_document(self) -> tuple[bytes, int]:
+        """The file's bytes and mtime, through one open file: one version of it."""
+        with open(self.path, "rb") as stream:
+            data = stream.read()
+            return data, os.fstat(stream.fileno()).st_mtime_ns
+
     def raw_bytes(self) -> bytes:
         """The file as it would be written now (identical to disk for openclaw-laid files)."""
         return assemble(self._read_snapshot().pieces.items())

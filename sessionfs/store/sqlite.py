@@ -46,6 +46,7 @@ closes every inherited connection and opens its own (:meth:`SqliteStore._after_f
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 import sqlite3
 import stat
@@ -623,33 +624,95 @@ class SqliteStore(Store):
 
         return self._run(work)
 
+    def _parse_row(self, conn: sqlite3.Connection, key: str, entry_json: bytes,
+                   updated_at: object) -> EntryRecord | RefusedRow:
+        """One row read: its record, or why it is damaged (it costs only itself)."""
+        if not _is_utf8(key):
+            return _damaged(_shown(key), "session_key is not valid UTF-8: no path or command "
+                            "can name this session")
+        try:
+            entry = self._entry(conn, key, entry_json)
+            data = serialize_entry(entry)
+        except StoreCorrupt as exc:
+            return _damaged(key, exc.reason)
+        except SessionfsError as exc:  # parsed, yet no entry openclaw could write
+            return _damaged(key, f"session {key!r}: entry_json: {exc}")
+        return EntryRecord(key, data, _ms_to_ns(updated_at), entry)
+
+    def _rows(self, conn: sqlite3.Connection) -> list[tuple[str, bytes, object]]:
+        return conn.execute(
+            "SELECT session_key, CAST(entry_json AS BLOB), updated_at FROM session_nodes "
+            "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key"
+        ).fetchall()
+
     def _scan(self) -> tuple[list[EntryRecord], list[RefusedRow]]:
         """Every row from one read transaction: the readable sessions' records and the
         damaged rows (:meth:`damaged_rows`), which cost only themselves."""
         def work(conn: sqlite3.Connection) -> tuple[list[EntryRecord], list[RefusedRow]]:
-            rows = conn.execute(
-                "SELECT session_key, CAST(entry_json AS BLOB), updated_at FROM session_nodes "
-                "WHERE NOT (entry_valid = -1 AND entry_json = '{}') ORDER BY session_key"
-            ).fetchall()
             out, damaged = [], []
-            for key, entry_json, updated_at in rows:
-                if not _is_utf8(key):
-                    damaged.append(_damaged(_shown(key), "session_key is not valid UTF-8: no "
-                                            "path or command can name this session"))
-                    continue
-                try:
-                    entry = self._entry(conn, key, entry_json)
-                    data = serialize_entry(entry)
-                except StoreCorrupt as exc:
-                    damaged.append(_damaged(key, exc.reason))
-                    continue
-                except SessionfsError as exc:  # parsed, yet no entry openclaw could write
-                    damaged.append(_damaged(key, f"session {key!r}: entry_json: {exc}"))
-                    continue
-                out.append(EntryRecord(key, data, _ms_to_ns(updated_at), entry))
+            for key, entry_json, updated_at in self._rows(conn):
+                read = self._parse_row(conn, key, entry_json, updated_at)
+                if isinstance(read, RefusedRow):
+                    damaged.append(read)
+                else:
+                    out.append(read)
             return out, damaged
 
         return self._run(work)
+
+    def _snapshot_digests(self, conn: sqlite3.Connection) -> dict[str, bytes]:
+        """Per key, the stored snapshot rows' bytes (what :meth:`_entry` adds to the entry),
+        unparsed, in one query."""
+        if not self.schema.has_snapshots:
+            return {}
+        joined: dict[str, list[bytes]] = {}
+        for key, field, value_json in conn.execute(
+                "SELECT session_key, field, CAST(value_json AS BLOB) "
+                "FROM session_entry_snapshots ORDER BY session_key, field"):
+            if field in SNAPSHOT_FIELDS and value_json is not None:
+                joined.setdefault(key, []).append(field.encode() + b"\0" + value_json)
+        return {key: b"\0".join(parts) for key, parts in joined.items()}
+
+    def stamped_records(self, unchanged: Callable[[str, bytes], bool]
+                        ) -> Iterator[tuple[str, bytes, EntryRecord | None]]:
+        """One read transaction; a row's stamp digests its stored ``entry_json`` and snapshot
+        bytes as they are, so an unchanged row costs a digest, not a parse: re-rendering
+        100k sessions after one changed parses one. Damaged rows are left out (as by
+        :meth:`records`) and remembered for :meth:`damaged_rows`."""
+        fingerprint = self.fingerprint()  # taken first: a commit during the scan moves it
+
+        def work(conn: sqlite3.Connection) -> tuple[list[tuple[str, bytes, EntryRecord | None]],
+                                                    list[RefusedRow]]:
+            snapshots = self._snapshot_digests(conn)
+            out: list[tuple[str, bytes, EntryRecord | None]] = []
+            damaged: list[RefusedRow] = []
+            for key, entry_json, updated_at in self._rows(conn):
+                if _is_utf8(key):
+                    digest = hashlib.blake2b(entry_json, digest_size=16)
+                    digest.update(b"\0" + snapshots.get(key, b""))
+                    stamp = digest.digest()
+                    if unchanged(key, stamp):
+                        out.append((key, stamp, None))
+                        continue
+                else:
+                    stamp = b""
+                read = self._parse_row(conn, key, entry_json, updated_at)
+                if isinstance(read, RefusedRow):
+                    damaged.append(read)
+                else:
+                    out.append((read.key, stamp, read))
+            return out, damaged
+
+        rows, damaged = self._run(work)
+        with self._damaged_lock:
+            self._damaged = (fingerprint, damaged)
+        yield from rows
+
+    def sessions_with_events(self) -> set[str] | None:
+        if "transcript_events" not in self.schema.tables:
+            return None
+        return set(self._run(lambda conn: [row[0] for row in conn.execute(
+            "SELECT DISTINCT session_id FROM transcript_events")]))
 
     def records(self) -> Iterator[EntryRecord]:
         """Every readable session's record from one read transaction (one consistent state).
