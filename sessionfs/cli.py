@@ -159,9 +159,7 @@ def _iso_ms(value: float | None) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
     store = _open(args, read_only=True)
-    keys = store.keys()
-    if store.layout == "directory":
-        keys.sort()
+    keys = store.listed_keys()
     if not (args.long or args.json):
         sys.stdout.write("".join(f"{key}\n" for key in keys))
         return 0
@@ -201,8 +199,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     rest = _split_store(args, args.positionals, 1, 2, key=True)
     key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
     store = _open(args)
-    if store.layout == "sqlite":  # no live Gateway: refused with the reason, before any input
-        store._require_writable()
+    if store.writes_through_gateway:  # no live Gateway: refused with the reason, before input
+        store.check_writable()
     if source == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -210,10 +208,10 @@ def cmd_put(args: argparse.Namespace) -> int:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
-    if store.layout == "sqlite" and key not in store:
+    if store.writes_through_gateway and key not in store:
         # a new SQLite-era session: openclaw chooses its sessionId and updatedAt
         # (sessions.create); the object gives label, displayName, category and patchable fields
-        made = store.create(key, parse_new_entry(data, key=key))  # type: ignore[attr-defined]
+        made = store.create(key, parse_new_entry(data, key=key))
         print(f"created {made}", file=sys.stderr)
         return 0
     entry = parse_entry(data, key=key)
@@ -353,7 +351,7 @@ def _refuse_sqlite(args: argparse.Namespace, what: str) -> None:
 def _gateway_status(store: Store) -> dict[str, Any] | None:
     """SQLite era: whether a live openclaw Gateway owns the store (writes possible), for
     ``status``; None for the file era (no Gateway involved). Never the credential."""
-    if not getattr(store, "writes_through_gateway", False):
+    if not store.writes_through_gateway:
         return None
     found = store.gateway.owner()  # type: ignore[attr-defined]
     if isinstance(found, str):

@@ -286,8 +286,7 @@ def _read_only_notice(store: Store, options: MountOptions) -> str | None:
     if store.read_only_reason is not None:
         return (f"note: serving {store.path} read-only: {store.read_only_reason}; writes "
                 "fail with EROFS")
-    for folder in (store.path.parent, store.path) if store.layout == "directory" else (
-            store.path.parent,):
+    for folder in store.write_folders():
         if not os.access(folder, os.W_OK | os.X_OK):
             import pwd
 

@@ -97,6 +97,17 @@ class Store(abc.ABC):
     #: Files of an older generation that still lie beside this store and are no longer read
     #: (a file-era ``sessions.json`` beside the SQLite database): ``status``/``check`` say so.
     stale_files: tuple[Path, ...] = ()
+    # What callers need to know of the layout, each said once here (never ``layout == ...``):
+    #: Writes go to a live Gateway over its RPC (SQLite), which chooses a new session's
+    #: sessionId; ``status`` names the Gateway and the rows openclaw refuses.
+    writes_through_gateway: bool = False
+    #: Every entry lives in one file (legacy ``sessions.json``): they share one mtime.
+    entries_share_one_file: bool = False
+    #: Transcripts are files beside the store, found by name (file era); else database rows,
+    #: measured through :meth:`transcript` and unchanged while :meth:`fingerprint` holds.
+    transcripts_are_files: bool = True
+    #: :meth:`fingerprint` costs a query (SQLite): a caller may reuse one for a moment.
+    fingerprint_is_costly: bool = False
 
     @property
     def generation(self) -> str:
@@ -115,6 +126,32 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Release connections or descriptors the store keeps (a no-op for file stores)."""
         return None
+
+    def limit_waits(self, busy_timeout: float, busy_deadline: float) -> None:
+        """How long one read may wait for a lock held elsewhere (SQLite: a writer's), for a
+        mount that must answer in seconds. File stores never wait to read: a no-op."""
+        return None
+
+    def write_folders(self) -> tuple[Path, ...]:
+        """The folders a write creates files in (its temporary files, new sessions): the
+        process writing needs ``w`` and ``x`` on each."""
+        return (self.path.parent,)
+
+    def listed_keys(self) -> list[str]:
+        """Every key in the order a listing (``sessionfs ls``) shows: the store's own where it
+        has one (the file's; SQLite: by key), else sorted."""
+        return self.keys()
+
+    def shown_updated_ns(self, record: EntryRecord) -> int:
+        """When ``record``'s session last changed, for ``ls -l``: its ``updatedAt`` (ns),
+        else the time its bytes were written."""
+        updated = record.updated_at
+        return record.mtime_ns if updated is None else int(updated * 1_000_000)
+
+    def check_writable(self) -> None:
+        """:raises ReadOnlyStore: writes are refused, with the reason (before any input is
+        read: a SQLite store without a live Gateway says so first)."""
+        self._require_writable()
 
     # -- transcripts -----------------------------------------------------------------------------
     def transcript(self, key: str) -> TranscriptSource | None:
@@ -397,6 +434,13 @@ class Store(abc.ABC):
         A new key must not take another session's sessionId (:class:`SessionExists`), except
         that of ``replacing``: the session a move deletes right after this put.
         """
+
+    def create(self, key: str, entry: Entry | None = None) -> str:
+        """A new session whose sessionId and times the store chooses (SQLite: the Gateway's
+        ``sessions.create``); the key made. File stores take a whole entry through
+        :meth:`put` instead. :raises ReadOnlyStore: this store does not create sessions."""
+        raise ReadOnlyStore(f"{self.path}: a {self.layout} store takes a whole entry (put), "
+                            "not a create")
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -266,6 +266,14 @@ class DirectoryStore(Store):
         except FileNotFoundError:
             return None
 
+    def write_folders(self) -> tuple[Path, ...]:
+        """A new session is a folder in ``sessions.d``, its temporary files are there too."""
+        return (self.path.parent, self.path)
+
+    def listed_keys(self) -> list[str]:
+        """By key: a directory's own order is no order anyone chose."""
+        return sorted(self.keys())
+
     def order(self) -> list[str]:
         """The order ``migrate`` recorded (the legacy file's, which ``rollback`` restores),
         sessions made since after it, by key."""

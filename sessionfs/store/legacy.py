@@ -127,6 +127,7 @@ class LegacyStore(Store):
     """``sessions.json``: cached parse, per-member splicing writes under the gateway's lock."""
 
     layout = "legacy"
+    entries_share_one_file = True
 
     def __init__(self, path: Path, *, lock_path: Path, read_only_reason: str | None = None,
                  lock_timeout: float = 10.0) -> None:

@@ -426,6 +426,8 @@ class SqliteStore(Store):
     """openclaw's per-agent SQLite database, read-only (see the module docstring)."""
 
     layout = "sqlite"
+    transcripts_are_files = False
+    fingerprint_is_costly = True
 
     def __init__(self, path: Path, *, stale_files: tuple[Path, ...] = (),
                  busy_timeout: float = 5.0, busy_deadline: float = 60.0) -> None:
@@ -559,6 +561,14 @@ class SqliteStore(Store):
     @property
     def generation(self) -> str:
         return self.schema.describe()
+
+    def limit_waits(self, busy_timeout: float, busy_deadline: float) -> None:
+        self.busy_timeout = busy_timeout
+        self.busy_deadline = busy_deadline
+
+    def shown_updated_ns(self, record: EntryRecord) -> int:
+        """The row's ``updated_at`` column (what openclaw sorts by), not the entry's field."""
+        return record.mtime_ns
 
     def keys(self) -> list[str]:
         """Every session key, by key; a key that is not UTF-8 is a damaged row
