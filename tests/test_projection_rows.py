@@ -122,3 +122,25 @@ def test_a_row_damaged_after_the_memo_is_left_out_and_reported(store: SqliteStor
     assert key not in json.loads(after) and len(json.loads(after)) == 11
     assert [row.key for row in store.damaged_rows()] == [key]
     assert after == render(store, TRANSCRIPTS).data
+
+
+def test_file_stores_stamp_their_entries_too(tmp_path: Path) -> None:
+    """The default for stores without rows: every entry read, stamped by its bytes; a stamp
+    the caller knows gives no record, a changed entry a new stamp."""
+    from sessionfs.demo import write_legacy_store
+
+    entries = generate_entries(4, seed=5)
+    store = open_store(write_legacy_store(tmp_path / "sessions", entries))
+    first = list(store.stamped_records(lambda key, stamp: False))
+    assert [key for key, _stamp, _record in first] == list(entries)
+    assert all(record is not None and record.entry == entries[key]
+               for key, _stamp, record in first)
+    known = {key: stamp for key, stamp, _record in first}
+    assert [record for _key, _stamp, record in
+            store.stamped_records(lambda key, stamp: known[key] == stamp)] == [None] * 4
+    changed = next(iter(entries))
+    store.put(changed, {**entries[changed], "label": "new"})
+    again = {key: (stamp, record) for key, stamp, record in
+             store.stamped_records(lambda key, stamp: known[key] == stamp)}
+    assert again[changed][0] != known[changed] and again[changed][1] is not None
+    assert [key for key, (_stamp, record) in again.items() if record is not None] == [changed]
