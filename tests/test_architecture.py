@@ -2,7 +2,7 @@
 source (``ast``, no import, no mount).
 
 * The store and the library (``sessionfs/store/*``, atomic, lock, processes, keys, jsonfmt,
-  entry, migrate, maintenance, projection, state, errors) know nothing of the filesystem, the
+  entry, migrate, maintenance, projection, statedir, errors) know nothing of the filesystem, the
   CLI or mfusepy.
 * Only the FUSE adapter (modules under ``sessionfs/fs/`` named ``operations*`` or ``fuse*``)
   imports mfusepy.
@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
 LIBRARY = ("atomic", "lock", "processes", "keys", "jsonfmt", "entry", "migrate", "maintenance",
-           "projection", "state", "errors", "gateway")
+           "projection", "statedir", "errors", "gateway")
 FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
 
 
@@ -188,3 +188,18 @@ def test_the_layout_switch_finder_finds_them(tmp_path: Path) -> None:
                       "if locate_store(x).layout == 'legacy': pass\n"
                       "if location.layout == 'sqlite': pass\n")
     assert [line.split(":")[1] for line in layout_switches(sample)] == ["1", "2"]
+
+
+def library_imports(path: Path, found: dict[str, Path]) -> set[str]:
+    """The library modules (store, migrate, projection, ...) that ``path`` imports."""
+    return {imported for imported in imports_of(path) if imported in found and is_library(imported)}
+
+
+def test_library_modules_form_no_cycle() -> None:
+    """Every import counts, also those inside a function (a deferred import hides a cycle, it
+    does not remove it): ``store.base`` must not need ``store.transcripts`` which needs it."""
+    found = modules()
+    graph = {name: library_imports(path, found) - {name}
+             for name, path in found.items() if is_library(name)}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among library modules: " + " -> ".join(cycle or [])

@@ -100,7 +100,7 @@ class Namespace:
             self.state.errors.add(path, errno.EINVAL, reason)
             fail(errno.EINVAL, reason)
         try:
-            store.create(key)  # type: ignore[attr-defined]
+            store.create(key)
         except (SessionfsError, OSError) as exc:
             self.state.reject(path, exc)
             raise

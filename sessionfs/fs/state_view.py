@@ -66,8 +66,8 @@ from sessionfs.fs.state import MountState
 from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
 from sessionfs.projection import Projection, Projector
-from sessionfs.state import scan_agent, state_refusal
-from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
+from sessionfs.statedir import scan_agent, state_refusal
+from sessionfs.store import SQLITE_NAME, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
@@ -560,9 +560,8 @@ class StateView(DirectoryHandles):
     def _open_agent(self, agent_id: str, location: StoreLocation) -> _Agent:
         store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
-        if isinstance(store, SqliteStore):  # served: a lock elsewhere costs seconds, not 60 s
-            store.busy_timeout = SERVE_BUSY_TIMEOUT
-            store.busy_deadline = SERVE_BUSY_DEADLINE
+        # served: a lock elsewhere costs seconds, not 60 s
+        store.limit_waits(SERVE_BUSY_TIMEOUT, SERVE_BUSY_DEADLINE)
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
         access = self._shared(store.path)
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
@@ -768,7 +767,7 @@ class StateView(DirectoryHandles):
         """``(size, mtime_ns, token)`` of the transcript ``name`` now: a file-era transcript
         is measured by ``lstat`` alone (a walk stats every file before reading it), a SQLite
         one through its source (:meth:`_transcript`)."""
-        if agent.store.layout != "sqlite":
+        if agent.store.transcripts_are_files:
             measured = agent.store.measure_transcript_named(self._file_names(agent, name))
             if measured is None:
                 fail(errno.ENOENT)
@@ -786,7 +785,7 @@ class StateView(DirectoryHandles):
         transcript's file names (the file itself is opened and measured every time, as the
         gateway appends to it without touching the entry)."""
         source: TranscriptSource | None
-        if agent.store.layout != "sqlite":
+        if agent.store.transcripts_are_files:
             source = agent.store.open_transcript_named(self._file_names(agent, name))
         else:
             projection, key = self._transcript_key(agent, name)
@@ -956,7 +955,7 @@ class StateView(DirectoryHandles):
             why = self._damage.get(agent_id)
             if isinstance(count, str) or why is not None:
                 lines.append(f"error: EIO {why or ' '.join(str(count).split())}")
-            if agent.store.layout == "sqlite":  # refused and damaged rows, each by key
+            if agent.store.writes_through_gateway:  # refused and damaged rows, each by key
                 lines += store_status_lines(agent.store)[1:]
         for agent_id, problem in sorted(self._problems.items()):
             lines += ["", f"[agent {agent_id}]", f"error: {errno.errorcode[problem.errno]} "
