@@ -20,6 +20,7 @@ from typing import Any
 
 from sessionfs import jsonfmt
 from sessionfs.atomic import is_temp_name
+from sessionfs.demo_tour import DEMO_EVENTS, DEMO_SESSIONS, run_demo
 from sessionfs.entry import parse_entry, parse_new_entry
 from sessionfs.errors import (
     ReadOnlyStore,
@@ -41,7 +42,7 @@ from sessionfs.store import (
     sqlite_generation_db,
 )
 
-__all__ = ["main"]
+__all__ = ["DEMO_EVENTS", "DEMO_SESSIONS", "main"]
 
 log = logging.getLogger("sessionfs")
 
@@ -107,7 +108,7 @@ def _key_agent(key: str) -> str | None:
 
 
 def _is_state_dir(arg: str) -> bool:
-    from sessionfs.state import is_state_dir
+    from sessionfs.statedir import is_state_dir
 
     try:
         return is_state_dir(Path(arg).expanduser())
@@ -122,7 +123,7 @@ def _agent_of_state(state: str, agent: str | None) -> str:
     ``agents/main``, saying so when there are others); without such an agent it says how to
     name one rather than "no store here".
     """
-    from sessionfs.state import find_agents
+    from sessionfs.statedir import find_agents
 
     agents = list(find_agents(Path(state).expanduser()))
     chosen = agent or "main"
@@ -159,9 +160,7 @@ def _iso_ms(value: float | None) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     _split_store(args, args.positionals, 0, 0)
     store = _open(args, read_only=True)
-    keys = store.keys()
-    if store.layout == "directory":
-        keys.sort()
+    keys = store.listed_keys()
     if not (args.long or args.json):
         sys.stdout.write("".join(f"{key}\n" for key in keys))
         return 0
@@ -201,8 +200,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     rest = _split_store(args, args.positionals, 1, 2, key=True)
     key, source = rest[0], (rest[1] if len(rest) > 1 else "-")
     store = _open(args)
-    if store.layout == "sqlite":  # no live Gateway: refused with the reason, before any input
-        store._require_writable()
+    if store.writes_through_gateway:  # no live Gateway: refused with the reason, before input
+        store.check_writable()
     if source == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -210,10 +209,10 @@ def cmd_put(args: argparse.Namespace) -> int:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
-    if store.layout == "sqlite" and key not in store:
+    if store.writes_through_gateway and key not in store:
         # a new SQLite-era session: openclaw chooses its sessionId and updatedAt
         # (sessions.create); the object gives label, displayName, category and patchable fields
-        made = store.create(key, parse_new_entry(data, key=key))  # type: ignore[attr-defined]
+        made = store.create(key, parse_new_entry(data, key=key))
         print(f"created {made}", file=sys.stderr)
         return 0
     entry = parse_entry(data, key=key)
@@ -353,7 +352,7 @@ def _refuse_sqlite(args: argparse.Namespace, what: str) -> None:
 def _gateway_status(store: Store) -> dict[str, Any] | None:
     """SQLite era: whether a live openclaw Gateway owns the store (writes possible), for
     ``status``; None for the file era (no Gateway involved). Never the credential."""
-    if not getattr(store, "writes_through_gateway", False):
+    if not store.writes_through_gateway:
         return None
     found = store.gateway.owner()  # type: ignore[attr-defined]
     if isinstance(found, str):
@@ -436,80 +435,10 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_SESSIONS = 300
-DEMO_EVENTS = 30  # events per transcript in the SQLite-era demo
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the demo store (once), mount it, and show it with ordinary tools.
-
-    By default the store is of the generation most openclaw users have (SQLite, read-only);
-    ``--legacy`` shows the file era, where meta.json can be edited."""
-    import shlex
-    import subprocess
-
-    from sessionfs.fs.mount import MountOptions, is_mounted, mount, unmount
-
-    folder = Path(args.positionals[0] if args.positionals else "demo")
-    legacy = bool(getattr(args, "legacy", False))
-    mountpoint = folder / "mnt"
-    if legacy:
-        from sessionfs.demo import generate_entries, write_legacy_store
-
-        store_folder = folder / "sessions"
-        if (not (store_folder / LEGACY_NAME).exists()
-                and not (store_folder / DIRECTORY_NAME).exists()):
-            write_legacy_store(store_folder, generate_entries(DEMO_SESSIONS, seed=2026))
-            print(f"generated a legacy store with {DEMO_SESSIONS} sessions: "
-                  f"{store_folder / 'sessions.json'}")
-    else:  # the SQLite generation (openclaw >= 2026.8.1)
-        from sessionfs.demo_sqlite import generate_sqlite_store
-
-        store_folder = folder / "state" / "agents" / "main"
-        if not (store_folder / "agent" / "openclaw-agent.sqlite").exists():
-            db = generate_sqlite_store(store_folder, DEMO_SESSIONS, seed=2026,
-                                       events=DEMO_EVENTS, agent="main")
-            print(f"generated a SQLite-era store with {DEMO_SESSIONS} sessions: {db}")
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    if is_mounted(mountpoint):
-        unmount(mountpoint)
-    code = mount(store_folder, mountpoint, MountOptions())
-    if code:
-        return code
-    first = sorted(p.name for p in mountpoint.iterdir() if not p.name.startswith("."))[0]
-    meta = shlex.quote(str(mountpoint / first / "meta.json"))
-    root = shlex.quote(str(mountpoint))
-    if legacy:
-        tour = [f"ls -lt {root} | head -6",
-                f"cat {meta}",
-                f"grep -rl '\"lastChannel\": \"telegram\"' {root} | wc -l",
-                f"jq -r .model {root}/*/meta.json | sort | uniq -c",
-                f"cat {root}/.sessionfs/status"]
-    else:
-        transcript = shlex.quote(str(mountpoint / first / "transcript.jsonl"))
-        tour = [f"ls -lt {root} | head -6",
-                f"cat {meta}",
-                f"head -c 300 {transcript}; echo",
-                f"grep -rl --include=transcript.jsonl 'Einkaufsliste' {root} | wc -l",
-                f"jq -r .model {root}/*/meta.json | sort | uniq -c",
-                f"cat {root}/.sessionfs/status",
-                f"touch {meta}"]
-    for command in tour:
-        print(f"\n$ {command}", flush=True)
-        subprocess.run(["bash", "-c", command], check=False)
-    quoted = shlex.quote(str(mountpoint))
-    if legacy:
-        print(f"\nThe demo store is mounted at {mountpoint}: edit any meta.json with vim, nano, "
-              f"sed -i or jq; invalid JSON is refused.\nUnmount with: sessionfs umount "
-              f"{quoted}")
-    else:
-        again = "sessionfs demo --legacy" + (f" {shlex.quote(str(folder))}"
-                                             if args.positionals else "")
-        print(f"\nThe demo store (SQLite era, as openclaw >= 2026.8.1 keeps sessions) is "
-              f"mounted at {mountpoint}, read-only: the openclaw gateway owns that database."
-              f"\nTo edit sessions through the mount, try the file-era demo: {again}"
-              f"\nUnmount with: sessionfs umount {quoted}")
-    return 0
+    """Generate the demo store (once), mount it, and show it with ordinary tools."""
+    return run_demo(Path(args.positionals[0] if args.positionals else "demo"),
+                    legacy=bool(getattr(args, "legacy", False)), named=bool(args.positionals))
 
 
 def _byte_size(text: str) -> int:

@@ -54,7 +54,7 @@ from sessionfs.store import (
     same_entries,
     sqlite_generation_db,
 )
-from sessionfs.store.directory import META_FILE, create_session_dir
+from sessionfs.store.directory import META_FILE, ORDER_FILE, create_session_dir
 from sessionfs.store.legacy import assemble, indent_member
 
 __all__ = [
@@ -70,8 +70,6 @@ __all__ = [
 ]
 
 BACKUP_INFIX = ".pre-directory-migration."
-#: Inside sessions.d: the legacy key order, so rollback can restore it. No key encodes to '.*'.
-ORDER_FILE = ".sessionfs-order.json"
 
 Progress = Callable[[int, int], None]
 
@@ -285,18 +283,6 @@ def _finish_or_report_migrated(location: StoreLocation, dry_run: bool) -> Migrat
                            f"{backup.name}", changed=True, backup=backup)
 
 
-def _rollback_order(directory: DirectoryStore) -> list[str]:
-    present = directory.keys()
-    present_set = set(present)
-    try:
-        recorded = jsonfmt.loads((directory.path / ORDER_FILE).read_bytes())
-    except (OSError, SessionfsError):
-        recorded = []
-    ordered = [key for key in recorded if isinstance(key, str) and key in present_set]
-    seen = set(ordered)
-    return ordered + sorted(key for key in present if key not in seen)
-
-
 def _directory_state(directory: DirectoryStore) -> dict[str, tuple[int, int, int]]:
     """(inode, mtime, size) of every meta.json: any write since shows up as a difference."""
     state = {}
@@ -329,7 +315,7 @@ def rollback(path: str | os.PathLike[str] | None = None, *, dry_run: bool = Fals
             raise StoreCorrupt(location.directory_path,
                                "cannot roll back without losing sessions: "
                                + "; ".join(str(problem) for problem in broken[:5]))
-        order = _rollback_order(directory)
+        order = directory.order()
         members = []
         for number, key in enumerate(order, 1):
             members.append((key, indent_member(jsonfmt.dumps(directory.read(key).entry))))

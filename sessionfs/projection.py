@@ -20,25 +20,22 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import hashlib
 import itertools
 import os
 import re
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from sessionfs import jsonfmt, keys
+from sessionfs import jsonfmt
 from sessionfs.errors import InvalidJSON, SessionfsError, StoreCorrupt
 from sessionfs.jsonfmt.numbers import numbers_like_javascript
-from sessionfs.store import DirectoryStore, LegacyStore, SqliteStore, Store
+from sessionfs.store import Store
 from sessionfs.store.base import Entry
-from sessionfs.store.directory import META_FILE
 from sessionfs.store.legacy import indent_member
 from sessionfs.store.transcripts import candidate_names
 
@@ -348,66 +345,15 @@ def _assemble_parts(members: list[tuple[str, bytes]]) -> list[bytes]:
     return parts
 
 
-def _directory_version(store: DirectoryStore) -> object:
-    """sessions.d's own fingerprint is its root mtime, which a change inside a session folder
-    does not move; this adds every session's ``meta.json`` identity (inode, mtime, size), so
-    that an in-place rewrite (an editor saving without a rename, ``cat > meta.json`` on the
-    disk) shows as well as a replacement does. One ``lstat`` per session, at most once per
-    recheck interval (:class:`Projector`)."""
-    stamps: list[tuple[str, int, int, int]] = []
-    root = store.path
-    try:
-        with os.scandir(root) as found:
-            for item in found:
-                try:
-                    st = os.stat(f"{root}/{item.name}/{META_FILE}", follow_symlinks=False)
-                except OSError:
-                    stamps.append((item.name, 0, 0, -1))  # not a session (yet): its name only
-                    continue
-                stamps.append((item.name, st.st_ino, st.st_mtime_ns, st.st_size))
-    except FileNotFoundError:
-        return None
-    stamps.sort()
-    digest = hashlib.blake2b(repr(stamps).encode("utf-8", "surrogateescape"), digest_size=16)
-    return (store.fingerprint(), digest.hexdigest())
-
-
 def store_version(store: Store) -> object:
     """A token that changes whenever anything ``sessions.json`` shows could have changed."""
-    if isinstance(store, DirectoryStore):
-        return _directory_version(store)
-    return store.fingerprint()
-
-
-def _directory_order(store: DirectoryStore) -> list[str]:
-    from sessionfs.migrate import _rollback_order  # the order rollback restores
-
-    return _rollback_order(store)
-
-
-def _sqlite_sessions_with_events(store: SqliteStore) -> set[str] | None:
-    """Session ids that have transcript events (one query), or None when unknown."""
-    run = getattr(store, "_run", None)
-    if run is None or "transcript_events" not in store.schema.tables:
-        return None
-    return set(run(lambda conn: [row[0] for row in conn.execute(
-        "SELECT DISTINCT session_id FROM transcript_events")]))
+    return store.content_version()
 
 
 #: Per-entry memo kept between renderings: key -> (what identifies the stored bytes, member
 #: bytes, transcript name or None, the transcript file names it may have on disk). Unchanged
 #: entries are not read or serialised again.
 Memo = dict[str, tuple[object, bytes, str | None, tuple[str, ...]]]
-
-
-def _row_stamp(data: str | bytes, transcript_id: str | None) -> bytes:
-    """What a SQLite row's rendering depends on, as a 16-byte digest: a memo holding the
-    entries' bytes themselves would keep ~70 MB more at 100k sessions."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
-    digest.update(b"\0-" if transcript_id is None else
-                  b"\0+" + transcript_id.encode("utf-8", "surrogateescape"))
-    return digest.digest()
 
 
 def render(store: Store, transcripts_dir: str, version: object = None,
@@ -421,127 +367,140 @@ def render(store: Store, transcripts_dir: str, version: object = None,
     """
     if version is None:
         version = store_version(store)
+    whole = store.whole_document()
+    if whole is not None:
+        return _render_whole(store, version, *whole)
+    transcript_ids = store.transcript_ids()
+    if transcript_ids is not None:
+        parts, names, mtime_ns = _render_rows(store, transcripts_dir, transcript_ids, memo)
+    else:
+        parts, names, mtime_ns = _render_entries(store, transcripts_dir, memo)
+    return Projection(version, parts, mtime_ns or time.time_ns(), names)
+
+
+def _render_whole(store: Store, version: object, data: bytes, mtime_ns: int) -> Projection:
+    """A store that is one ``sessions.json`` (legacy) shows that file, byte for byte."""
     names: dict[str, str] = {}
-    if isinstance(store, LegacyStore):
-        with open(store.path, "rb") as stream:  # one open file: one version of it
-            data = stream.read()
-            mtime_ns = os.fstat(stream.fileno()).st_mtime_ns
-        try:
-            document = jsonfmt.loads(data)
-        except InvalidJSON as exc:  # the store is damaged (EIO), not the caller's input
-            raise StoreCorrupt(store.path, "file is empty (0 bytes)" if not data else
-                               f"not valid JSON ({exc})") from None
-        if not isinstance(document, dict):
-            raise StoreCorrupt(store.path, "not a JSON object")
-        present = _names_in(store.path.parent)
-        for key, entry in document.items():
-            if isinstance(entry, dict):
-                _add_name(names, key, entry, present)
-        return Projection(version, [data], mtime_ns, names)
+    try:
+        document = jsonfmt.loads(data)
+    except InvalidJSON as exc:  # the store is damaged (EIO), not the caller's input
+        raise StoreCorrupt(store.path, "file is empty (0 bytes)" if not data else
+                           f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise StoreCorrupt(store.path, "not a JSON object")
+    present = _names_in(store.path.parent)
+    for key, entry in document.items():
+        if isinstance(entry, dict):
+            _add_name(names, key, entry, present)
+    return Projection(version, [data], mtime_ns, names)
+
+
+def _render_rows(store: Store, transcripts_dir: str, transcript_ids: dict[str, str],
+                 memo: Memo | None) -> tuple[list[bytes], dict[str, str], int]:
+    """Rows whose transcripts are named by the store (SQLite): a row is parsed only when its
+    stored bytes or its transcript's id changed since the memo was made."""
+    with_events = store.sessions_with_events()
     fresh: Memo = {}
+    names: dict[str, str] = {}
     members: list[tuple[str, bytes]] = []
-    mtime_ns = 0
-    if isinstance(store, SqliteStore):
-        with_events = _sqlite_sessions_with_events(store)
+    known_memo: Memo = memo if memo is not None else {}
+
+    def unchanged(key: str, stamp: bytes) -> bool:
+        known = known_memo.get(key)
+        return known is not None and known[0] == (stamp, transcript_ids.get(key))
+
+    for key, stamp, record in store.stamped_records(unchanged):
         # a transcript is named after the sessionId whose events it shows (the row's
         # current_session_id, see SqliteStore.transcript_ids), even where the entry disagrees
-        transcript_ids = store.transcript_ids()
-        records: Iterable[Any] = store.records()
-        for record in records:
-            transcript_id = transcript_ids.get(record.key)  # None: its id is not UTF-8
-            stamp = _row_stamp(record.data, transcript_id)
-            known = memo.get(record.key) if memo is not None else None
-            if known is not None and known[0] == stamp:
-                member, name = known[1], known[2]
-            else:
-                entry = restore_routing(record.key, record.entry)
-                name = transcript_name(record.key, {"sessionId": transcript_id})
-                path = f"{transcripts_dir}/{name}" if name is not None else None
-                # the store's bytes are serialize_entry(entry): canonical by construction
-                member = _member(record.key, entry, record.data if entry is record.entry
-                                 else None, path, trusted=True)
-            fresh[record.key] = (stamp, member, name, ())
-            if name is not None and name not in names and (
-                    with_events is None or transcript_id in with_events):
-                names[name] = record.key
-            members.append((record.key, member))
-        # a damaged row is left out of sessions.json (status and check name it); its
-        # transcript is intact and stays listed under its own name
-        for key, transcript_id in transcript_ids.items():
-            if key in fresh:
-                continue
+        transcript_id = transcript_ids.get(key)  # None: its id is not UTF-8
+        if record is None:
+            _identity, member, name, _names = known_memo[key]
+        else:
+            entry = restore_routing(key, record.entry)
             name = transcript_name(key, {"sessionId": transcript_id})
-            if name is not None and name not in names and (
-                    with_events is None or transcript_id in with_events):
-                names[name] = key
-        fingerprint = store.fingerprint()
-        if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
-                fingerprint[1], int):
-            mtime_ns = fingerprint[1]
-    else:
-        order = _directory_order(store) if isinstance(store, DirectoryStore) else store.keys()
-        present = _names_in(store.path.parent)
-        for key in order:
-            identity = _identity(store, key)
-            known = memo.get(key) if memo is not None else None
-            if identity is not None and known is not None and known[0] == identity:
-                member, name, candidates = known[1], known[2], known[3]
-                assert isinstance(identity, tuple)
-                mtime_ns = max(mtime_ns, identity[2])
-            elif (marked := _read_marked(store, key, transcripts_dir)) is not None:
-                member, name, candidates, read_mtime_ns = marked
-                mtime_ns = max(mtime_ns, read_mtime_ns)
-            else:
-                try:
-                    record = store.read(key)
-                except SessionfsError:  # vanished or damaged since listing: the file skips it
-                    continue
-                entry = record.entry
-                mtime_ns = max(mtime_ns, record.mtime_ns)
-                name = transcript_name(key, entry)
-                candidates = tuple(candidate_names(key, entry)) if name is not None else ()
-                path = f"{transcripts_dir}/{name}" if name is not None else None
-                member = _member(key, entry, record.data, path, trusted=False)
-            if name is not None and name not in names and any(
-                    candidate in present for candidate in candidates):
-                names[name] = key
-            if identity is not None:
-                fresh[key] = (identity, member, name, candidates)
-            members.append((key, member))
-        with contextlib.suppress(OSError):
-            mtime_ns = max(mtime_ns, os.stat(store.path).st_mtime_ns)
+            path = f"{transcripts_dir}/{name}" if name is not None else None
+            # the store's bytes are serialize_entry(entry): canonical by construction
+            member = _member(key, entry, record.data if entry is record.entry else None, path,
+                             trusted=True)
+        fresh[key] = ((stamp, transcript_id), member, name, ())
+        if name is not None and name not in names and (
+                with_events is None or transcript_id in with_events):
+            names[name] = key
+        members.append((key, member))
+    # a damaged row is left out of sessions.json (status and check name it); its
+    # transcript is intact and stays listed under its own name
+    for key, transcript_id in transcript_ids.items():
+        if key in fresh:
+            continue
+        name = transcript_name(key, {"sessionId": transcript_id})
+        if name is not None and name not in names and (
+                with_events is None or transcript_id in with_events):
+            names[name] = key
+    mtime_ns = 0
+    fingerprint = store.fingerprint()
+    if isinstance(fingerprint, tuple) and len(fingerprint) > 1 and isinstance(
+            fingerprint[1], int):
+        mtime_ns = fingerprint[1]
+    _keep(memo, fresh)
+    return _assemble_parts(members), names, mtime_ns
+
+
+def _render_entries(store: Store, transcripts_dir: str, memo: Memo | None
+                    ) -> tuple[list[bytes], dict[str, str], int]:
+    """Entries in files (``sessions.d``), each read only when its file's identity changed."""
+    fresh: Memo = {}
+    names: dict[str, str] = {}
+    members: list[tuple[str, bytes]] = []
+    mtime_ns = 0
+    present = _names_in(store.path.parent)
+    for key in store.order():
+        identity = store.entry_identity(key)
+        known = memo.get(key) if memo is not None else None
+        if identity is not None and known is not None and known[0] == identity:
+            member, name, candidates = known[1], known[2], known[3]
+            assert isinstance(identity, tuple)
+            mtime_ns = max(mtime_ns, identity[2])
+        elif (marked := _read_marked(store, key, transcripts_dir)) is not None:
+            member, name, candidates, read_mtime_ns = marked
+            mtime_ns = max(mtime_ns, read_mtime_ns)
+        else:
+            try:
+                record = store.read(key)
+            except SessionfsError:  # vanished or damaged since listing: the file skips it
+                continue
+            entry = record.entry
+            mtime_ns = max(mtime_ns, record.mtime_ns)
+            name = transcript_name(key, entry)
+            candidates = tuple(candidate_names(key, entry)) if name is not None else ()
+            path = f"{transcripts_dir}/{name}" if name is not None else None
+            member = _member(key, entry, record.data, path, trusted=False)
+        if name is not None and name not in names and any(
+                candidate in present for candidate in candidates):
+            names[name] = key
+        if identity is not None:
+            fresh[key] = (identity, member, name, candidates)
+        members.append((key, member))
+    with contextlib.suppress(OSError):
+        mtime_ns = max(mtime_ns, os.stat(store.path).st_mtime_ns)
+    _keep(memo, fresh)
+    return _assemble_parts(members), names, mtime_ns
+
+
+def _keep(memo: Memo | None, fresh: Memo) -> None:
     if memo is not None:
         memo.clear()
         memo.update(fresh)
-    return Projection(version, _assemble_parts(members), mtime_ns or time.time_ns(), names)
 
 
 def _read_marked(store: Store, key: str, transcripts_dir: str
                  ) -> tuple[bytes, str | None, tuple[str, ...], int] | None:
     """:func:`_marked_member` of a sessions.d entry whose ``meta.json`` sessionfs wrote and
     nobody changed since (plus its mtime); None: read and check it the full way."""
-    if not isinstance(store, DirectoryStore):
-        return None
     unparsed = store.read_unparsed(key)
     if unparsed is None or not unparsed[2]:
         return None
     made = _marked_member(key, unparsed[0], transcripts_dir)
     return None if made is None else (*made, unparsed[1].st_mtime_ns)
-
-
-def _identity(store: Store, key: str) -> object:
-    """What identifies a sessions.d entry's stored bytes without reading them (None: unknown,
-    read it): the meta.json's inode, size, mtime and ctime."""
-    if not isinstance(store, DirectoryStore):
-        return None
-    name = keys.encode(key)
-    if keys.is_hashed(name):
-        return None
-    try:
-        st = os.stat(f"{store.path}/{name}/{META_FILE}", follow_symlinks=False)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _names_in(folder: Path) -> set[str]:

@@ -2,7 +2,7 @@
 source (``ast``, no import, no mount).
 
 * The store and the library (``sessionfs/store/*``, atomic, lock, processes, keys, jsonfmt,
-  entry, migrate, maintenance, projection, state, errors) know nothing of the filesystem, the
+  entry, migrate, maintenance, projection, statedir, errors) know nothing of the filesystem, the
   CLI or mfusepy.
 * Only the FUSE adapter (modules under ``sessionfs/fs/`` named ``operations*`` or ``fuse*``)
   imports mfusepy.
@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sessionfs"
 LIBRARY = ("atomic", "lock", "processes", "keys", "jsonfmt", "entry", "migrate", "maintenance",
-           "projection", "state", "errors", "gateway")
+           "projection", "statedir", "errors", "gateway")
 FORBIDDEN_IN_LIBRARY = ("sessionfs.fs", "sessionfs.cli", "mfusepy")
 
 
@@ -189,13 +189,8 @@ def private_imports(path: Path) -> list[str]:
     return found
 
 
-#: Private imports the store side (branch h9-house-store) removes; empty this at its merge.
-STORE_SIDE_PENDING = {"projection.py:383 sessionfs.migrate._rollback_order"}
-
-
 def test_no_module_imports_another_modules_private_names() -> None:
-    bad = [hit for path in modules().values() for hit in private_imports(path)
-           if hit not in STORE_SIDE_PENDING]
+    bad = [hit for path in modules().values() for hit in private_imports(path)]
     assert not bad, f"private names imported from another module: {bad}"
 
 
@@ -240,16 +235,12 @@ def test_no_view_imports_the_adapter_or_the_mount(name: str) -> None:
     assert not bad, f"{name} imports {bad}"
 
 
-#: The cycle the store side (branch h9-house-store) removes; empty this at its merge.
-STORE_SIDE_PENDING_EDGES = {"sessionfs.store.transcripts": {"sessionfs.store.base"}}
-
-
 def test_the_package_forms_no_cycle() -> None:
     """Not only fs/: no cycle among all of sessionfs's modules (a package ``__init__`` counts
     where it is imported by name)."""
     found = modules()
     graph = {name: {imported for imported in imports_of(path) if imported in found} - {name}
-             - STORE_SIDE_PENDING_EDGES.get(name, set()) for name, path in found.items()}
+             for name, path in found.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -303,3 +294,18 @@ def test_the_layout_switch_finder_finds_them(tmp_path: Path) -> None:
                       "if locate_store(x).layout == 'legacy': pass\n"
                       "if location.layout == 'sqlite': pass\n")
     assert [line.split(":")[1] for line in layout_switches(sample)] == ["1", "2"]
+
+
+def library_imports(path: Path, found: dict[str, Path]) -> set[str]:
+    """The library modules (store, migrate, projection, ...) that ``path`` imports."""
+    return {imported for imported in imports_of(path) if imported in found and is_library(imported)}
+
+
+def test_library_modules_form_no_cycle() -> None:
+    """Every import counts, also those inside a function (a deferred import hides a cycle, it
+    does not remove it): ``store.base`` must not need ``store.transcripts`` which needs it."""
+    found = modules()
+    graph = {name: library_imports(path, found) - {name}
+             for name, path in found.items() if is_library(name)}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among library modules: " + " -> ".join(cycle or [])

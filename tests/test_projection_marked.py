@@ -16,7 +16,7 @@ import pytest
 from sessionfs import jsonfmt
 from sessionfs.demo import generate_entries, write_legacy_store
 from sessionfs.migrate import migrate
-from sessionfs.projection import _directory_order, render, transcript_name, with_session_file
+from sessionfs.projection import render, transcript_name, with_session_file
 from sessionfs.store import DirectoryStore, open_store
 from sessionfs.store.canonical import CANONICAL_XATTR
 from sessionfs.store.legacy import assemble, indent_member
@@ -26,7 +26,7 @@ from tests.conftest import node_stringify
 def _expected(store: DirectoryStore, transcripts_dir: str) -> bytes:
     """sessions.json the slow way: every entry parsed and serialised again."""
     members = []
-    for key in _directory_order(store):
+    for key in store.order():
         entry = store.read(key).entry
         name = transcript_name(key, entry)
         if name is not None:

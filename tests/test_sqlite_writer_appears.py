@@ -21,7 +21,7 @@ import pytest
 
 from sessionfs import keys
 from sessionfs.fs.mount import is_mounted
-from sessionfs.state import find_agents
+from sessionfs.statedir import find_agents
 from sessionfs.store.sqlite import SqliteStore, is_sqlite_file
 from tests.mountharness import ROOT, force_unmount, scratch_root, wait_for
 from tests.openclaw_fixtures import extract_real_store

@@ -332,7 +332,7 @@ def test_rendering_reuses_stored_bytes_only_when_canonical(tmp_path: Path) -> No
     JSON.stringify's; hand-written or number-tricky files are serialised again; an edit shows
     in the next rendering (memo per entry), and the result is what serialising every entry
     gives."""
-    from sessionfs.projection import _directory_order, with_session_file
+    from sessionfs.projection import with_session_file
     from sessionfs.store.legacy import assemble, indent_member
 
     folder = tmp_path / "agents/a/sessions"
@@ -351,7 +351,7 @@ def test_rendering_reuses_stored_bytes_only_when_canonical(tmp_path: Path) -> No
 
     def expected() -> bytes:
         members = []
-        for key in _directory_order(store):
+        for key in store.order():
             entry = store.read(key).entry
             name = transcript_name(key, entry)
             if name is not None:

@@ -235,7 +235,7 @@ class DiskCaps:
         self._cache[(what, key)] = (now + self.interval, mask)
         return mask
 
-    def _mask_of(self, path: str) -> int:
+    def _mask_of(self, path: str | os.PathLike[str]) -> int:
         """:func:`disk_mask` of ``path`` (not followed); gone: no cap (the session is going,
         its own answer says so); not examinable: nothing for anyone."""
         try:
@@ -247,30 +247,31 @@ class DiskCaps:
         access = self.access
         return disk_mask(st, access.uid, access.gid)
 
-    def _folder(self, key: str) -> str:
-        from sessionfs import keys
-
-        return f"{self.store.path}/{keys.encode(key)}"
-
     def folder(self, key: str) -> int:
-        """Cap of the session folder of ``key``: its own folder's mode (directory stores)."""
-        if self.store.layout != "directory":
+        """Cap of the session folder of ``key``: its own folder's mode, where the store keeps a
+        folder per session (:meth:`~sessionfs.store.base.Store.entry_paths`)."""
+        files = self.store.entry_paths(key)
+        if len(files) < 2:
             return _KEEP
-        return self._cached("d", key, lambda: self._mask_of(self._folder(key)))
+        return self._cached("d", key, lambda: self._mask_of(files[0]))
 
     def meta(self, key: str) -> int:
-        """Cap of ``meta.json``: the file's mode, for the classes that can search its folder."""
-        if self.store.layout != "directory":
+        """Cap of ``meta.json``: the file's mode, for the classes that can search every folder
+        the store reads it through."""
+        files = self.store.entry_paths(key)
+        if not files:
             return _KEEP
 
         def measure() -> int:
-            folder = self._folder(key)
-            return _searchable(self.folder(key)) & self._mask_of(f"{folder}/meta.json")
+            mask = _KEEP
+            for folder in files[:-1]:
+                mask &= _searchable(self._mask_of(folder))
+            return mask & self._mask_of(files[-1])
         return self._cached("m", key, measure)
 
     def transcript(self, key: str) -> int:
         """Cap of a file-era transcript: the first of its names that is a file, by its mode."""
-        if self.store.layout == "sqlite":
+        if not self.store.transcripts_are_files:
             return _KEEP
 
         def measure() -> int:

@@ -65,7 +65,7 @@ class SessionIndex:
         self._listing: tuple[object, list[tuple[str, int]]] | None = None
         # Legacy stores: one file, one mtime for all sessions. key -> (hash of the entry's
         # bytes, the mtime meta.json shows), see entry_mtime.
-        self._shared_mtime = store.layout == "legacy"
+        self._shared_mtime = store.entries_share_one_file
         self._entry_mtimes: dict[str, tuple[int, int]] = {}
         self._updated: tuple[object, dict[str, int]] | None = None  # listing token, key -> ns
 
@@ -214,10 +214,7 @@ class SessionIndex:
             except SessionNotFound:
                 self.forget(key)
                 return None
-            updated = record.updated_at
-            updated_ns = record.mtime_ns if updated is None else int(updated * 1_000_000)
-            if self.store.layout == "sqlite":
-                updated_ns = record.mtime_ns  # the row's updated_at column
+            updated_ns = self.store.shown_updated_ns(record)
             meta = SessionMeta(len(data), self.entry_mtime(record), updated_ns, token)
         assert isinstance(meta, SessionMeta)
         if meta.token is not None and self._probe.settled(meta.token):

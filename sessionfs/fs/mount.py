@@ -264,7 +264,7 @@ def _open(store: os.PathLike[str] | str | None, options: MountOptions) -> Store:
 
 
 def _is_state(store: os.PathLike[str] | str | None) -> bool:
-    from sessionfs.state import is_state_dir
+    from sessionfs.statedir import is_state_dir
 
     return store is not None and is_state_dir(os.path.expanduser(os.fspath(store)))
 
@@ -301,8 +301,7 @@ def _read_only_notice(store: Store, options: MountOptions) -> str | None:
     if store.read_only_reason is not None:
         return (f"note: serving {store.path} read-only: {store.read_only_reason}; writes "
                 "fail with EROFS")
-    for folder in (store.path.parent, store.path) if store.layout == "directory" else (
-            store.path.parent,):
+    for folder in store.write_folders():
         if not os.access(folder, os.W_OK | os.X_OK):
             import pwd
 

@@ -38,7 +38,7 @@ class StoreProbe:
         # SQLite: the fingerprint costs a PRAGMA and two stats; ask at most once per interval
         # (a change shows within the interval; everything cached under the old token is
         # re-read once the new one arrives).
-        self._interval = interval if store.layout == "sqlite" else 0.0
+        self._interval = interval if store.fingerprint_is_costly else 0.0
         self._last: tuple[float, object] | None = None
 
     def fingerprint(self) -> object:

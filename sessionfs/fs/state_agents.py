@@ -2,7 +2,7 @@
 them: :class:`AgentDirectory` finds them and keeps what the last rescan found.
 
 ``agents/`` is listed again only when its inode or mtime changed, and each agent folder is looked
-at with ``lstat`` alone (:func:`sessionfs.state.scan_agent`); an agent is located and opened
+at with ``lstat`` alone (:func:`sessionfs.statedir.scan_agent`); an agent is located and opened
 again only when that look changed, each in its own thread (:class:`Opener`), outside every
 lock; a rescan waits at most ``OPEN_DEADLINE`` for agents it has not seen before, and none for
 those it knows. Rescans run one at a time and nobody waits for one: the others serve what the
@@ -26,7 +26,7 @@ from sessionfs.fs.handles import HandleTable
 from sessionfs.fs.mountstate import MountState
 from sessionfs.fs.view import SessionView
 from sessionfs.projection import Projector
-from sessionfs.state import scan_agent, state_refusal
+from sessionfs.statedir import scan_agent, state_refusal
 from sessionfs.store import StoreLocation
 from sessionfs.store.base import Store, TranscriptSource
 

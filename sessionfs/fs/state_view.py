@@ -14,7 +14,7 @@ vanish show within ``timeout``.
 
 Finding agents (:mod:`sessionfs.fs.state_agents`): ``agents/`` is listed again only when its
 inode or mtime changed, and each agent folder is looked at with ``lstat`` alone
-(:func:`sessionfs.state.scan_agent`); an agent is located and opened again only when that look
+(:func:`sessionfs.statedir.scan_agent`); an agent is located and opened again only when that look
 changed. Nothing of a store is reached through a symbolic link (a link could lead out of STATE,
 or into this very mount, where the daemon would wait on itself): such an agent is listed, its
 files answer ELOOP and ``.sessionfs/errors`` and ``status`` say what was skipped. Agents are
@@ -66,7 +66,7 @@ from sessionfs.fs.transcript import store_status_lines
 from sessionfs.fs.view import SessionView
 from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.projection import Projection, Projector
-from sessionfs.store import SQLITE_NAME, SqliteStore, StoreLocation, locate_store, open_store
+from sessionfs.store import SQLITE_NAME, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
@@ -197,7 +197,7 @@ class StateView(DirectoryHandles):
 
     def _outside_problem(self, agent_id: str, location: StoreLocation) -> Problem | None:
         """A store path that resolves out of STATE or into this mount (checked again at every
-        opening: :func:`sessionfs.state.scan_agent` already refused links, this catches a race
+        opening: :func:`sessionfs.statedir.scan_agent` already refused links, this catches a race
         with one)."""
         for path in {location.path, location.folder}:
             real = os.path.realpath(path)
@@ -210,9 +210,8 @@ class StateView(DirectoryHandles):
     def _open_agent(self, agent_id: str, location: StoreLocation) -> Agent:
         store = open_store(self.state_dir / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
-        if isinstance(store, SqliteStore):  # served: a lock elsewhere costs seconds, not 60 s
-            store.busy_timeout = SERVE_BUSY_TIMEOUT
-            store.busy_deadline = SERVE_BUSY_DEADLINE
+        # served: a lock elsewhere costs seconds, not 60 s
+        store.limit_waits(SERVE_BUSY_TIMEOUT, SERVE_BUSY_DEADLINE)
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
         access = self._shared(store.path)
         transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
@@ -426,7 +425,7 @@ class StateView(DirectoryHandles):
         """``(size, mtime_ns, token)`` of the transcript ``name`` now: a file-era transcript
         is measured by ``lstat`` alone (a walk stats every file before reading it), a SQLite
         one through its source (:meth:`_transcript`)."""
-        if agent.store.layout != "sqlite":
+        if agent.store.transcripts_are_files:
             measured = agent.store.measure_transcript_named(self._file_names(agent, name))
             if measured is None:
                 fail(errno.ENOENT)
@@ -444,7 +443,7 @@ class StateView(DirectoryHandles):
         transcript's file names (the file itself is opened and measured every time, as the
         gateway appends to it without touching the entry)."""
         source: TranscriptSource | None
-        if agent.store.layout != "sqlite":
+        if agent.store.transcripts_are_files:
             source = agent.store.open_transcript_named(self._file_names(agent, name))
         else:
             projection, key = self._transcript_key(agent, name)
@@ -615,7 +614,7 @@ class StateView(DirectoryHandles):
             why = self._directory.damage.get(agent_id)
             if isinstance(count, str) or why is not None:
                 lines.append(f"error: EIO {why or ' '.join(str(count).split())}")
-            if agent.store.layout == "sqlite":  # refused and damaged rows, each by key
+            if agent.store.writes_through_gateway:  # refused and damaged rows, each by key
                 lines += store_status_lines(agent.store)[1:]
         for agent_id, problem in sorted(self._directory.problems.items()):
             lines += ["", f"[agent {agent_id}]", f"error: {errno.errorcode[problem.errno]} "

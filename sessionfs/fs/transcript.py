@@ -247,7 +247,7 @@ class TranscriptLeaf:
         unchanged. File era: measured every time, by ``lstat`` of the file names kept for the
         entry (see :meth:`_file_names`)."""
         try:
-            if self.store.layout != "sqlite":
+            if self.store.transcripts_are_files:
                 measured = self.store.measure_transcript_named(self._file_names(key))
                 return None if measured is None else TranscriptStat(*measured)
             return self._sqlite_stat(key)
@@ -301,7 +301,7 @@ class TranscriptLeaf:
 
     def remember_stat(self, key: str, source: TranscriptSource) -> None:
         """A source just opened is the freshest measure there is (same fingerprint rules)."""
-        if self.store.layout != "sqlite":
+        if self.store.transcripts_are_files:
             return
         fingerprint = self.index.store_token()
         if fingerprint is not None:
@@ -348,7 +348,7 @@ class TranscriptLeaf:
         """A SQLite source opened under the current fingerprint, shared (measuring a transcript
         of 200 MB costs a count over its events; a repeat open within the probe interval of an
         unchanged store needs none). None: open one."""
-        if self.store.layout != "sqlite":
+        if self.store.transcripts_are_files:
             return None
         fingerprint = self.index.store_token()
         if fingerprint is None:

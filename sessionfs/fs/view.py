@@ -486,7 +486,7 @@ class SessionView(DirectoryHandles):
             count: int | str = len(self.store.keys())
         except SessionfsError as exc:
             count = f"unknown ({exc})"
-        if self.store.layout == "sqlite":
+        if self.store.writes_through_gateway:
             return self._sqlite_status(count)
         assert self._location is not None
         stray = reappeared_legacy(self._location)  # a legacy gateway still writing

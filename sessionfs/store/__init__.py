@@ -124,10 +124,10 @@ def _holds_sessions(db: Path) -> bool | None:
     cache data there), None when it cannot be read."""
     if not is_sqlite_file(db):
         return None
-    from sessionfs.store.sqlite import _connect
+    from sessionfs.store.sqlite_schema import connect
 
     try:
-        conn = _connect(db, 1.0)
+        conn = connect(db, 1.0)
     except sqlite3.Error:
         return None
     try:

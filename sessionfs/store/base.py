@@ -8,6 +8,8 @@ is what ``meta.json`` holds and what the mount shows.
 from __future__ import annotations
 
 import abc
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,12 @@ from sessionfs.errors import (
     SessionExists,
     SessionNotFound,
     StoreCorrupt,
+)
+from sessionfs.store.transcript_source import TranscriptSource
+from sessionfs.store.transcripts import (
+    candidate_names,
+    measure_transcript_named,
+    open_transcript_named,
 )
 
 __all__ = ["MISSING", "Entry", "EntryRecord", "Layout", "Mutator", "RefusedRow", "Store",
@@ -76,48 +84,6 @@ class RefusedRow:
         return f"session {self.key!r}: {self.reason}; {self.remedy}"
 
 
-class TranscriptSource(abc.ABC):
-    """One session's transcript (JSONL), as it was when opened: a fixed ``size`` and pread-like
-    :meth:`read`. Reading never holds the whole transcript in memory.
-
-    ``size`` is exact and known without reading the content; ``token`` changes whenever the
-    transcript does (grows, is rewritten, is replaced): a caller that sees a new token opens a
-    new source to see the new bytes. Reads past ``size`` return ``b""`` even if the store has
-    grown since (so a reader never sees more than ``stat`` said).
-    """
-
-    size: int
-    mtime_ns: int
-    token: object
-
-    @abc.abstractmethod
-    def read(self, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes at ``offset`` (short only at the end).
-
-        :raises TranscriptChanged: the transcript was rewritten since this source was opened.
-        """
-
-    def close(self) -> None:
-        """Release what the source holds (a file descriptor); idempotent."""
-        return None
-
-    def chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The whole transcript in order, ``chunk_size`` bytes at a time (streaming)."""
-        offset = 0
-        while offset < self.size:
-            data = self.read(offset, min(chunk_size, self.size - offset))
-            if not data:
-                return
-            offset += len(data)
-            yield data
-
-    def __enter__(self) -> TranscriptSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class Store(abc.ABC):
     """A session store. Every write validates, takes the gateway's store lock and is atomic."""
 
@@ -131,6 +97,17 @@ class Store(abc.ABC):
     #: Files of an older generation that still lie beside this store and are no longer read
     #: (a file-era ``sessions.json`` beside the SQLite database): ``status``/``check`` say so.
     stale_files: tuple[Path, ...] = ()
+    # What callers need to know of the layout, each said once here (never ``layout == ...``):
+    #: Writes go to a live Gateway over its RPC (SQLite), which chooses a new session's
+    #: sessionId; ``status`` names the Gateway and the rows openclaw refuses.
+    writes_through_gateway: bool = False
+    #: Every entry lives in one file (legacy ``sessions.json``): they share one mtime.
+    entries_share_one_file: bool = False
+    #: Transcripts are files beside the store, found by name (file era); else database rows,
+    #: measured through :meth:`transcript` and unchanged while :meth:`fingerprint` holds.
+    transcripts_are_files: bool = True
+    #: :meth:`fingerprint` costs a query (SQLite): a caller may reuse one for a moment.
+    fingerprint_is_costly: bool = False
 
     @property
     def generation(self) -> str:
@@ -150,6 +127,32 @@ class Store(abc.ABC):
         """Release connections or descriptors the store keeps (a no-op for file stores)."""
         return None
 
+    def limit_waits(self, busy_timeout: float, busy_deadline: float) -> None:
+        """How long one read may wait for a lock held elsewhere (SQLite: a writer's), for a
+        mount that must answer in seconds. File stores never wait to read: a no-op."""
+        return None
+
+    def write_folders(self) -> tuple[Path, ...]:
+        """The folders a write creates files in (its temporary files, new sessions): the
+        process writing needs ``w`` and ``x`` on each."""
+        return (self.path.parent,)
+
+    def listed_keys(self) -> list[str]:
+        """Every key in the order a listing (``sessionfs ls``) shows: the store's own where it
+        has one (the file's; SQLite: by key), else sorted."""
+        return self.keys()
+
+    def shown_updated_ns(self, record: EntryRecord) -> int:
+        """When ``record``'s session last changed, for ``ls -l``: its ``updatedAt`` (ns),
+        else the time its bytes were written."""
+        updated = record.updated_at
+        return record.mtime_ns if updated is None else int(updated * 1_000_000)
+
+    def check_writable(self) -> None:
+        """:raises ReadOnlyStore: writes are refused, with the reason (before any input is
+        read: a SQLite store without a live Gateway says so first)."""
+        self._require_writable()
+
     # -- transcripts -----------------------------------------------------------------------------
     def transcript(self, key: str) -> TranscriptSource | None:
         """The session's transcript, or None when it has none.
@@ -160,27 +163,78 @@ class Store(abc.ABC):
         """
         return self.open_transcript_named(self.transcript_names(key))
 
+    def entry_paths(self, key: str) -> tuple[Path, ...]:
+        """The files and folders on disk that ``key``'s entry alone is read through, outermost
+        first (a directory store: the session's folder, then its ``meta.json``): who may read
+        the entry on disk is decided by their modes too. Empty when the entry lives in a file
+        shared with every other session (``sessions.json``, the database), whose mode the
+        mount already applies to everything."""
+        return ()
+
     def transcript_names(self, key: str) -> tuple[str, ...]:
         """File era: the file names ``key``'s transcript may have, most specific first. They
         depend on the entry alone, so a caller may keep them while the entry's token holds and
         then measure or open the file without reading the entry. :raises SessionNotFound:"""
-        from sessionfs.store.transcripts import candidate_names
-
         return tuple(candidate_names(key, self.get(key)))
 
     def measure_transcript_named(self, names: tuple[str, ...]) -> tuple[int, int, object] | None:
         """File era: ``(size, mtime_ns, token)`` of the transcript under the first of ``names``
         that is a regular file in the store's folder (no open, no entry read), or None."""
-        from sessionfs.store.transcripts import measure_transcript_named
-
         return measure_transcript_named(self.path.parent, names)
 
     def open_transcript_named(self, names: tuple[str, ...]) -> TranscriptSource | None:
         """File era: the transcript under the first of ``names`` that is a regular file in the
         store's folder, opened, or None."""
-        from sessionfs.store.transcripts import open_transcript_named
-
         return open_transcript_named(self.path.parent, names)
+
+    # -- what a file-era sessions.json is rendered from (sessionfs.projection) -----------------
+    def order(self) -> list[str]:
+        """The keys in the order the file era's ``sessions.json`` lists them (the store's order;
+        ``sessions.d``: the order ``migrate`` recorded, which ``rollback`` restores)."""
+        return self.keys()
+
+    def content_version(self) -> object:
+        """A token that changes whenever any entry's bytes may have (the fingerprint; stores
+        whose fingerprint misses a change inside an entry add what catches it)."""
+        return self.fingerprint()
+
+    def whole_document(self) -> tuple[bytes, int] | None:
+        """``(bytes, mtime_ns)`` of the store's one ``sessions.json`` read through one open
+        file, where the store is that file (legacy); None elsewhere."""
+        return None
+
+    def entry_identity(self, key: str) -> object:
+        """What identifies ``key``'s stored bytes without reading them (a file's inode, size,
+        mtime, ctime), or None: unknown, read the entry."""
+        return None
+
+    def read_unparsed(self, key: str) -> tuple[bytes, os.stat_result, bool] | None:
+        """``key``'s stored bytes unparsed, their stat, and whether sessionfs wrote them in
+        canonical form and nobody changed them since; None where :meth:`read` is needed."""
+        return None
+
+    def transcript_ids(self) -> dict[str, str] | None:
+        """``{key: sessionId}`` naming every session's transcript, where the store keeps that
+        apart from the entry (SQLite); None: the entry's own ``sessionId`` names it."""
+        return None
+
+    def sessions_with_events(self) -> set[str] | None:
+        """Session ids that have transcript events (one query), or None when unknown."""
+        return None
+
+    def stamped_records(self, unchanged: Callable[[str, bytes], bool]
+                        ) -> Iterator[tuple[str, bytes, EntryRecord | None]]:
+        """Every readable session as ``(key, stamp, record)``, in :meth:`order`. ``stamp``
+        digests the stored row as it is (no parse); the record is read and parsed only where
+        ``unchanged(key, stamp)`` is false, else it is None: the caller kept what it made of
+        it. This default reads every entry; SQLite parses only the rows that changed."""
+        for key in self.order():
+            try:
+                record = self.read(key)
+            except SessionNotFound:
+                continue
+            stamp = hashlib.blake2b(record.data, digest_size=16).digest()
+            yield key, stamp, None if unchanged(key, stamp) else record
 
     #: (fingerprint, sessionId -> keys, key -> sessionId) as of that fingerprint: see
     #: :meth:`key_with_session_id`.
@@ -388,6 +442,13 @@ class Store(abc.ABC):
         A new key must not take another session's sessionId (:class:`SessionExists`), except
         that of ``replacing``: the session a move deletes right after this put.
         """
+
+    def create(self, key: str, entry: Entry | None = None) -> str:
+        """A new session whose sessionId and times the store chooses (SQLite: the Gateway's
+        ``sessions.create``); the key made. File stores take a whole entry through
+        :meth:`put` instead. :raises ReadOnlyStore: this store does not create sessions."""
+        raise ReadOnlyStore(f"{self.path}: a {self.layout} store takes a whole entry (put), "
+                            "not a create")
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

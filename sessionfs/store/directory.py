@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -40,6 +41,7 @@ from sessionfs.errors import (
     InvalidJSON,
     InvalidName,
     SessionExists,
+    SessionfsError,
     SessionNotFound,
     StoreCorrupt,
     StoreNotFound,
@@ -53,6 +55,8 @@ __all__ = ["META_FILE", "DirectoryStore", "Problem", "create_session_dir"]
 log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
+#: Inside sessions.d: the legacy key order, so rollback can restore it. No key encodes to '.*'.
+ORDER_FILE = ".sessionfs-order.json"
 #: The key a hashed folder takes on when a rename moves it to that key's name (see above).
 PENDING_KEY_FILE = keys.KEY_FILE + ".next"
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -128,6 +132,10 @@ class DirectoryStore(Store):
 
     def entry_dir(self, key: str) -> Path:
         return self.path / keys.encode(key)
+
+    def entry_paths(self, key: str) -> tuple[Path, ...]:
+        folder = self.entry_dir(key)
+        return folder, folder / META_FILE
 
     # -- reads -----------------------------------------------------------------------------------
     def _scan(self) -> Iterator[os.DirEntry[str]]:
@@ -265,6 +273,63 @@ class DirectoryStore(Store):
             return os.stat(self.path).st_mtime_ns
         except FileNotFoundError:
             return None
+
+    def write_folders(self) -> tuple[Path, ...]:
+        """A new session is a folder in ``sessions.d``, its temporary files are there too."""
+        return (self.path.parent, self.path)
+
+    def listed_keys(self) -> list[str]:
+        """By key: a directory's own order is no order anyone chose."""
+        return sorted(self.keys())
+
+    def order(self) -> list[str]:
+        """The order ``migrate`` recorded (the legacy file's, which ``rollback`` restores),
+        sessions made since after it, by key."""
+        present = self.keys()
+        present_set = set(present)
+        try:
+            recorded = jsonfmt.loads((self.path / ORDER_FILE).read_bytes())
+        except (OSError, SessionfsError):
+            recorded = []
+        if not isinstance(recorded, list):
+            recorded = []
+        ordered = [key for key in recorded if isinstance(key, str) and key in present_set]
+        seen = set(ordered)
+        return ordered + sorted(key for key in present if key not in seen)
+
+    def content_version(self) -> object:
+        """The root's mtime does not move when a session folder's ``meta.json`` changes; this
+        adds every ``meta.json``'s identity (inode, mtime, size), so that an in-place rewrite
+        (an editor saving without a rename, ``cat > meta.json``) shows as well as a
+        replacement does. One ``lstat`` per session."""
+        stamps: list[tuple[str, int, int, int]] = []
+        root = self.path
+        try:
+            with os.scandir(root) as found:
+                for item in found:
+                    try:
+                        st = os.stat(f"{root}/{item.name}/{META_FILE}", follow_symlinks=False)
+                    except OSError:
+                        stamps.append((item.name, 0, 0, -1))  # not a session (yet): its name
+                        continue
+                    stamps.append((item.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            return None
+        stamps.sort()
+        digest = hashlib.blake2b(repr(stamps).encode("utf-8", "surrogateescape"), digest_size=16)
+        return (self.fingerprint(), digest.hexdigest())
+
+    def entry_identity(self, key: str) -> object:
+        """``meta.json``'s inode, size, mtime and ctime (None for a hashed name: its key file
+        must be read)."""
+        name = keys.encode(key)
+        if keys.is_hashed(name):
+            return None
+        try:
+            st = os.stat(f"{self.path}/{name}/{META_FILE}", follow_symlinks=False)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def problems(self) -> Iterator[Problem]:
         """Everything in ``sessions.d`` that listing skips: ``check`` reports these."""

@@ -127,6 +127,7 @@ class LegacyStore(Store):
     """``sessions.json``: cached parse, per-member splicing writes under the gateway's lock."""
 
     layout = "legacy"
+    entries_share_one_file = True
 
     def __init__(self, path: Path, *, lock_path: Path, read_only_reason: str | None = None,
                  lock_timeout: float = 10.0) -> None:
@@ -208,6 +209,12 @@ class LegacyStore(Store):
         no parse (every member is kept in openclaw's layout, one level deep)."""
         needle = b'\n    "sessionId": ' + jsonfmt.dumps(session_id, indent=None)
         return [key for key, piece in self._read_snapshot().pieces.items() if needle in piece]
+
+    def whole_document(self) -> tuple[bytes, int]:
+        """The file's bytes and mtime, through one open file: one version of it."""
+        with open(self.path, "rb") as stream:
+            data = stream.read()
+            return data, os.fstat(stream.fileno()).st_mtime_ns
 
     def raw_bytes(self) -> bytes:
         """The file as it would be written now (identical to disk for openclaw-laid files)."""

@@ -15,10 +15,11 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-from sessionfs.store.base import Entry, TranscriptSource
+from sessionfs.store.transcript_source import TranscriptSource
 
 __all__ = ["FileTranscript", "candidate_names", "measure_transcript_named",
            "open_transcript_named", "transcript_token"]
@@ -35,7 +36,7 @@ def _safe_name(name: str) -> bool:
             and name.endswith(TRANSCRIPT_SUFFIX) and len(name.encode("utf-8", "replace")) <= 255)
 
 
-def candidate_names(key: str, entry: Entry) -> list[str]:
+def candidate_names(key: str, entry: Mapping[str, Any]) -> list[str]:
     """File names to try, most specific first: sessionFile's base name, the topic file, then
     ``<sessionId>.jsonl``. Unsafe names (a ``/``, a leading dot, not ``.jsonl``) are skipped."""
     names: list[str] = []
