@@ -133,7 +133,7 @@ def any_store(make_store: MakeStore, layout: str) -> Store:
 
 # -- time ----------------------------------------------------------------------------------------
 class SteppedClock:
-    """A monotonic clock that moves only when the test says: set as ``view.state.clock`` to
+    """A monotonic clock that moves only when the test says: set as ``view.mount_state.clock`` to
     step past a grace or an attribute timeout instead of sleeping through it."""
 
     def __init__(self) -> None:

@@ -151,6 +151,112 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
+# -- imports the graph above could not see, private names, views above the adapter -----------
+def dynamic_imports(path: Path) -> list[str]:
+    """``importlib.import_module(...)`` and ``__import__(...)`` calls in ``path``: imports that
+    hide an edge (a cycle) from every check above."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else \
+            func.id if isinstance(func, ast.Name) else ""
+        if name in ("import_module", "__import__"):
+            found.append(f"{path.name}:{node.lineno} {name}")
+    return found
+
+
+def test_no_module_imports_by_string() -> None:
+    bad = [hit for path in modules().values() for hit in dynamic_imports(path)]
+    assert not bad, f"imports by string (use an import statement): {bad}"
+
+
+def private_imports(path: Path) -> list[str]:
+    """``from sessionfs.x import _y``: a name another module keeps to itself (a package's
+    ``__init__`` may take its own modules' private names)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    own_package = module_name(path) if path.name == "__init__.py" else None
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (
+                node.module or "").startswith("sessionfs")) and not (
+                own_package and is_under(node.module or "", own_package)):
+            found.extend(f"{path.name}:{node.lineno} {node.module}.{alias.name}"
+                         for alias in node.names
+                         if alias.name.startswith("_") and not alias.name.startswith("__"))
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    bad = [hit for path in modules().values() for hit in private_imports(path)]
+    assert not bad, f"private names imported from another module: {bad}"
+
+
+def foreign_private_attributes(path: Path, found: dict[str, Path]) -> list[str]:
+    """``module._name`` where ``module`` is a sessionfs module imported by ``path`` (``import
+    sessionfs.x as m`` / ``from sessionfs import x``): a reach into its private names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update(alias.asname or alias.name for alias in node.names
+                           if alias.name.startswith("sessionfs"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sessionfs"):
+            aliases.update(alias.asname or alias.name for alias in node.names
+                           if f"{node.module}.{alias.name}" in found)
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") and ast.unparse(node.value) in aliases:
+            hits.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return hits
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    found = modules()
+    bad = [hit for path in found.values() for hit in foreign_private_attributes(path, found)]
+    assert not bad, f"private names of another module used: {bad}"
+
+
+#: What serves a view: the adapter (operations, fuse_*), and mount, which makes the view and
+#: the FUSE object. A view, or any part of one, imports none of them.
+ABOVE_THE_VIEWS = ("sessionfs.fs.mount", "sessionfs.fs.operations", "sessionfs.fs.fuse_glue")
+
+
+@pytest.mark.parametrize("name", sorted(
+    n for n in modules() if is_under(n, "sessionfs.fs") and n != "sessionfs.fs"
+    and n not in ABOVE_THE_VIEWS and not is_fuse_adapter(n) and n != "sessionfs.fs.daemon"))
+def test_no_view_imports_the_adapter_or_the_mount(name: str) -> None:
+    found = modules()
+    bad = sorted(imported for imported in sessionfs_fs_imports(found[name], found)
+                 if imported in ABOVE_THE_VIEWS or is_fuse_adapter(imported))
+    assert not bad, f"{name} imports {bad}"
+
+
+def test_the_package_forms_no_cycle() -> None:
+    """Not only fs/: no cycle among all of sessionfs's modules (a package ``__init__`` counts
+    where it is imported by name)."""
+    found = modules()
+    graph = {name: {imported for imported in imports_of(path) if imported in found} - {name}
+             for name, path in found.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_string_and_private_checks_find_what_they_look_for(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import importlib\nfrom sessionfs.fs import mount\n"
+                      "from sessionfs.fs.mount import _serve\n"
+                      "from sessionfs.fs.mount import public\n"
+                      "m = importlib.import_module('sessionfs.fs.mount')\n"
+                      "x = __import__('os')\nmount._fuse_kwargs\n", encoding="utf-8")
+    assert dynamic_imports(sample) == ["sample.py:5 import_module", "sample.py:6 __import__"]
+    assert private_imports(sample) == ["sample.py:3 sessionfs.fs.mount._serve"]
+    assert foreign_private_attributes(sample, modules()) == ["sample.py:7 mount._fuse_kwargs"]
+
+
 STORE_CLASSES = frozenset({"SqliteStore", "DirectoryStore", "LegacyStore"})
 
 

@@ -286,7 +286,7 @@ def test_rename_away_keeps_the_session(view: SessionView, store: Store) -> None:
 def test_renamed_away_name_comes_back_after_the_grace_period(store: Store,
                                                              clock: SteppedClock) -> None:
     view = SessionView(store, timeout=0, hide_grace=0.05)
-    view.state.clock = clock
+    view.mount_state.clock = clock
     view.rename(meta(MAIN), f"/{keys.encode(MAIN)}/backup")
     with pytest.raises(FileNotFoundError):
         view.getattr(meta(MAIN))
@@ -299,7 +299,7 @@ def test_renamed_away_name_comes_back_after_the_grace_period(store: Store,
 
 def test_unlink_deletes_and_leaves_an_empty_folder(view: SessionView, store: Store,
                                                    clock: SteppedClock) -> None:
-    view.state.clock = clock
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     view.unlink(meta(MAIN))
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
@@ -452,7 +452,7 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView, stor
                                                          clock: SteppedClock) -> None:
     """rename(tmp, meta.json) while meta.json is open: libfuse first renames the open file to
     .fuse_hidden…, then renames tmp over meta.json, both on one thread."""
-    view.state.clock = clock
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     reader = view.open(meta(MAIN), os.O_RDONLY)
     fh = view.create(f"{folder}/tmp", os.O_WRONLY | os.O_CREAT)
@@ -475,7 +475,7 @@ def test_libfuse_hide_then_rename_over_keeps_the_session(view: SessionView, stor
 
 def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView, store: Store,
                                                          clock: SteppedClock) -> None:
-    view.state.clock = clock
+    view.mount_state.clock = clock
     folder = f"/{keys.encode(MAIN)}"
     hidden = f"{folder}/.fuse_hidden0000000200000002"
     reader = view.open(meta(MAIN), os.O_RDONLY)
@@ -496,7 +496,7 @@ def test_libfuse_hide_for_unlink_deletes_after_the_grace(view: SessionView, stor
     view.unlink(hidden)
     assert [n for n, _ in view.listdir(folder)] == [".", ".."]
     # and without any request, the timer decides (on real time)
-    view.state.clock = time.monotonic
+    view.mount_state.clock = time.monotonic
     reader = view.open(meta(JAMES), os.O_RDONLY)
     view.rename(meta(JAMES), f"/{keys.encode(JAMES)}/.fuse_hidden0000000300000003")
     started = time.monotonic()
@@ -599,7 +599,7 @@ def test_scratch_budget_counts_open_unlinked_files_until_their_close(store: Stor
 def test_unlink_then_create_is_a_save_and_a_refusal_keeps_the_entry(
         view: SessionView, store: Store, clock: SteppedClock) -> None:
     """install, tar -x: unlink meta.json, then create it again (issue 8 §1)."""
-    view.state.clock = clock
+    view.mount_state.clock = clock
     before = store.read(MAIN).data
     view.unlink(meta(MAIN))
     fh = view.create(meta(MAIN), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -649,7 +649,7 @@ def test_a_read_goes_through_the_page_cache_only_when_the_kernel_has_its_size(
     surely the snapshot's (told by getattr, unchanged since), and with direct I/O otherwise:
     nothing told yet, a change behind the mount, another open file with other bytes."""
     view = SessionView(store, timeout=0, read_only=True)
-    view.state.clock = clock
+    view.mount_state.clock = clock
     path = meta(MAIN)
     first = view.open(path, os.O_RDONLY)
     assert view.handles.get(first).direct_io  # the kernel was told no size yet
@@ -684,7 +684,7 @@ def test_a_writable_mount_reads_with_direct_io(store: Store, clock: SteppedClock
     """Where a writer can open with O_TRUNC, the kernel may set the size to 0 under a
     page-cache reader (test_soak's racing readers): readers always read with direct I/O."""
     view = SessionView(store, timeout=0)
-    view.state.clock = clock
+    view.mount_state.clock = clock
     path = meta(MAIN)
     view.getattr(path)
     clock.advance(0.15)
@@ -708,10 +708,34 @@ def test_an_entry_damaged_behind_the_mount_fails_the_next_open(
         fh = view.open(path, os.O_RDONLY)
         assert view.read(fh, 1 << 20, 0) == jsonfmt.dumps(ENTRIES[MAIN])
         view.release(fh)
-    assert MAIN in view.state.snapshots
+    assert MAIN in view.mount_state.snapshots
     damaged = file.with_name("meta.json.tmp")
     damaged.write_bytes(b'{"sessionId": "x", "updatedAt": 1')
     os.replace(damaged, file)
     with pytest.raises((OSError, SessionfsError)) as excinfo:
         view.open(path, os.O_RDONLY)
     assert errno_of(excinfo) == errno.EIO
+
+
+def test_an_existence_check_reads_no_entry(make_store: Callable[..., Store],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: renaming, unlinking and creating inside a session folder ask whether the
+    session exists; in a directory store that is one lstat of its meta.json, not a read."""
+    store = make_store("directory", ENTRIES)
+    view = SessionView(store, timeout=0)
+    top = keys.encode(MAIN)
+    reads: list[str] = []
+    real_open = os.open
+
+    def counting(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(name).endswith("meta.json") and not flags & (os.O_WRONLY | os.O_RDWR):
+            reads.append(str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counting)
+    assert view.mount_state.dir_exists(top, MAIN) == "session"
+    assert view.mount_state.require_dir(top) == (MAIN, "session")
+    assert reads == []
+    (store.path / top / "meta.json").unlink()  # gone behind the mount: no longer a session
+    assert view.mount_state.dir_exists(top, MAIN) is None
+    assert reads == []

@@ -465,6 +465,41 @@ def test_agents_are_not_opened_again_at_every_rescan(base: Path,
     assert located[-1] == "new"
 
 
+def test_agent_views_are_built_at_their_first_use(base: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: finding the agents, listing them and reading their sessions.json builds no
+    per-agent SessionView; the first call inside one agent's sessions.d builds that one only,
+    once, and its deletes are settled from then on (has_dooms sees its MountState)."""
+    from sessionfs.fs import state_view
+
+    state = base / "state"
+    for number in range(4):
+        legacy_agent(state, f"a{number}", seed=number)
+    built: list[object] = []
+    real_view = state_view.SessionView
+
+    def counting(store: Any, **kwargs: Any) -> Any:
+        built.append(store)
+        return real_view(store, **kwargs)
+
+    monkeypatch.setattr(state_view, "SessionView", counting)
+    view = state_view.StateView(state, str(base / "mnt"), timeout=0.0)
+    assert sorted(view.agents()) == ["a0", "a1", "a2", "a3"]
+    assert [name for name, _mode in view.listdir("/agents")] == [".", "..", "a0", "a1", "a2",
+                                                                 "a3"]
+    fh = view.open("/agents/a2/sessions/sessions.json", os.O_RDONLY)
+    assert json.loads(view.read(fh, 1 << 24, 0))
+    view.release(fh)
+    assert built == []
+    inner = view.listdir("/agents/a2/sessions/sessions.d")
+    assert len(built) == 1 and inner
+    view.listdir("/agents/a2/sessions/sessions.d")
+    assert len(built) == 1
+    session = next(name for name, _mode in inner if not name.startswith("."))
+    view.unlink(f"/agents/a2/sessions/sessions.d/{session}/meta.json")
+    assert view.has_dooms  # the built view's pending delete is seen by the mount
+
+
 def test_an_agent_id_that_is_no_folder_is_not_an_agent(base: Path) -> None:
     state, mp = base / "state", base / "mnt"
     legacy_agent(state, "main")

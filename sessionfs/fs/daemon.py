@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from sessionfs.errors import MountError, SessionfsError, UsageError
 
@@ -51,6 +51,13 @@ def _libc() -> Any:
         return ctypes.CDLL(name) if name is not None else None
     except OSError:
         return None
+
+
+def trim_heap() -> None:
+    """glibc's ``malloc_trim(0)`` now: give the heap's free pages back (after a big render)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def return_big_buffers_to_the_os() -> None:
@@ -206,61 +213,11 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
     if pid == 0:  # the daemon
         os.close(read_fd)
         os.close(alive_write)
-        code = 1
-        try:
-            # Until ready, a signal ends us at once, even inside a long C call (nothing is
-            # mounted before libfuse installs its own handlers, which unmount on SIGTERM).
-            for signo in (signal.SIGTERM, signal.SIGHUP):
-                signal.signal(signo, signal.SIG_DFL)
-            _die_with_parent(alive_read)
-            os.setsid()
-            os.chdir("/")
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
-
-            def ready() -> None:
-                with contextlib.suppress(BrokenPipeError):  # gone: _die_with_parent ends us
-                    os.write(write_fd, _READY)
-                os.dup2(devnull, 2)
-                os.close(write_fd)
-
-            code = serve(ready)
-        except SessionfsError as exc:
-            os.write(2, f"sessionfs: error: {exc}\n".encode())
-        except BaseException as exc:
-            os.write(2, f"sessionfs: error: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
+        _run_daemon(serve, write_fd, alive_read)
     os.close(write_fd)
     os.close(alive_read)
-    output = b""
-    started = time.monotonic()
-    deadline = started + _STARTUP_TIMEOUT
-    said = ""
     try:
-        while _READY not in output:
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:  # the daemon is ended below, as for a cancel
-                raise MountError(f"timed out waiting for the mount at {mountpoint}")
-            if now - started >= WAIT_NOTICE_SECONDS:
-                doing = waiting_for() if waiting_for is not None else "mount"
-                if doing != said:
-                    said = doing
-                    print(f"sessionfs: waiting for the daemon (pid {pid}) to {doing} at "
-                          f"{mountpoint} ({now - started:.0f} s; Ctrl-C cancels)",
-                          file=sys.stderr, flush=True)
-                step = min(remaining, 1.0)
-            else:
-                step = min(remaining, started + WAIT_NOTICE_SECONDS - now)
-            if not select.select([read_fd], [], [], step)[0]:
-                continue
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            output += chunk
+        output = _wait_ready(pid, read_fd, mountpoint, waiting_for)
     except BaseException:  # timed out or cancelled (Ctrl-C, SIGTERM): nothing stays mounted
         os.close(alive_write)
         _stop_child(pid)
@@ -279,11 +236,83 @@ def daemonize(serve: Callable[[Callable[[], None]], int], mountpoint: str, *,
     os.waitpid(pid, 0)
     if cleanup is not None:
         cleanup()
+    raise _failure(output, mountpoint)
+
+
+def _run_daemon(serve: Callable[[Callable[[], None]], int], write_fd: int,
+                alive_read: int) -> NoReturn:
+    """The forked daemon: detach, run ``serve(ready)``, exit with its status; its errors go
+    to the parent through ``write_fd`` (stderr) until it is ready."""
+    code = 1
+    try:
+        # Until ready, a signal ends us at once, even inside a long C call (nothing is
+        # mounted before libfuse installs its own handlers, which unmount on SIGTERM).
+        for signo in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signo, signal.SIG_DFL)
+        _die_with_parent(alive_read)
+        os.setsid()
+        os.chdir("/")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(write_fd, 2)  # libfuse's own complaints reach the parent until we are up
+
+        def ready() -> None:
+            with contextlib.suppress(BrokenPipeError):  # gone: _die_with_parent ends us
+                os.write(write_fd, _READY)
+            os.dup2(devnull, 2)
+            os.close(write_fd)
+
+        code = serve(ready)
+    except SessionfsError as exc:
+        os.write(2, f"sessionfs: error: {exc}\n".encode())
+    except BaseException as exc:
+        os.write(2, f"sessionfs: error: {exc!r}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _wait_ready(pid: int, read_fd: int, mountpoint: str,
+                waiting_for: Callable[[], str] | None) -> bytes:
+    """What the daemon wrote until it said it is ready or exited; after
+    :data:`WAIT_NOTICE_SECONDS` stderr says what it waits for.
+
+    :raises MountError: nothing for ``_STARTUP_TIMEOUT`` seconds."""
+    output = b""
+    started = time.monotonic()
+    deadline = started + _STARTUP_TIMEOUT
+    said = ""
+    while _READY not in output:
+        now = time.monotonic()
+        remaining = deadline - now
+        if remaining <= 0:  # the daemon is ended by the caller, as for a cancel
+            raise MountError(f"timed out waiting for the mount at {mountpoint}")
+        if now - started >= WAIT_NOTICE_SECONDS:
+            doing = waiting_for() if waiting_for is not None else "mount"
+            if doing != said:
+                said = doing
+                print(f"sessionfs: waiting for the daemon (pid {pid}) to {doing} at "
+                      f"{mountpoint} ({now - started:.0f} s; Ctrl-C cancels)",
+                      file=sys.stderr, flush=True)
+            step = min(remaining, 1.0)
+        else:
+            step = min(remaining, started + WAIT_NOTICE_SECONDS - now)
+        if not select.select([read_fd], [], [], step)[0]:
+            continue
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        output += chunk
+    return output
+
+
+def _failure(output: bytes, mountpoint: str) -> MountError:
+    """Why the daemon exited before it was ready, from its last words."""
     lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines()
              if line.strip() and not _LIBFUSE_NOISE.search(line)]
     libfuse = [line for line in lines if line.startswith(("fuse:", "fusermount"))]
     if libfuse:  # libfuse's own words say more than its exit status
-        raise MountError(f"could not mount {mountpoint}: {libfuse[-1]}")
+        return MountError(f"could not mount {mountpoint}: {libfuse[-1]}")
     reason = lines[-1].removeprefix("sessionfs: error: ") if lines else "the daemon exited"
-    raise MountError(reason if reason.startswith("could not mount") else
-                     f"could not mount {mountpoint}: {reason}")
+    return MountError(reason if reason.startswith("could not mount") else
+                      f"could not mount {mountpoint}: {reason}")

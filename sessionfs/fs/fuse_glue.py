@@ -23,7 +23,7 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 
 import mfusepy
 
 from sessionfs.fs.operations import SessionOperations, to_oserror
-from sessionfs.fs.view import DirHandle
+from sessionfs.fs.viewapi import DirHandle
 
 __all__ = ["PinnedFUSE", "SessionFUSE", "path_invalidator"]
 

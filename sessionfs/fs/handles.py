@@ -43,7 +43,7 @@ class Handle:
     #: reader would be cut off (or padded with zeros) at a size another open file or a stat
     #: of the changed store reported; with direct I/O it always reads its own bytes. The one
     #: exception, a read-only ``meta.json`` whose size the kernel surely holds, is
-    #: :meth:`sessionfs.fs.state.MountState.page_cache_safe` (it spares the READ at EOF).
+    #: :meth:`sessionfs.fs.mountstate.MountState.page_cache_safe` (it spares the READ at EOF).
     direct_io: bool = True
     noflush: bool = False
     writable: bool = False
@@ -198,7 +198,8 @@ class ScratchHandle(Handle):
 
 
 class Committer(Protocol):
-    """What an open ``meta.json`` needs from the mount (:class:`sessionfs.fs.state.MountState`):
+    """What an open ``meta.json`` needs from the mount
+    (:class:`sessionfs.fs.mountstate.MountState`):
     its size limit, the one commit, the error log, and to be told when its buffer changed."""
 
     @property

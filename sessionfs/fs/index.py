@@ -168,6 +168,25 @@ class SessionIndex:
                 self._entry_mtimes.pop(key, None)
 
     # -- attributes ------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is a stored session, reading no entry where the store keeps one
+        file per entry (one ``lstat`` of it: an existence check costs no read, no parse);
+        otherwise, and for folder names whose key file must be read first, :meth:`meta_of`."""
+        name = self._names.get(key)
+        if name is None:
+            try:
+                name = self.name_of(key)
+            except InvalidKey:
+                return False
+        if self._probe.quick and not keys.is_hashed(name) and "~" not in name:
+            token = self._probe.entry_token(name)
+            if token is MISSING:
+                self.forget(key)
+                return False
+            if token is not None:
+                return True
+        return self.meta_of(key) is not None
+
     def meta_of(self, key: str) -> SessionMeta | None:
         """Size, mtime and updatedAt of a stored session (None: not in the store)."""
         name = self._names.get(key)

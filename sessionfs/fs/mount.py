@@ -21,14 +21,18 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sessionfs.entry import DEFAULT_MAX_ENTRY_BYTES
-from sessionfs.errors import MountError, SessionfsError, UsageError
+from sessionfs.errors import MountError, SessionfsError, StoreNotFound, UsageError
 from sessionfs.fs import access, daemon
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE
 from sessionfs.fs.scratch import DEFAULT_SCRATCH_MAX_BYTES, DEFAULT_SCRATCH_MAX_FILES
 from sessionfs.store import Store, locate_store, open_store
+
+if TYPE_CHECKING:
+    from sessionfs.fs.viewapi import MountedView
 
 __all__ = [
     "FSTYPE",
@@ -265,10 +269,20 @@ def _is_state(store: os.PathLike[str] | str | None) -> bool:
     return store is not None and is_state_dir(os.path.expanduser(os.fspath(store)))
 
 
-def _open_state(state: os.PathLike[str] | str, options: MountOptions) -> Any:
-    """A state directory (``STATE/agents/<id>/``): every agent's store, file-era layout."""
-    from sessionfs.fs.state_view import StateRoot
+class StateRoot:
+    """A state directory to mount (what :func:`_open_state` opens; served by
+    :class:`sessionfs.fs.state_view.StateView`)."""
 
+    layout = "state"
+
+    def __init__(self, state: os.PathLike[str] | str) -> None:
+        self.path = Path(os.path.abspath(state))
+        if not (self.path / "agents").is_dir():
+            raise StoreNotFound(f"{self.path}: not an openclaw state directory (no agents/)")
+
+
+def _open_state(state: os.PathLike[str] | str, options: MountOptions) -> StateRoot:
+    """A state directory (``STATE/agents/<id>/``): every agent's store, file-era layout."""
     if options.migrate:
         raise UsageError("--migrate converts one store; run 'sessionfs migrate "
                          "STATE/agents/<id>' for each agent instead")
@@ -300,10 +314,10 @@ def _read_only_notice(store: Store, options: MountOptions) -> str | None:
     return None
 
 
-def _fuse_kwargs(options: MountOptions, store: Store, *, read_only: bool) -> dict[str, object]:
+def _fuse_kwargs(options: MountOptions, source: Path, *, read_only: bool) -> dict[str, object]:
     timeout = max(0.0, options.timeout)
     kwargs: dict[str, object] = {
-        "fsname": "sessionfs:" + re.sub(r"[,\s\\]", "_", str(store.path)),
+        "fsname": "sessionfs:" + re.sub(r"[,\s\\]", "_", str(source)),
         "subtype": FSTYPE.removeprefix("fuse."),  # what unmount() recognises
         "default_permissions": True,
         "entry_timeout": timeout,
@@ -374,41 +388,52 @@ _MANAGED_FUSE_OPTIONS = {
 
 
 # -- serving ---------------------------------------------------------------------------------
-#: state_view.py starts the trimmer under this name.
-_start_heap_trimmer = daemon.start_heap_trimmer
+def _view(opened: Store | StateRoot, mountpoint: str, options: MountOptions
+          ) -> tuple[MountedView, bool]:
+    """The view to serve ``opened`` through, and whether the whole mount is read-only (a
+    state mount never is: each agent's store decides for its own files)."""
+    from sessionfs.fs.state_view import StateView
+    from sessionfs.fs.view import SessionView
+
+    if isinstance(opened, StateRoot):
+        state = StateView(opened.path, mountpoint, timeout=options.timeout,
+                          max_entry_size=options.max_entry_size, read_only=options.read_only,
+                          share=options.allow_other)
+        state.agents()  # find and open the agents before the kernel's first request
+        return state, False
+    view = SessionView(opened, timeout=options.timeout, max_entry_size=options.max_entry_size,
+                       read_only=options.read_only,
+                       scratch_max_bytes=options.scratch_max_bytes,
+                       scratch_max_files=options.scratch_max_files,
+                       **(shared_access(opened, options.timeout) if options.allow_other
+                          else {}))
+    return view, view.read_only_reason is not None
 
 
-def _serve(store: Store, mountpoint: str, options: MountOptions, ready: object = None,
-           log_handler: logging.Handler | None = None) -> int:
-    """Run the filesystem until it is unmounted (or a signal unmounts it)."""
+def _serve(opened: Store | StateRoot, mountpoint: str, options: MountOptions,
+           ready: object = None, log_handler: logging.Handler | None = None) -> int:
+    """Run the filesystem until it is unmounted (or a signal unmounts it): the one place the
+    FUSE object is made, for a store and for a state directory alike."""
     from sessionfs.fs.fuse_glue import SessionFUSE
     from sessionfs.fs.operations import SessionOperations
-    from sessionfs.fs.view import SessionView
 
     if log_handler is not None:
         logging.getLogger("sessionfs").addHandler(log_handler)
     daemon.return_big_buffers_to_the_os()
-    if getattr(store, "layout", None) == "state":  # a whole state directory (state_view)
-        return store.serve(mountpoint, options, ready)  # type: ignore[attr-defined]
+    view, read_only = _view(opened, mountpoint, options)
 
-    view = SessionView(store, timeout=options.timeout, max_entry_size=options.max_entry_size,
-                       read_only=options.read_only,
-                       scratch_max_bytes=options.scratch_max_bytes,
-                       scratch_max_files=options.scratch_max_files,
-                       **(shared_access(store, options.timeout) if options.allow_other
-                          else {}))
     def on_init() -> None:
         daemon.start_heap_trimmer()
         if callable(ready):
             ready()
 
     operations = SessionOperations(view, on_init=on_init)
-    kwargs = _fuse_kwargs(options, store, read_only=view.read_only_reason is not None)
+    kwargs = _fuse_kwargs(options, opened.path, read_only=read_only)
     # libfuse installs its own SIGINT/SIGTERM/SIGHUP handlers (clean unmount) only where the
     # disposition is the default; the CLI's lock-releasing handlers must not stand in the way.
     for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signo, signal.SIG_DFL)
-    log.info("serving %s (%s) at %s", store.path, store.layout, mountpoint)
+    log.info("serving %s (%s) at %s", opened.path, opened.layout, mountpoint)
     try:
         SessionFUSE(operations, mountpoint, foreground=True, nothreads=False, **kwargs)
     except RuntimeError as exc:
@@ -438,7 +463,8 @@ def mount(store: os.PathLike[str] | str | None, mountpoint: os.PathLike[str] | s
     _check_allow_other(options)
     daemon.check_log_path(options.log_file)
     if _is_state(store):
-        opened: Any = _open_state(store, options)  # type: ignore[arg-type]
+        assert store is not None  # _is_state says so
+        opened: Store | StateRoot = _open_state(store, options)
     else:
         opened = _open(store, options)
         notice = _read_only_notice(opened, options)

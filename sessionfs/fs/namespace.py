@@ -1,7 +1,7 @@
 """Namespace changes of the mounted tree: mkdir, rmdir, unlink, symlink, rename.
 
 :class:`Namespace` is composed into :class:`sessionfs.fs.view.SessionView`, holding the mount's
-:class:`~sessionfs.fs.state.MountState`; kept apart because renames are where the editor rules
+:class:`~sessionfs.fs.mountstate.MountState`; kept apart because renames are where the editor rules
 live:
 
 * ``meta.json`` renamed away (vim, Emacs) keeps the session; renamed onto (sed, jq + mv,
@@ -20,12 +20,12 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from sessionfs import keys
 from sessionfs.errors import SessionExists, SessionfsError
+from sessionfs.fs.mountstate import DOOM_GRACE, UNLINK_GRACE, Doom, MountState
 from sessionfs.fs.paths import (
     CONTROL,
     CONTROL_FILE,
@@ -40,7 +40,6 @@ from sessionfs.fs.paths import (
     parse_path,
 )
 from sessionfs.fs.scratch import ScratchFile, is_libfuse_hidden, is_root_scratch_name
-from sessionfs.fs.state import DOOM_GRACE, UNLINK_GRACE, Doom, MountState
 
 __all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "Namespace"]
 
@@ -54,7 +53,7 @@ class Namespace:
     """
 
     def __init__(self, state: MountState, *, getattr: Callable[[str], dict[str, Any]]) -> None:
-        self.state = state
+        self.mount_state = state
         self.index = state.index
         self.getattr = getattr
 
@@ -63,7 +62,7 @@ class Namespace:
         where = parse_path(path)
         if where.kind == ROOT or where.kind == CONTROL:
             fail(errno.EEXIST)
-        self.state.require_writable()
+        self.mount_state.require_writable()
         try:  # mkdir has no other way to say why a name is impossible: errors does
             if where.kind != TOP:
                 fail(errno.EPERM, "sessions hold files only")
@@ -74,38 +73,36 @@ class Namespace:
                     fail(errno.EINVAL,
                          "a hashed name is made by writing the session, not by mkdir")
         except OSError as exc:
-            self.state.errors.add(path, exc.errno, f"mkdir: {exc.strerror}")
+            self.mount_state.errors.add(path, exc.errno, f"mkdir: {exc.strerror}")
             raise
         except SessionfsError as exc:
-            self.state.errors.add(path, exc.errno, f"mkdir: {exc}")
+            self.mount_state.errors.add(path, exc.errno, f"mkdir: {exc}")
             raise
-        with self.state.commit_lock:
-            if self.state.dir_exists(where.top, key) is not None:
+        with self.mount_state.commit_lock:
+            if self.mount_state.dir_exists(where.top, key) is not None:
                 fail(errno.EEXIST)
-            with self.state.lock:
-                if self.state.scratch.get("", where.top) is not None:
+            if self.mount_state.through_gateway:  # sessions.create now; the folder is the session
+                if self.mount_state.scratch_file("", where.top) is not None:
                     fail(errno.EEXIST)
-            if self.state.through_gateway:  # sessions.create now; the folder is the session
                 self._create_through_gateway(path, key)
                 return
-            with self.state.lock:
-                self.state.pending[where.top] = time.time_ns()
+            self.mount_state.new_dir(where.top)
 
     def _create_through_gateway(self, path: str, key: str) -> None:
-        store = self.state.store
-        agent = getattr(store, "agent", None)
+        store = self.mount_state.gateway_store
+        assert store is not None  # called only when the state writes through the Gateway
+        agent = store.agent
         if agent is not None and not key.startswith(f"agent:{agent}:"):
             reason = (f"mkdir: {key!r} is not a key of agent {agent!r} (openclaw would store "
                       f"it under another name): name the folder agent--{agent}--…")
-            self.state.errors.add(path, errno.EINVAL, reason)
+            self.mount_state.errors.add(path, errno.EINVAL, reason)
             fail(errno.EINVAL, reason)
         try:
             store.create(key)
         except (SessionfsError, OSError) as exc:
-            self.state.reject(path, exc)
+            self.mount_state.reject(path, exc)
             raise
-        with self.state.lock:
-            self.index.changed(key)
+        self.mount_state.created_through_gateway(key)
 
     def rmdir(self, path: str) -> None:
         where = parse_path(path)
@@ -117,23 +114,19 @@ class Namespace:
             fail(errno.ENOTDIR)
         if where.kind != TOP:
             fail(errno.ENOENT)
-        self.state.require_writable()
-        self.state.execute_doom_of(where.top)  # rm -r: the unlinked meta.json's delete happens now
-        with self.state.commit_lock:
+        self.mount_state.require_writable()
+        # rm -r: the unlinked meta.json's delete happens now
+        self.mount_state.execute_doom_of(where.top)
+        with self.mount_state.commit_lock:
             key = self.index.key_of(where.top)
-            state = self.state.dir_exists(where.top, key)
+            state = self.mount_state.dir_exists(where.top, key)
             if state is None:
-                with self.state.lock:
-                    if self.state.scratch.get("", where.top) is not None:
-                        fail(errno.ENOTDIR)
+                if self.mount_state.scratch_file("", where.top) is not None:
+                    fail(errno.ENOTDIR)
                 fail(errno.ENOENT)
             if state == "session":
                 fail(errno.ENOTEMPTY, "the session still has its meta.json")
-            with self.state.lock:
-                if self.state.scratch.has_any(where.top):
-                    fail(errno.ENOTEMPTY)
-                self.state.pending.pop(where.top, None)
-                self.state.scratch.drop_dir(where.top)  # open-but-unlinked files keep their bytes
+            self.mount_state.remove_dir(where.top)
 
     def unlink(self, path: str) -> None:
         where = parse_path(path)
@@ -141,39 +134,38 @@ class Namespace:
             fail(errno.EACCES, "the control folder is read-only")
         if where.kind == ROOT:
             fail(errno.EISDIR)
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if where.kind == META:
             self._delete_session(where.top)
             return
         if where.kind == INNER:
             if not is_libfuse_hidden(where.name):  # libfuse's last-close cleanup: always fine
-                self.state.require_dir(where.top)
+                self.mount_state.require_dir(where.top)
         elif where.kind == TOP:
-            if self.state.dir_exists(where.top, self.index.key_of(where.top)):
+            if self.mount_state.dir_exists(where.top, self.index.key_of(where.top)):
                 fail(errno.EISDIR)
         else:
             fail(errno.ENOENT)
-        with self.state.lock:
-            if self.state.scratch.pop(where.directory, where.leaf) is None:
-                fail(errno.ENOENT)
+        self.mount_state.remove_scratch(where.directory, where.leaf)
 
     def _delete_session(self, top: str) -> None:
         """``rm meta.json``: gone through the mount at once, from the store after the grace
         (see :class:`Doom`), so that an unlink + create pair (install, tar -x) is a save."""
-        key, state = self.state.require_dir(top)
-        if key is None or state != "session" or self.state.hidden_now(key):
+        key, state = self.mount_state.require_dir(top)
+        if key is None or state != "session" or self.mount_state.hidden_now(key):
             fail(errno.ENOENT)
-        if self.state.through_gateway:  # what openclaw never deletes is refused now
+        gateway_store = self.mount_state.gateway_store
+        if gateway_store is not None:  # what openclaw never deletes is refused now
             try:
-                self.state.store.check_delete(key)  # type: ignore[attr-defined]
+                gateway_store.check_delete(key)
             except SessionfsError as exc:
-                self.state.reject(f"/{top}/meta.json", exc)
+                self.mount_state.reject(f"/{top}/meta.json", exc)
                 raise
-        self.state.doom(key, top)
+        self.mount_state.doom(key, top)
 
     def _require_root_scratch_target(self, top: str) -> None:
         """A file may land at the root only as an editor scratch name, never over a session."""
-        if self.state.dir_exists(top, self.index.key_of(top)):
+        if self.mount_state.dir_exists(top, self.index.key_of(top)):
             fail(errno.EISDIR)
         if not is_root_scratch_name(top):
             fail(errno.EPERM, "only session folders (and editor scratch files) live here")
@@ -183,19 +175,16 @@ class Namespace:
         where = parse_path(path)
         if where.kind not in (INNER, TOP) or not where.leaf.startswith(".#"):
             fail(errno.EPERM, "symbolic links are not supported (except editor lock links)")
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if where.kind == INNER:
-            self.state.require_dir(where.top)
-        with self.state.lock:
-            if self.state.scratch.get(where.directory, where.leaf) is not None:
-                fail(errno.EEXIST)
-            self.state.scratch.put(where.directory, where.leaf, ScratchFile(link_target=target))
+            self.mount_state.require_dir(where.top)
+        self.mount_state.put_scratch(where.directory, where.leaf,
+                                     ScratchFile(link_target=target), exclusive=True)
 
     def readlink(self, path: str) -> str:
         where = parse_path(path)
         if where.kind in (INNER, TOP):
-            with self.state.lock:
-                file = self.state.scratch.get(where.directory, where.leaf)
+            file = self.mount_state.scratch_file(where.directory, where.leaf)
             if file is not None and file.link_target is not None:
                 return file.link_target
             if file is not None:
@@ -215,22 +204,22 @@ class Namespace:
                 fail(errno.EACCES if where.kind != ROOT else errno.EBUSY)
             if where.kind == DEEP:
                 fail(errno.ENOENT)
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if old == new:
             self.getattr(old)
             return
         exempt = None
         if dst.kind == META:  # the second half of a rename over an open meta.json?
             key = self.index.key_of(dst.top)
-            doom = self.state.doomed.get(key) if key is not None else None
+            doom = self.mount_state.doomed.get(key) if key is not None else None
             if doom is not None and doom.thread == threading.get_ident():
                 exempt = key
-        self.state.settle(exempt=exempt)
+        self.mount_state.settle(exempt=exempt)
         if src.kind == TOP:  # moving a folder whose meta.json was unlinked moves no session
-            self.state.execute_doom_of(src.top)
+            self.mount_state.execute_doom_of(src.top)
         if dst.kind == TOP:
-            self.state.execute_doom_of(dst.top)
-        with self.state.commit_lock:
+            self.mount_state.execute_doom_of(dst.top)
+        with self.mount_state.commit_lock:
             if flags & RENAME_NOREPLACE and self._exists(new):
                 fail(errno.EEXIST)
             if src.kind == TOP:
@@ -249,11 +238,9 @@ class Namespace:
 
     def _rename_top(self, src: Where, dst: Where) -> None:
         src_key = self.index.key_of(src.top)
-        state = self.state.dir_exists(src.top, src_key)
+        state = self.mount_state.dir_exists(src.top, src_key)
         if state is None:  # a root scratch file
-            with self.state.lock:
-                file = self.state.scratch.get("", src.top)
-            if file is None:
+            if self.mount_state.scratch_file("", src.top) is None:
                 fail(errno.ENOENT)
             self._move_scratch(src, dst)
             return
@@ -264,108 +251,69 @@ class Namespace:
             dst_key = self.index.key_of(dst.top)
             if dst_key is None:
                 fail(errno.EINVAL, f"{dst.top!r} is not a session name")
-        dst_state = self.state.dir_exists(dst.top, dst_key)
-        with self.state.lock:
-            if self.state.scratch.get("", dst.top) is not None:
-                fail(errno.ENOTDIR)
-            if dst_state == "session":
-                fail(errno.ENOTEMPTY, f"{dst.top} is a session")
-            if dst_state == "pending" and self.state.scratch.has_any(dst.top):
-                fail(errno.ENOTEMPTY)
+        self.mount_state.require_dir_target(dst.top,
+                                            self.mount_state.dir_exists(dst.top, dst_key))
         if state == "session":
             assert src_key is not None
             try:
-                self.state.store.rename(src_key, dst_key)
+                self.mount_state.store.rename(src_key, dst_key)
             except SessionExists:
                 fail(errno.ENOTEMPTY, f"{dst.top} is a session")
             except SessionfsError as exc:  # openclaw has no key rename (EPERM): say why
-                self.state.reject(f"/{src.top}", exc)
+                self.mount_state.reject(f"/{src.top}", exc)
                 raise
-        with self.state.lock:
-            if state == "session":
-                assert src_key is not None
-                self.state.forget_session(src_key)
-                self.state.forget_session(dst_key)
-                self.state.retarget_open_files(src_key, moved_to=(dst_key, dst.top))
-            self.state.pending.pop(dst.top, None)
-            pending = self.state.pending.pop(src.top, None)
-            if state == "pending" and pending is not None:
-                self.state.pending[dst.top] = pending
-            self.state.scratch.drop_dir(dst.top)
-            self.state.scratch.move_dir(src.top, dst.top)
-        self.state.notify(src.top, dst.top)
+        self.mount_state.dir_renamed((src_key, src.top), (dst_key, dst.top), state == "session")
 
     def _rename_meta(self, src: Where, dst: Where) -> None:
-        src_key, _ = self.state.require_dir(src.top)
-        if src_key is None or self.state.hidden_now(src_key):
+        src_key, _ = self.mount_state.require_dir(src.top)
+        if src_key is None or self.mount_state.hidden_now(src_key):
             fail(errno.ENOENT)
-        data, record = self.state.served(src_key)  # SessionNotFound -> ENOENT
+        data, record = self.mount_state.served(src_key)  # SessionNotFound -> ENOENT
         if dst.kind == INNER and dst.top == src.top and is_libfuse_hidden(dst.name):
             # libfuse's stand-in for unlink() of an open file, and for the first half of a
             # rename over one: which of the two only shows in what comes next (see Doom).
-            with self.state.lock:
-                self.state.scratch.put(dst.directory, dst.leaf, ScratchFile(
-                    bytearray(data), mtime_ns=self.index.entry_mtime(record)))
-            self.state.doom(src_key, src.top)
+            self.mount_state.put_scratch(dst.directory, dst.leaf, ScratchFile(
+                bytearray(data), mtime_ns=self.index.entry_mtime(record)))
+            self.mount_state.doom(src_key, src.top)
             return
         if dst.kind == META:
-            dst_key, _ = self.state.require_dir(dst.top)
+            dst_key, _ = self.mount_state.require_dir(dst.top)
             if dst_key is None:
                 fail(errno.ENOENT)
             if dst_key == src_key:
                 return
-            # Between sessions: copy, then delete (the entry is never in neither place). Files
-            # open on the source follow it to the target; never do they bring the source back.
-            self.state.commit(dst_key, dst.top, data, moving_from=src_key, replaces_file=True)
-            with self.state.lock:
-                self.state.pending[src.top] = time.time_ns()  # the source folder stays until rmdir
-            try:
-                self.state.store.delete(src_key)
-            finally:
-                with self.state.lock:
-                    self.state.forget_session(src_key)
-                    self.state.retarget_open_files(src_key, moved_to=(dst_key, dst.top))
-            self.state.notify(src.top)
+            self.mount_state.move_session((src_key, src.top), (dst_key, dst.top), data)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
         else:
-            self.state.require_dir(dst.top)
+            self.mount_state.require_dir(dst.top)
         # Renamed away (vim, Emacs: meta.json -> meta.json~): keep the session, hide the name.
-        with self.state.lock:
-            self.state.scratch.put(dst.directory, dst.leaf,
-                              ScratchFile(bytearray(data), mtime_ns=self.index.entry_mtime(record)))
-            self.state.hidden[src_key] = self.state.clock() + self.state.hide_grace
-            self.index.changed(src_key)
+        self.mount_state.hide_renamed_away(src_key, dst.directory, dst.leaf, ScratchFile(
+            bytearray(data), mtime_ns=self.index.entry_mtime(record)))
 
     def _rename_scratch(self, src: Where, dst: Where) -> None:
         if src.kind == INNER:
-            self.state.require_dir(src.top)
-        with self.state.lock:
-            file = self.state.scratch.get(src.directory, src.leaf)
-        if file is None:
+            self.mount_state.require_dir(src.top)
+        if self.mount_state.scratch_file(src.directory, src.leaf) is None:
             fail(errno.ENOENT)
         self._move_scratch(src, dst)
 
     def _move_scratch(self, src: Where, dst: Where) -> None:
-        with self.state.lock:
-            file = self.state.scratch.get(src.directory, src.leaf)
+        file = self.mount_state.scratch_file(src.directory, src.leaf)
         assert file is not None
         if dst.kind == META:
-            dst_key, _ = self.state.require_dir(dst.top)
+            dst_key, _ = self.mount_state.require_dir(dst.top)
             if dst_key is None:
                 fail(errno.ENOENT)
             if file.is_link:
                 fail(errno.EINVAL, "a link cannot become meta.json")
-            self.state.commit(dst_key, dst.top, bytes(file.data), replaces_file=True)
-            with self.state.lock:
-                self.state.scratch.pop(src.directory, src.leaf)
+            self.mount_state.commit(dst_key, dst.top, bytes(file.data), replaces_file=True)
+            self.mount_state.move_scratch((src.directory, src.leaf), None)
             return
         if dst.kind == TOP:
             self._require_root_scratch_target(dst.top)
         elif dst.kind == INNER:
-            self.state.require_dir(dst.top)
-        with self.state.lock:
-            self.state.scratch.pop(src.directory, src.leaf)
-            self.state.scratch.put(dst.directory, dst.leaf, file)
+            self.mount_state.require_dir(dst.top)
+        self.mount_state.move_scratch((src.directory, src.leaf), (dst.directory, dst.leaf))
 

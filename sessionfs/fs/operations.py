@@ -25,14 +25,14 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 otherwise
 
 import mfusepy
 
 from sessionfs.errors import SessionfsError
-from sessionfs.fs.view import SessionView
+from sessionfs.fs.viewapi import MountedView
 
 __all__ = ["SessionOperations", "errno_boundary", "to_oserror"]
 
@@ -78,7 +78,7 @@ def errno_boundary(method: F) -> F:
         except Exception as exc:
             raise to_oserror(method.__name__, exc) from exc
 
-    return boundary  # type: ignore[return-value]
+    return cast(F, boundary)
 
 
 overrides = mfusepy.overrides(mfusepy.Operations)
@@ -91,11 +91,12 @@ def _caller() -> tuple[int, int]:
 
 
 class SessionOperations(mfusepy.Operations):
-    """One method per FUSE callback, each a single :class:`SessionView` call."""
+    """One method per FUSE callback, each a single call of the view (either mount's, see
+    :class:`sessionfs.fs.viewapi.MountedView`)."""
 
     use_ns = True
 
-    def __init__(self, view: SessionView, *, on_init: Callable[[], None] | None = None) -> None:
+    def __init__(self, view: MountedView, *, on_init: Callable[[], None] | None = None) -> None:
         self.view = view
         self._on_init = on_init
         # who is calling: writes through the Gateway are the mounting user's (or root's) only

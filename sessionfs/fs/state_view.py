@@ -12,9 +12,9 @@ Tools that read openclaw's file layout (token and cost trackers, search indexes)
 on every generation. Nothing else of the state directory is shown; agents that appear or
 vanish show within ``timeout``.
 
-Finding agents (:meth:`StateView.agents`): ``agents/`` is listed again only when its inode or
-mtime changed, and each agent folder is looked at with ``lstat`` alone
-(:func:`sessionfs.state.scan_agent`); an agent is located and opened again only when that look
+Finding agents (:mod:`sessionfs.fs.state_agents`): ``agents/`` is listed again only when its
+inode or mtime changed, and each agent folder is looked at with ``lstat`` alone
+(:func:`sessionfs.statedir.scan_agent`); an agent is located and opened again only when that look
 changed. Nothing of a store is reached through a symbolic link (a link could lead out of STATE,
 or into this very mount, where the daemon would wait on itself): such an agent is listed, its
 files answer ELOOP and ``.sessionfs/errors`` and ``status`` say what was skipped. Agents are
@@ -48,10 +48,8 @@ import inspect
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +58,19 @@ from sessionfs.errors import ReadOnlyStore, SessionfsError, StoreBusy
 from sessionfs.fs import daemon
 from sessionfs.fs.access import Access, LiveAccess, Shown
 from sessionfs.fs.control import CONTROL_DIR, CONTROL_FILES, ControlFiles, ErrorLog
-from sessionfs.fs.handles import ConstHandle, Handle, HandleTable
+from sessionfs.fs.handles import ConstHandle, HandleTable
 from sessionfs.fs.paths import DIR_MODE, FILE_MODE, fail
-from sessionfs.fs.state import MountState
+from sessionfs.fs.state_agents import Agent, AgentDirectory, Opened, Problem
+from sessionfs.fs.state_handles import Delegated, FollowedTranscript, RenderedHandle
 from sessionfs.fs.transcript import store_status_lines
-from sessionfs.fs.view import DirectoryHandles, DirHandle, SessionView
+from sessionfs.fs.view import SessionView
+from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.projection import Projection, Projector
-from sessionfs.statedir import scan_agent, state_refusal
 from sessionfs.store import SQLITE_NAME, StoreLocation, locate_store, open_store
 from sessionfs.store.base import Store, TranscriptSource
 from sessionfs.store.sqlite import is_locked, is_sqlite_file
 
-__all__ = ["StateRoot", "StateView"]
+__all__ = ["StateView"]
 
 log = logging.getLogger("sessionfs.fs")
 
@@ -82,20 +81,10 @@ READ_ONLY_FILE = 0o100400
 READ_ONLY_DIR = 0o040500
 #: Transcripts remembered per agent (see StateView._transcript); past this, start again.
 _TRANSCRIPT_CACHE_LIMIT = 50_000
-#: How long a rescan waits for the agents it opens; one still opening is shown as busy (EAGAIN).
-OPEN_DEADLINE = 1.0
 #: A served SQLite agent waits this long for another process's lock, then answers EBUSY (the
 #: store's own default, 60 s, would hold a reader of the whole mount that long).
-#: A busy agent is tried again this often (in the background: nobody waits for it).
-BUSY_RETRY = 1.0
 SERVE_BUSY_TIMEOUT = 0.25
 SERVE_BUSY_DEADLINE = 2.0
-#: ``agents/`` listed within this long after its mtime is listed again at the next rescan
-#: (a folder's mtime has the clock's coarse granularity: two changes may share one).
-_SETTLE_NS = 2_000_000_000
-#: A vanished agent's store (its database descriptors) is closed this long after it vanished,
-#: once no open file of it is left.
-RETIRE_GRACE = 5.0
 #: After a new rendering at least this big, freed heap goes back to the OS at once: rendering
 #: 100k SQLite sessions parses every entry, and glibc would keep ~100 MB of those temporaries
 #: until the next periodic trim (daemon.start_heap_trimmer, every 15 s).
@@ -104,195 +93,8 @@ EDIT_INSTEAD = ("sessions.json is rendered from the agent's store and read-only 
                 "mount; edit sessions.d/<name>/meta.json instead")
 
 
-class _CachedBytes(Handle):
-    """An open rendering of ``sessions.json``: fixed bytes, read with direct I/O.
-
-    Not through the page cache: the kernel keeps one page cache per path, so two readers that
-    overlap a change (one opened the old rendering, one the new) would share pages of both
-    and either could read a mix (measured: 273 of 6,302 overlapping reads were invalid JSON).
-    With direct I/O every read is answered from the reader's own rendering. The cost is the
-    repeat read, which now reaches this process (80 MB: ~0.01 s from the page cache, ~0.1 s
-    served here; see the README's state mount figures)."""
-
-    direct_io = True
-    noflush = True
-
-    def __init__(self, projection: Projection, keep_cache: bool, access: Shown) -> None:
-        self._projection = projection
-        self.keep_cache = keep_cache
-        self.access = access
-
-    def size(self) -> int:
-        return self._projection.size
-
-    def mtime_ns(self) -> int:
-        return self._projection.mtime_ns
-
-    def read(self, size: int, offset: int) -> bytes:
-        return self._projection.read(size, offset)
-
-
-class _TranscriptHandle(Handle):
-    """An open transcript: the source as it was at open (fixed size), read on demand, replaced
-    by a longer one when the transcript grows under a reader that reached its end (``tail -f``
-    polls ``fstat`` and reads what was appended; as the store mount's ``transcript.jsonl``)."""
-
-    direct_io = False
-    noflush = True
-
-    def __init__(self, source: TranscriptSource, keep_cache: bool,
-                 latest: Callable[[], TranscriptSource],
-                 measure: Callable[[], tuple[int, int, object]], access: Shown,
-                 told: Callable[[], object], agent: _Agent | None = None) -> None:
-        self.source = source
-        self.keep_cache = keep_cache
-        self.access = access
-        self.agent = agent  # its store stays open while this is (StateView._close_retired)
-        self._latest = latest
-        self._measure = measure
-        self._lock = threading.Lock()
-        #: an fstat reported it longer than opened (reads past the end then look again)
-        self._grew = False
-        #: the token of what a stat by path last told the kernel (None: nothing yet)
-        self._told = told
-
-    def size(self) -> int:
-        return self.source.size
-
-    def mtime_ns(self) -> int:
-        return self.source.mtime_ns
-
-    def current(self) -> tuple[int, int]:
-        """``(size, mtime_ns)`` for ``fstat``: the transcript now, never less than opened."""
-        source = self.source
-        try:
-            size, mtime_ns, _token = self._measure()
-        except (SessionfsError, OSError):  # gone or unreadable now: what was opened
-            return source.size, source.mtime_ns
-        if size > source.size:
-            self._grew = True
-            return size, mtime_ns
-        return source.size, source.mtime_ns
-
-    def read(self, size: int, offset: int) -> bytes:
-        """From the source opened; from the transcript now when the reader is past its end or
-        the kernel was told another size (fstat or stat since): a read that merely reaches the
-        end, as every first read's readahead does, asks nothing more of the store."""
-        source = self.source
-        if offset + size > source.size and (offset >= source.size or self._grew or
-                                            self._told() not in (None, source.token)):
-            source = self._grow()
-        return source.read(offset, size)
-
-    def _grow(self) -> TranscriptSource:
-        """The transcript now when it is longer than the source held (appended events)."""
-        with self._lock:
-            source = self.source
-            try:
-                fresh = self._latest()
-            except (SessionfsError, OSError):
-                return source
-            self._grew = False
-            if fresh is source:
-                return source
-            if fresh.size <= source.size:
-                fresh.close()
-                return source
-            self.source = fresh
-            source.close()
-            return fresh
-
-    def release(self) -> None:
-        with self._lock:
-            self.source.close()
-
-
-class _Delegated(Handle):
-    """A file opened inside ``sessions.d``: the agent view's own handle number."""
-
-    def __init__(self, agent: _Agent, inner_fh: int, inner: Handle | None) -> None:
-        self.agent = agent
-        self.inner_fh = inner_fh
-        self.direct_io = getattr(inner, "direct_io", True)
-        self.noflush = getattr(inner, "noflush", False)
-        self.writable = getattr(inner, "writable", False)
-        self.keep_cache = False
-
-
-@dataclass
-class _Agent:
-    """One agent: its store, the SessionView serving its sessions.d, its sessions.json."""
-
-    agent_id: str
-    location: StoreLocation
-    store: Store
-    view: SessionView
-    projector: Projector
-    #: owner, group and bits of everything under agents/<id> (see StateView's ``share``)
-    access: Shown
-    #: transcript name -> (projection version, what opens it without asking the store again):
-    #: a shared SQLite source (no descriptor; its size holds while the version does), or the
-    #: file-era candidate file names (the entry is not read again per stat/open)
-    transcripts: dict[str, tuple[object, TranscriptSource | tuple[str, ...]]] = field(
-        default_factory=dict)
-    #: the token of the last rendering served (a new one may free a lot: _projection trims)
-    rendered: str = ""
-
-    @property
-    def prefix(self) -> str:
-        return f"/agents/{self.agent_id}/sessions"
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """Why an agent (or ``agents/`` itself) is listed but not served: its files answer
-    ``errno`` and ``errors``/``status`` show ``reason``."""
-
-    errno: int
-    reason: str
-
-
-_Opened = _Agent | _Problem | None  # None: the folder holds no store (not an agent)
-_Settled = tuple[tuple[object, ...], _Opened, float]  # signature, what it gave, when
-
-
-class _Opener:
-    """Locates and opens one agent in a thread of its own, so that a database another process
-    holds locked delays that agent alone (see :meth:`StateView.agents`)."""
-
-    def __init__(self, agent_id: str, signature: tuple[object, ...],
-                 run: Callable[[], _Opened], finished: Callable[[], None]) -> None:
-        self.signature = signature
-        self.done = threading.Event()
-        self.result: _Opened = None
-        self._run, self._finished = run, finished
-        threading.Thread(target=self._main, name=f"open-agent-{agent_id}", daemon=True).start()
-
-    def _main(self) -> None:
-        try:
-            self.result = self._run()
-        except Exception as exc:  # a bug: logged with its traceback, the agent answers EIO
-            log.exception("internal error opening an agent")
-            self.result = _Problem(errno.EIO, f"internal error: {exc}")
-        finally:
-            self.done.set()
-            self._finished()
-
-
-def _trim_heap() -> None:
-    """glibc's ``malloc_trim(0)`` now (see ``TRIM_AFTER_BYTES``)."""
-    libc = daemon._libc()  # the daemon's one way to reach libc
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _busy(result: _Opened) -> bool:
-    return isinstance(result, _Problem) and result.errno == errno.EAGAIN
 
 
 def _view_accepts_transcripts_flag() -> bool:
@@ -306,12 +108,12 @@ class StateView(DirectoryHandles):
     def __init__(self, state: os.PathLike[str] | str, mountpoint: str, *, timeout: float = 1.0,
                  max_entry_size: int = DEFAULT_MAX_ENTRY_BYTES, read_only: bool = False,
                  uid: int | None = None, gid: int | None = None, share: bool = False) -> None:
-        self.state = Path(os.path.abspath(state))
-        self.path = self.state  # what mount options and logs name
+        self.state_dir = Path(os.path.abspath(state))
+        self.path = self.state_dir  # what mount options and logs name
         self.mountpoint = mountpoint.rstrip("/") or "/"
         #: Both resolved once, before the mount exists: stores must stay inside the first and
         #: never resolve into the second (:meth:`_outside_problem`).
-        self._state_real = os.path.realpath(self.state)
+        self._state_real = os.path.realpath(self.state_dir)
         try:
             self._state_fd: int | None = os.open(self._state_real, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -334,25 +136,15 @@ class StateView(DirectoryHandles):
         #: (SessionView.transcript_cap). Otherwise the mounting user's 0700/0600.
         self.share = share
         self._own = Access(self.uid, self.gid, DIR_MODE & 0o777, FILE_MODE & 0o777)
-        self._root_access = self._shared(self.state)
-        self._agents_access = self._shared(self.state / "agents")
+        self._root_access = self._shared(self.state_dir)
+        self._agents_access = self._shared(self.state_dir / "agents")
         self.handles = HandleTable()
         self.errors = ErrorLog()
-        self._lock = threading.RLock()  # held only for swaps, never across filesystem calls
-        self._agents: dict[str, _Agent] = {}
-        self._mount_states: tuple[MountState, ...] = ()  # of the agents' views, for has_dooms
-        self._problems: dict[str, _Problem] = {}  # listed agents that are not served, and why
-        self._root_problem: _Problem | None = None  # agents/ itself is not walked
-        #: agent id -> why serving its store failed last (damage found while mounted)
-        self._damage: dict[str, str] = {}
-        self._scanned_at: float | None = None
-        self._scan_lock = threading.Lock()  # one rescan at a time; nobody waits for it
-        self._rescan_soon = False  # an opener finished after its rescan stopped waiting
-        self._listing: tuple[tuple[int, int] | None, list[str]] = (None, [])
-        #: agent id -> (its AgentScan signature, what opening it gave, when)
-        self._settled: dict[str, _Settled] = {}
-        self._openers: dict[str, _Opener] = {}
-        self._retired: list[tuple[float, _Agent]] = []
+        #: the agents, found and kept by their own part; its lock is held only for swaps,
+        #: never across filesystem calls (also for what this view keeps per agent)
+        self._directory = AgentDirectory(self.state_dir, self._state_real, self._mount_real,
+                                         timeout, self._locate, self.handles)
+        self._lock = self._directory.lock
         self._started_ns = time.time_ns()
         self._control = ControlFiles(self._started_ns)
         self._hide_inner_transcripts = not _view_accepts_transcripts_flag()
@@ -364,167 +156,24 @@ class StateView(DirectoryHandles):
         self.invalidate: Callable[[str], None] | None = None
 
     # -- agents ----------------------------------------------------------------------------------
-    def agents(self) -> dict[str, _Agent]:
-        """The agents served now (rescanned when the last scan is older than ``timeout``).
+    def agents(self) -> dict[str, Agent]:
+        """The agents served now (:meth:`AgentDirectory.current`: rescanned when the last scan
+        is older than ``timeout``)."""
+        return self._directory.current()
 
-        Every path asks, so no lock on the way in; one thread rescans at a time, and the
-        others meanwhile serve what the last rescan found instead of waiting for it.
-        """
-        scanned_at, agents_now = self._scanned_at, self._agents
-        if scanned_at is not None and not self._rescan_soon and \
-                time.monotonic() - scanned_at < self.timeout:
-            return agents_now
-        if not self._scan_lock.acquire(blocking=scanned_at is None):  # blocking: first scan
-            return agents_now
-        try:
-            scanned_at = self._scanned_at
-            if scanned_at is None or self._rescan_soon or \
-                    time.monotonic() - scanned_at >= self.timeout:
-                self._rescan_soon = False
-                self._rescan()
-            return self._agents
-        finally:
-            self._scan_lock.release()
-
-    def _rescan(self) -> None:
-        """Find the agents again: ``agents/`` listed only when it changed, each agent folder
-        looked at with ``lstat`` (:func:`scan_agent`), opened only when that look changed."""
-        refusal = state_refusal(self.state, self._state_real, self._mount_real)
-        if refusal is not None:
-            self._install({}, {}, {}, _Problem(errno.ELOOP if "link" in refusal
-                                               or "resolves" in refusal else errno.EIO,
-                                               refusal))
-            return
-        names = self._agent_names()
-        results: dict[str, _Opened] = {}
-        settled: dict[str, _Settled] = {}
-        waiting: list[tuple[str, _Opener]] = []
-        now = time.monotonic()
-        for name in names:
-            scan = scan_agent(self.state, name, self._mount_real)
-            if scan is None:
-                continue
-            if scan.refusal is not None:
-                results[name] = _Problem(errno.ELOOP, scan.refusal)
-                continue
-            before = self._settled.get(name)
-            opener = self._openers.get(name)
-            if opener is not None and opener.done.is_set():  # finished since: its result
-                del self._openers[name]
-                before, opener = (opener.signature, opener.result, now), None
-            if before is not None and before[0] == scan.signature and (
-                    not _busy(before[1]) or now - before[2] < BUSY_RETRY):
-                results[name], settled[name] = before[1], before
-                continue
-            started = opener is None
-            if opener is None:
-                opener = _Opener(name, scan.signature,
-                                 functools.partial(self._locate, name, self._agents.get(name)),
-                                 self._opener_finished)
-                self._openers[name] = opener
-            if before is not None and before[1] is not None:
-                # served (or refused) before: shown as it was until the opener finishes
-                results[name], settled[name] = before[1], before
-            elif started:
-                waiting.append((name, opener))  # new: waited for, briefly
-            else:
-                results[name] = self._still_opening(name)
-        deadline = time.monotonic() + OPEN_DEADLINE
-        for name, opener in waiting:
-            if not opener.done.wait(max(0.0, deadline - time.monotonic())):
-                results[name] = self._still_opening(name)
-                continue
-            del self._openers[name]
-            results[name] = opener.result
-            settled[name] = (opener.signature, opener.result, time.monotonic())
-        agents = {name: r for name, r in results.items() if isinstance(r, _Agent)}
-        problems = {name: r for name, r in results.items() if isinstance(r, _Problem)}
-        for name, opener in list(self._openers.items()):
-            if name not in results and opener.done.is_set():  # vanished while it opened
-                del self._openers[name]
-                if isinstance(opener.result, _Agent):
-                    self._retired.append((time.monotonic(), opener.result))
-        self._install(agents, problems, settled, None)
-
-    @staticmethod
-    def _still_opening(name: str) -> _Problem:
-        return _Problem(errno.EAGAIN, f"agents/{name}: busy: its store did not open within "
-                        f"{OPEN_DEADLINE:g}s (a database another process holds locked?); "
-                        "tried again in the background")
-
-    def _agent_names(self) -> list[str]:
-        """The names in ``agents/``, listed again only when its inode or mtime changed (or
-        changed so recently that a second change could share the mtime)."""
-        folder = self.state / "agents"
-        try:
-            st = os.lstat(folder)
-        except OSError:
-            return []
-        stamp = (st.st_ino, st.st_mtime_ns)
-        known_stamp, names = self._listing
-        if stamp == known_stamp:
-            return names
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            return []
-        settled = time.time_ns() - st.st_mtime_ns > _SETTLE_NS
-        self._listing = (stamp if settled else None, names)
-        return names
-
-    def _install(self, agents: dict[str, _Agent], problems: dict[str, _Problem],
-                 settled: dict[str, _Settled], root: _Problem | None) -> None:
-        """Swap in what a rescan found; stores of agents no longer served are retired."""
-        kept = {id(agent) for agent in agents.values()}
-        now = time.monotonic()
-        with self._lock:
-            gone = [agent for agent in self._agents.values() if id(agent) not in kept]
-            self._retired.extend((now, agent) for agent in gone)
-            self._agents, self._problems, self._root_problem = agents, problems, root
-            self._settled = settled
-            self._damage = {name: why for name, why in self._damage.items() if name in agents}
-            self._mount_states = tuple(agent.view.state for agent in agents.values())
-            self._scanned_at = time.monotonic()
-        for agent in gone:
-            log.info("agent %s: no longer served", agent.agent_id)
-        self._close_retired()
-
-    def _close_retired(self) -> None:
-        """Close the stores of vanished agents (releasing their database descriptors) once
-        ``RETIRE_GRACE`` has passed and no open file of theirs is left."""
-        if not self._retired:
-            return
-        now = time.monotonic()
-        in_use = {id(getattr(handle, "agent", None)) for handle in self.handles.snapshot()}
-        keep: list[tuple[float, _Agent]] = []
-        for since, agent in self._retired:
-            if now - since < RETIRE_GRACE or id(agent) in in_use:
-                keep.append((since, agent))
-                continue
-            close = getattr(agent.store, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # closing what is gone: nothing to tell anyone
-                    log.debug("closing agent %s's store failed", agent.agent_id, exc_info=True)
-        self._retired = keep
-
-    def _opener_finished(self) -> None:
-        self._rescan_soon = True
-
-    def _locate(self, agent_id: str, known: _Agent | None) -> _Opened:
-        """Where agent ``agent_id``'s store is now, opened (in an :class:`_Opener` thread).
+    def _locate(self, agent_id: str, known: Agent | None) -> Opened:
+        """Where agent ``agent_id``'s store is now, opened (in an :class:`Opener` thread).
         A database another process holds locked makes the agent busy (retried at the next
         rescan): locating would take it for unreadable and pick retained file-era files."""
-        folder = self.state / "agents" / agent_id
+        folder = self.state_dir / "agents" / agent_id
         db = folder / "agent" / SQLITE_NAME
         if is_sqlite_file(db) and is_locked(db):
-            return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: another process holds "
+            return Problem(errno.EAGAIN, f"agents/{agent_id}: busy: another process holds "
                             f"its database {db} locked; tried again at every rescan")
         try:
             location = locate_store(folder)
         except OSError as exc:
-            return _Problem(errno.EIO, f"agents/{agent_id}: cannot look at its store: {exc}")
+            return Problem(errno.EIO, f"agents/{agent_id}: cannot look at its store: {exc}")
         if location.layout is None:
             return None
         outside = self._outside_problem(agent_id, location)
@@ -535,52 +184,60 @@ class StateView(DirectoryHandles):
         try:
             return self._open_agent(agent_id, location)
         except StoreBusy as exc:
-            return _Problem(errno.EAGAIN, f"agents/{agent_id}: busy: {exc}")
+            return Problem(errno.EAGAIN, f"agents/{agent_id}: busy: {exc}")
         except SessionfsError as exc:
             code = exc.errno if exc.errno in (errno.ENOTSUP, errno.EACCES) else errno.EIO
             log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
-            return _Problem(code, f"agents/{agent_id}: cannot serve its store: {exc}")
+            return Problem(code, f"agents/{agent_id}: cannot serve its store: {exc}")
         except OSError as exc:
             code = exc.errno if exc.errno in (errno.EACCES, errno.EPERM) else errno.EIO
             log.warning("agent %s: cannot serve its store: %s", agent_id, exc)
-            return _Problem(code or errno.EIO, f"agents/{agent_id}: cannot serve its store: "
+            return Problem(code or errno.EIO, f"agents/{agent_id}: cannot serve its store: "
                             f"{exc}")
 
-    def _outside_problem(self, agent_id: str, location: StoreLocation) -> _Problem | None:
+    def _outside_problem(self, agent_id: str, location: StoreLocation) -> Problem | None:
         """A store path that resolves out of STATE or into this mount (checked again at every
-        opening: :func:`scan_agent` already refused links, this catches a race with one)."""
+        opening: :func:`sessionfs.statedir.scan_agent` already refused links, this catches a race
+        with one)."""
         for path in {location.path, location.folder}:
             real = os.path.realpath(path)
             if _under(real, self._mount_real) or not _under(real, self._state_real):
-                return _Problem(errno.ELOOP, f"agents/{agent_id}: its store {path} resolves to "
+                return Problem(errno.ELOOP, f"agents/{agent_id}: its store {path} resolves to "
                                 f"{real}, outside the state directory or inside this mount: "
                                 "skipped")
         return None
 
-    def _open_agent(self, agent_id: str, location: StoreLocation) -> _Agent:
-        store = open_store(self.state / "agents" / agent_id, read_only=self.read_only)
+    def _open_agent(self, agent_id: str, location: StoreLocation) -> Agent:
+        store = open_store(self.state_dir / "agents" / agent_id, read_only=self.read_only)
         store.keys()  # unreadable stores fail here, not on the first ls
         # served: a lock elsewhere costs seconds, not 60 s
         store.limit_waits(SERVE_BUSY_TIMEOUT, SERVE_BUSY_DEADLINE)
         extra: dict[str, Any] = {} if self._hide_inner_transcripts else {"transcripts": False}
         access = self._shared(store.path)
+        transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
+        projector = Projector(store, transcripts_dir, recheck=self.timeout)
+        return Agent(agent_id, location, store,
+                     functools.partial(self._agent_view, agent_id, store, access, extra),
+                     projector, access, on_view=self._directory.add_view)
+
+    def _agent_view(self, agent_id: str, store: Store, access: Shown,
+                    extra: dict[str, Any]) -> SessionView:
+        """The view of agent ``agent_id``'s ``sessions.d`` (built at its first use)."""
         view = SessionView(store, timeout=self.timeout, max_entry_size=self.max_entry_size,
                            read_only=self.read_only, **access.as_view_kwargs(), **extra)
         prefix = f"/agents/{agent_id}/sessions/{SESSIONS_D}"
         view.invalidate = lambda inner: self._invalidate(prefix + inner)
         # writes through an openclaw Gateway: only the mounting user's or root's
         view.caller = lambda: self.caller() if self.caller else (os.geteuid(), 0)
-        transcripts_dir = f"{self.mountpoint}/agents/{agent_id}/sessions"
-        projector = Projector(store, transcripts_dir, recheck=self.timeout)
-        return _Agent(agent_id, location, store, view, projector, access)
+        return view
 
-    def _agent(self, agent_id: str, depth: int) -> _Agent | None:
+    def _agent(self, agent_id: str, depth: int) -> Agent | None:
         """The served agent ``agent_id``; None for a listed agent that is not served, at its
         own folder (``depth`` 2); below that, its problem's errno."""
         agent = self.agents().get(agent_id)
         if agent is not None:
             return agent
-        problem = self._problems.get(agent_id)
+        problem = self._directory.problems.get(agent_id)
         if problem is None:
             fail(errno.ENOENT)
         if depth == 2:
@@ -590,11 +247,11 @@ class StateView(DirectoryHandles):
     def _check_root(self) -> None:
         """``agents/`` itself is not walked (a link, or STATE moved): its errno."""
         self.agents()
-        root = self._root_problem
+        root = self._directory.root_problem
         if root is not None:
             fail(root.errno, root.reason)
 
-    def _projection(self, agent: _Agent) -> Projection:
+    def _projection(self, agent: Agent) -> Projection:
         """``agent``'s rendering now; a store that cannot be read answers EIO (never EINVAL
         or ENOENT: the agent is there, its store is damaged) and ``errors``/``status`` say
         why until it reads again."""
@@ -602,20 +259,20 @@ class StateView(DirectoryHandles):
             projection = agent.projector.get()
         except SessionfsError as exc:
             reason = " ".join(str(exc).split())
-            if self._damage.get(agent.agent_id) != reason:
+            if self._directory.damage.get(agent.agent_id) != reason:
                 log.warning("agent %s: cannot read its store: %s", agent.agent_id, reason)
                 with self._lock:
-                    self._damage[agent.agent_id] = reason
+                    self._directory.damage[agent.agent_id] = reason
             if exc.errno in (errno.EBUSY, errno.EAGAIN, errno.EIO):
                 raise
             fail(errno.EIO, reason)
-        if agent.agent_id in self._damage:
+        if agent.agent_id in self._directory.damage:
             with self._lock:
-                self._damage.pop(agent.agent_id, None)
+                self._directory.damage.pop(agent.agent_id, None)
         if projection.token != agent.rendered:
             agent.rendered = projection.token
             if projection.size >= TRIM_AFTER_BYTES:
-                _trim_heap()
+                daemon.trim_heap()  # see TRIM_AFTER_BYTES
         return projection
 
     def _invalidate(self, path: str) -> None:
@@ -627,7 +284,7 @@ class StateView(DirectoryHandles):
             log.debug("invalidating %s failed", path, exc_info=True)
 
     # -- paths -----------------------------------------------------------------------------------
-    def _route(self, path: str) -> tuple[str, list[str], _Agent | None, str]:
+    def _route(self, path: str) -> tuple[str, list[str], Agent | None, str]:
         """``(kind, parts, agent, inner path)``: kinds root, control, control-file, agents,
         agent, sessions, sessions-json, transcript, inner (inside sessions.d)."""
         parts = [part for part in path.split("/") if part]
@@ -675,7 +332,7 @@ class StateView(DirectoryHandles):
             return self._own
         return LiveAccess(path, self._own, self.timeout)
 
-    def _transcript_access(self, agent: _Agent, name: str) -> Shown:
+    def _transcript_access(self, agent: Agent, name: str) -> Shown:
         """What the transcript ``name`` shows: the agent's store's, capped by its own file."""
         if not self.share:
             return agent.access
@@ -712,9 +369,9 @@ class StateView(DirectoryHandles):
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         handle = self.handles.find(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             return handle.agent.view.getattr(None, handle.inner_fh)
-        if isinstance(handle, _TranscriptHandle):
+        if isinstance(handle, FollowedTranscript):
             return self._attrs(READ_ONLY_FILE, *handle.current(), access=handle.access)
         if isinstance(handle, ConstHandle):
             return self._attrs(FILE_MODE, handle.size(), handle.mtime_ns(),
@@ -733,10 +390,11 @@ class StateView(DirectoryHandles):
             data, mtime_ns = self._control_snapshot(parts[1])
             return self._attrs(FILE_MODE, len(data), mtime_ns, 1, self._control_access())
         if kind == "agents":
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents"), 2,
+            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state_dir / "agents"), 2,
                                self._agents_access)
         if kind == "agent":  # a listed agent that is not served shows the mounting user's
-            return self._attrs(READ_ONLY_DIR, 0, self._mtime_of(self.state / "agents" / parts[1]),
+            return self._attrs(READ_ONLY_DIR, 0,
+                               self._mtime_of(self.state_dir / "agents" / parts[1]),
                                2, agent.access if agent is not None else self._own)
         assert agent is not None
         if kind == "sessions":
@@ -763,7 +421,7 @@ class StateView(DirectoryHandles):
         except OSError:
             return self._started_ns
 
-    def _transcript_stat(self, agent: _Agent, name: str) -> tuple[int, int, object]:
+    def _transcript_stat(self, agent: Agent, name: str) -> tuple[int, int, object]:
         """``(size, mtime_ns, token)`` of the transcript ``name`` now: a file-era transcript
         is measured by ``lstat`` alone (a walk stats every file before reading it), a SQLite
         one through its source (:meth:`_transcript`)."""
@@ -778,7 +436,7 @@ class StateView(DirectoryHandles):
         finally:
             source.close()
 
-    def _transcript(self, agent: _Agent, name: str) -> TranscriptSource:
+    def _transcript(self, agent: Agent, name: str) -> TranscriptSource:
         """The transcript ``name`` now. Every stat and open of a transcript comes here, so
         what does not change while the projection's version holds is kept: a SQLite source
         (its version is the database's fingerprint: any commit changes it) or a file-era
@@ -800,7 +458,7 @@ class StateView(DirectoryHandles):
             fail(errno.ENOENT)
         return source
 
-    def _file_names(self, agent: _Agent, name: str) -> tuple[str, ...]:
+    def _file_names(self, agent: Agent, name: str) -> tuple[str, ...]:
         """File era: the names the transcript ``name`` may have on disk, kept while the
         projection's version holds (they come from the entry). :raises OSError: ENOENT"""
         projection, key = self._transcript_key(agent, name)
@@ -812,7 +470,7 @@ class StateView(DirectoryHandles):
         self._keep_transcript(agent, name, projection.version, names)
         return names
 
-    def _transcript_key(self, agent: _Agent, name: str) -> tuple[Projection, str]:
+    def _transcript_key(self, agent: Agent, name: str) -> tuple[Projection, str]:
         """The projection now and the key whose transcript is shown as ``name``."""
         projection = self._projection(agent)
         key = projection.names.get(name)
@@ -820,7 +478,7 @@ class StateView(DirectoryHandles):
             fail(errno.ENOENT)
         return projection, key
 
-    def _keep_transcript(self, agent: _Agent, name: str, version: object,
+    def _keep_transcript(self, agent: Agent, name: str, version: object,
                          known: TranscriptSource | tuple[str, ...]) -> None:
         with self._lock:
             if len(agent.transcripts) > _TRANSCRIPT_CACHE_LIMIT:
@@ -867,7 +525,7 @@ class StateView(DirectoryHandles):
 
     def statfs(self) -> dict[str, int]:
         try:  # the descriptor: STATE replaced by a link into this mount is never walked
-            st = os.statvfs(self._state_fd if self._state_fd is not None else self.state)
+            st = os.statvfs(self._state_fd if self._state_fd is not None else self.state_dir)
         except OSError:
             return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
         return {"f_bsize": st.f_bsize, "f_frsize": st.f_frsize, "f_blocks": st.f_blocks,
@@ -883,7 +541,7 @@ class StateView(DirectoryHandles):
         if kind == "control":
             return entries + [(name, FILE_MODE) for name in CONTROL_FILES]
         if kind == "agents":
-            ids = sorted({*self.agents(), *self._problems})
+            ids = sorted({*self.agents(), *self._directory.problems})
             return entries + [(agent_id, READ_ONLY_DIR) for agent_id in ids]
         if kind == "agent":
             return [*entries, ("sessions", DIR_MODE)]
@@ -909,8 +567,9 @@ class StateView(DirectoryHandles):
         may have changed (the agents, their stores' fingerprints, the error logs), and its mtime
         moves only when the bytes do (``tar -c`` of the mount checks it; ControlFiles)."""
         agents = self.agents()
-        standing = (tuple(sorted(self._problems.items())), self._root_problem,
-                    tuple(sorted(self._damage.items())))  # agents listed, not served, and why
+        directory = self._directory  # agents listed, not served, and why
+        standing = (tuple(sorted(directory.problems.items())), directory.root_problem,
+                    tuple(sorted(directory.damage.items())))
         if name == "errors":  # the stores' fingerprints: damage is looked for when they move
             token: Hashable = (self.errors.version,
                                tuple((agent_id, agent.view.errors.version,
@@ -938,7 +597,7 @@ class StateView(DirectoryHandles):
                     parts.append(f"# agent {agent_id} (paths inside sessions.d)\n".encode()
                                  + inner)
             return b"".join(parts)
-        lines = [f"state: {self.state}", f"mountpoint: {self.mountpoint}",
+        lines = [f"state: {self.state_dir}", f"mountpoint: {self.mountpoint}",
                  f"agents: {len(agents)}", f"timeout: {self.timeout:g}", f"pid: {os.getpid()}"]
         for agent_id, agent in agents.items():
             try:
@@ -946,35 +605,36 @@ class StateView(DirectoryHandles):
             except SessionfsError as exc:
                 count = f"unknown ({exc})"
             writable = agent.view.read_only_reason
-            if writable is None and agent.view.state.through_gateway:
+            if writable is None and agent.view.mount_state.through_gateway:
                 writable = agent.store.read_only_reason  # writable while a Gateway is live
             lines += ["", f"[agent {agent_id}]", f"store: {agent.store.path}",
                       f"generation: {agent.store.generation}", f"sessions: {count}",
                       "sessions.d writable: " + ("yes" if writable is None
                                                  else f"no ({writable})")]
-            why = self._damage.get(agent_id)
+            why = self._directory.damage.get(agent_id)
             if isinstance(count, str) or why is not None:
                 lines.append(f"error: EIO {why or ' '.join(str(count).split())}")
             if agent.store.writes_through_gateway:  # refused and damaged rows, each by key
                 lines += store_status_lines(agent.store)[1:]
-        for agent_id, problem in sorted(self._problems.items()):
+        for agent_id, problem in sorted(self._directory.problems.items()):
             lines += ["", f"[agent {agent_id}]", f"error: {errno.errorcode[problem.errno]} "
                       f"{' '.join(problem.reason.split())}"]
-        if self._root_problem is not None:
-            lines += ["", "[agents]", f"error: {errno.errorcode[self._root_problem.errno]} "
-                      f"{' '.join(self._root_problem.reason.split())}"]
+        root = self._directory.root_problem
+        if root is not None:
+            lines += ["", "[agents]", f"error: {errno.errorcode[root.errno]} "
+                      f"{' '.join(root.reason.split())}"]
         return ("\n".join(lines) + "\n").encode("utf-8", "replace")
 
     def _standing_problems(self) -> list[str]:
         """What is not served now and why, one line each (``errors`` starts with them)."""
         lines = []
-        root = self._root_problem
+        root = self._directory.root_problem
         if root is not None:
             lines.append(f"agents {errno.errorcode[root.errno]} {' '.join(root.reason.split())}")
-        for agent_id, problem in sorted(self._problems.items()):
+        for agent_id, problem in sorted(self._directory.problems.items()):
             lines.append(f"agents/{agent_id} {errno.errorcode[problem.errno]} "
                          f"{' '.join(problem.reason.split())}")
-        for agent_id, why in sorted(self._damage.items()):
+        for agent_id, why in sorted(self._directory.damage.items()):
             lines.append(f"agents/{agent_id} EIO {why}")
         return lines
 
@@ -994,7 +654,7 @@ class StateView(DirectoryHandles):
         if kind == "inner":
             assert agent is not None
             inner_fh = agent.view.open(inner, flags)
-            return self.handles.add(_Delegated(agent, inner_fh,
+            return self.handles.add(Delegated(agent, inner_fh,
                                                agent.view.handles.find(inner_fh)))
         if kind in ("sessions-json", "transcript"):
             assert agent is not None
@@ -1004,11 +664,11 @@ class StateView(DirectoryHandles):
             if kind == "sessions-json":
                 projection = self._projection(agent)
                 self._opened(path, projection.token)  # drops attributes of another size
-                return self.handles.add(_CachedBytes(projection, False, agent.access))
+                return self.handles.add(RenderedHandle(projection, False, agent.access))
             name = parts[3]
             source = self._transcript(agent, name)
             keep = self._opened(path, source.token)
-            return self.handles.add(_TranscriptHandle(
+            return self.handles.add(FollowedTranscript(
                 source, keep, lambda: self._transcript(agent, name),
                 lambda: self._transcript_stat(agent, name), self._transcript_access(agent, name),
                 lambda: self._sized.get(path), agent))
@@ -1031,14 +691,14 @@ class StateView(DirectoryHandles):
         kind, _parts, agent, inner = self._route_for_new(path)
         if kind == "inner" and agent is not None:
             inner_fh = agent.view.create(inner, flags)
-            return self.handles.add(_Delegated(agent, inner_fh,
+            return self.handles.add(Delegated(agent, inner_fh,
                                                agent.view.handles.find(inner_fh)))
         if kind in ("control", "control-file"):
             fail(errno.EACCES, "the control folder is read-only")
         self._refuse(path, "only sessions.d/<name>/meta.json is writable in the state mount")
         raise AssertionError  # unreachable
 
-    def _route_for_new(self, path: str) -> tuple[str, list[str], _Agent | None, str]:
+    def _route_for_new(self, path: str) -> tuple[str, list[str], Agent | None, str]:
         """Route a name that may not exist yet (create, mkdir, rename target)."""
         try:
             return self._route(path)
@@ -1053,19 +713,19 @@ class StateView(DirectoryHandles):
     # -- handle operations -----------------------------------------------------------------------
     def read(self, fh: int, size: int, offset: int) -> bytes:
         handle = self.handles.get(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             return handle.agent.view.read(handle.inner_fh, size, offset)
         return handle.read(size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self.handles.get(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             return handle.agent.view.write(handle.inner_fh, data, offset)
         fail(errno.EBADF)
 
     def flush(self, fh: int) -> None:
         handle = self.handles.get(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             try:
                 handle.agent.view.flush(handle.inner_fh)
             finally:
@@ -1074,7 +734,7 @@ class StateView(DirectoryHandles):
 
     def fsync(self, fh: int) -> None:
         handle = self.handles.get(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             try:
                 handle.agent.view.fsync(handle.inner_fh)
             finally:
@@ -1083,7 +743,7 @@ class StateView(DirectoryHandles):
     def release(self, fh: int) -> None:
         handle = self.handles.get(fh)
         try:
-            if isinstance(handle, _Delegated):
+            if isinstance(handle, Delegated):
                 handle.agent.view.release(handle.inner_fh)
                 if handle.writable:
                     handle.agent.projector.forget()
@@ -1094,7 +754,7 @@ class StateView(DirectoryHandles):
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
         handle = self.handles.find(fh)
-        if isinstance(handle, _Delegated):
+        if isinstance(handle, Delegated):
             handle.agent.view.truncate(None, length, handle.inner_fh)
             return
         if handle is not None:
@@ -1113,7 +773,7 @@ class StateView(DirectoryHandles):
         fail(errno.EISDIR)
 
     # -- names -----------------------------------------------------------------------------------
-    def _mutate(self, path: str, action: Callable[[_Agent, str], None]) -> None:
+    def _mutate(self, path: str, action: Callable[[Agent, str], None]) -> None:
         kind, _parts, agent, inner = self._route_for_new(path)
         if kind == "inner" and agent is not None:
             try:
@@ -1166,67 +826,13 @@ class StateView(DirectoryHandles):
     def has_dooms(self) -> bool:
         """Asked before every callback, so no lock and no call per agent: :meth:`agents`
         replaces ``_mount_states`` whole (each agent view's :class:`MountState`)."""
-        return any(state.doomed for state in self._mount_states)
+        return any(state.doomed for state in self._directory.mount_states)
 
     def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
         """Carry out each agent's deletes whose grace is over (``SessionView.settle``)."""
         with self._lock:
-            agents = list(self._agents.values())
+            agents = list(self._directory.served.values())
         for agent in agents:
-            if agent.view.has_dooms:
-                agent.view.settle(everything=everything)
-
-
-# -- serving ---------------------------------------------------------------------------------
-class StateRoot:
-    """A state directory to mount (what :func:`sessionfs.fs.mount.mount` opens for STATE)."""
-
-    layout = "state"
-
-    def __init__(self, state: os.PathLike[str] | str) -> None:
-        self.path = Path(os.path.abspath(state))
-        if not (self.path / "agents").is_dir():
-            from sessionfs.errors import StoreNotFound
-
-            raise StoreNotFound(f"{self.path}: not an openclaw state directory (no agents/)")
-
-    def serve(self, mountpoint: str, options: Any, ready: object = None) -> int:
-        """Run the state mount until it is unmounted (mount.py's ``_serve`` for a state)."""
-        import importlib
-        import signal
-
-        mounting = importlib.import_module("sessionfs.fs.mount")
-        from sessionfs.fs.fuse_glue import SessionFUSE
-        from sessionfs.fs.operations import SessionOperations
-
-        class StateFUSE(SessionFUSE):
-            """SessionFUSE that also sets ``keep_cache`` from the handle."""
-
-            def _file_flags(self, fip: Any) -> None:
-                super()._file_flags(fip)
-                handle = self.operations.view.handles.find(fip.contents.fh)
-                fip.contents.keep_cache = int(bool(getattr(handle, "keep_cache", False)))
-
-        view = StateView(self.path, mountpoint, timeout=options.timeout,
-                         max_entry_size=options.max_entry_size, read_only=options.read_only,
-                         share=options.allow_other)
-        view.agents()
-
-        def on_init() -> None:
-            mounting._start_heap_trimmer()
-            if callable(ready):
-                ready()
-
-        operations = SessionOperations(view, on_init=on_init)  # type: ignore[arg-type]
-        kwargs = mounting._fuse_kwargs(options, self, read_only=False)
-        for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(signo, signal.SIG_DFL)
-        log.info("serving state %s at %s", self.path, mountpoint)
-        try:
-            StateFUSE(operations, mountpoint, foreground=True, nothreads=False, **kwargs)
-        except RuntimeError as exc:
-            if exc.args and exc.args[0] == 8:  # libfuse3: the loop ended on a signal
-                return 0
-            raise mounting.MountError(f"could not mount {mountpoint} (libfuse error "
-                                      f"{exc.args[0]})") from None
-        return 0
+            view = agent.built  # an agent whose view was never built has nothing to settle
+            if view is not None and view.has_dooms:
+                view.settle(everything=everything)

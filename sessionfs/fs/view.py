@@ -61,6 +61,7 @@ from sessionfs.fs.handles import (
     SinkHandle,
 )
 from sessionfs.fs.index import SessionIndex
+from sessionfs.fs.mountstate import UNLINK_GRACE, MountState
 from sessionfs.fs.namespace import Namespace
 from sessionfs.fs.paths import (
     CONTROL,
@@ -86,7 +87,6 @@ from sessionfs.fs.scratch import (
     ScratchTree,
     is_root_scratch_name,
 )
-from sessionfs.fs.state import UNLINK_GRACE, MountState
 from sessionfs.fs.transcript import (
     TRANSCRIPT_MODE,
     TRANSCRIPT_NAME,
@@ -94,6 +94,7 @@ from sessionfs.fs.transcript import (
     TranscriptLeaf,
     store_status_lines,
 )
+from sessionfs.fs.viewapi import DirectoryHandles, DirHandle
 from sessionfs.store import StoreLocation, legacy_beside_token, locate_store, reappeared_legacy
 from sessionfs.store.base import EntryRecord, Store
 
@@ -102,42 +103,13 @@ __all__ = ["META_NAME", "DirHandle", "DirectoryHandles", "SessionView", "Where",
 log = logging.getLogger("sessionfs.fs")
 
 
-class DirHandle(Handle):
-    """An open directory: the listing taken at ``opendir``, served by offset."""
-
-    def __init__(self, path: str, entries: list[tuple[str, int]]) -> None:
-        self.path = path
-        self.entries = entries
-
-
-class DirectoryHandles:
-    """opendir / readdir / releasedir, the same for every view: the listing is taken once, at
-    ``opendir``, from the view's own :meth:`listdir`, and kept in its handle table."""
-
-    handles: HandleTable
-
-    def listdir(self, path: str) -> list[tuple[str, int]]:
-        raise NotImplementedError
-
-    def opendir(self, path: str) -> int:
-        return self.handles.add(DirHandle(path, self.listdir(path)))
-
-    def dir_entries(self, fh: int) -> DirHandle:
-        handle = self.handles.get(fh)
-        if not isinstance(handle, DirHandle):
-            fail(errno.EBADF)
-        return handle
-
-    def releasedir(self, fh: int) -> None:
-        self.handles.pop(fh)
-
-
 class SessionView(DirectoryHandles):
     """The mounted tree over one store. Thread-safe; every method may raise OSError or
     SessionfsError (whose ``errno`` the adapter answers).
 
-    Its parts: :attr:`state` (the one owner of what the mount remembers and of the commit, see
-    :mod:`sessionfs.fs.state` for the locks), :attr:`namespace` (mkdir, rename, ...),
+    Its parts: :attr:`mount_state` (the one owner of what the mount remembers and of the
+    commit, see :mod:`sessionfs.fs.mountstate` for the locks), :attr:`namespace` (mkdir,
+    rename, ...),
     :attr:`transcript` (``transcript.jsonl``); the view itself answers attributes, listings,
     opens and the control files, and routes each call to the part it concerns.
     """
@@ -169,15 +141,15 @@ class SessionView(DirectoryHandles):
             *(permissions or (DIR_MODE & 0o777, FILE_MODE & 0o777)))
         self.handles = HandleTable()
         # SQLite: the store's fingerprint is probed at most every 0.1 s (within --timeout).
-        self.state = MountState(store, max_entry_size=max_entry_size,
+        self.mount_state = MountState(store, max_entry_size=max_entry_size,
                                 read_only_reason=read_only_reason, hide_grace=hide_grace,
                                 unlink_grace=unlink_grace, scratch_max_bytes=scratch_max_bytes,
                                 scratch_max_files=scratch_max_files,
                                 probe_interval=min(timeout, 0.1))
-        self.state.attr_timeout = timeout
-        self.errors = self.state.errors
-        self.index: SessionIndex = self.state.index
-        self.namespace = Namespace(self.state, getattr=self.getattr)
+        self.mount_state.attr_timeout = timeout
+        self.errors = self.mount_state.errors
+        self.index: SessionIndex = self.mount_state.index
+        self.namespace = Namespace(self.mount_state, getattr=self.getattr)
         #: /<name>/transcript.jsonl (see fs.transcript)
         self.transcript = TranscriptLeaf(store, self.index, self.errors, enabled=transcripts)
         if not through_gateway and store.read_only_reason is not None:
@@ -221,33 +193,33 @@ class SessionView(DirectoryHandles):
     # -- the state's settings, as the adapter and the tests see them -----------------------------
     @property
     def read_only_reason(self) -> str | None:
-        return self.state.read_only_reason
+        return self.mount_state.read_only_reason
 
     @property
     def unlink_grace(self) -> float:
-        return self.state.unlink_grace
+        return self.mount_state.unlink_grace
 
     @property
     def hide_grace(self) -> float:
-        return self.state.hide_grace
+        return self.mount_state.hide_grace
 
     @property
     def invalidate(self) -> Callable[[str], None] | None:
         """Set by the adapter: drop the kernel's cached attributes of a path."""
-        return self.state.invalidate
+        return self.mount_state.invalidate
 
     @invalidate.setter
     def invalidate(self, function: Callable[[str], None] | None) -> None:
-        self.state.invalidate = function
+        self.mount_state.invalidate = function
 
     @property
     def caller(self) -> Callable[[], tuple[int, int]] | None:
         """Set by the adapter: ``(uid, pid)`` of the process making the current call."""
-        return self.state.caller
+        return self.mount_state.caller
 
     @caller.setter
     def caller(self, function: Callable[[], tuple[int, int]] | None) -> None:
-        self.state.caller = function
+        self.mount_state.caller = function
 
     @property
     def transcripts(self) -> bool:
@@ -255,15 +227,15 @@ class SessionView(DirectoryHandles):
 
     @property
     def _lock(self) -> threading.RLock:
-        return self.state.lock
+        return self.mount_state.lock
 
     @property
     def _scratch(self) -> ScratchTree:
-        return self.state.scratch
+        return self.mount_state.scratch
 
     def served(self, key: str) -> tuple[bytes, EntryRecord]:
         """The bytes ``meta.json`` shows now. :raises SessionNotFound:"""
-        return self.state.served(key)
+        return self.mount_state.served(key)
 
     # -- attributes ------------------------------------------------------------------------------
     def _shown_mode(self, mode: int, cap: int = 0o777) -> int:
@@ -321,9 +293,8 @@ class SessionView(DirectoryHandles):
                 found = self._transcript_getattr(where)
                 if found is not None:
                     return found
-            self.state.require_dir(where.top)
-            with self.state.lock:
-                file = self.state.scratch.get(where.top, where.name)
+            self.mount_state.require_dir(where.top)
+            file = self.mount_state.scratch_file(where.top, where.name)
             if file is None:
                 fail(errno.ENOENT)
             return self._attrs(file.mode, file.size, file.mtime_ns)
@@ -368,13 +339,13 @@ class SessionView(DirectoryHandles):
                                cap=self.transcript_cap(handle.key))
         if isinstance(handle, ConstHandle):
             return self._attrs(CONTROL_FILE_MODE, handle.size(), handle.mtime_ns())
-        with self.state.lock:
+        with self.mount_state.lock:
             size = handle.size()
             if isinstance(handle, MetaHandle):
-                cached = self.state.cached_reader(handle.key) if handle.direct_io else None
+                cached = self.mount_state.cached_reader(handle.key) if handle.direct_io else None
                 if cached is not None:  # see MountState.cached_reader
                     size = cached.size()
-                self.state.tell_size(handle.key, size)
+                self.mount_state.tell_size(handle.key, size)
         cap = self._meta_cap(handle.key) if isinstance(handle, MetaHandle) else 0o777
         return self._attrs(FILE_MODE, size, handle.mtime_ns(), cap=cap)
 
@@ -403,11 +374,11 @@ class SessionView(DirectoryHandles):
             meta = self.index.meta_of(key)
             if meta is not None:
                 return self._attrs(DIR_MODE, 0, meta.updated_ns, 2, self._folder_cap(key))
-        with self.state.lock:
-            pending = self.state.pending.get(top)
-            if pending is not None or (key is not None and self.state.scratch.has_any(top)):
+        with self.mount_state.lock:
+            pending = self.mount_state.pending.get(top)
+            if pending is not None or (key is not None and self.mount_state.scratch.has_any(top)):
                 return self._attrs(DIR_MODE, 0, pending or self._started_ns, 2)
-            file = self.state.scratch.get("", top)
+            file = self.mount_state.scratch.get("", top)
         if file is None:
             fail(errno.ENOENT)
         return self._attrs(file.mode, file.size, file.mtime_ns)
@@ -423,10 +394,10 @@ class SessionView(DirectoryHandles):
             fail(errno.ENOENT)
         stored = self.index.meta_of(key)
         if stored is None:
-            self.state.require_dir(top)
-        meta = None if self.state.hidden_now(key) else stored
-        with self.state.lock:
-            writers = [h for h in self.state.open_meta.get(key, ()) if h.writable]
+            self.mount_state.require_dir(top)
+        meta = None if self.mount_state.hidden_now(key) else stored
+        with self.mount_state.lock:
+            writers = [h for h in self.mount_state.open_meta.get(key, ()) if h.writable]
             latest = next((h for h in reversed(writers) if h.dirty), None)
             if meta is None:
                 creators = [h for h in writers if h.creating]
@@ -438,10 +409,10 @@ class SessionView(DirectoryHandles):
             else:
                 assert meta is not None
                 size, mtime_ns = meta.size, meta.mtime_ns
-            cached = self.state.cached_reader(key)
+            cached = self.mount_state.cached_reader(key)
             if cached is not None:  # see MountState.cached_reader
                 size = cached.size()
-            self.state.tell_size(key, size)
+            self.mount_state.tell_size(key, size)
         return size, mtime_ns
 
     # -- listings --------------------------------------------------------------------------------
@@ -453,30 +424,28 @@ class SessionView(DirectoryHandles):
             entries.append((CONTROL_DIR, CONTROL_DIR_MODE))
             sessions = self._session_entries()
             entries.extend(sessions)
-            with self.state.lock:
-                if self.state.pending:
+            with self.mount_state.lock:
+                if self.mount_state.pending:
                     listed = {name for name, _ in sessions}
-                    entries.extend((name, DIR_MODE) for name in self.state.pending
+                    entries.extend((name, DIR_MODE) for name in self.mount_state.pending
                                    if name not in listed)
-                entries.extend((name, file.mode) for name, file in self.state.scratch.items(""))
+                entries.extend((name, file.mode)
+                               for name, file in self.mount_state.scratch.items(""))
             return entries
         if where.kind == CONTROL:
             return entries + [(name, CONTROL_FILE_MODE)
                               for name in (*CONTROL_FILES, *self._sinks.names())]
         if where.kind == TOP:
-            key, state = self.state.require_dir(where.top)
-            if key is not None and state == "session" and not self.state.hidden_now(key):
+            key, state = self.mount_state.require_dir(where.top)
+            if key is not None and ((state == "session" and not self.mount_state.hidden_now(key))
+                                    or self.mount_state.being_created(key)):
                 entries.append((META_NAME, FILE_MODE))
-            elif key is not None:
-                with self.state.lock:
-                    if any(h.creating for h in self.state.open_meta.get(key, ())):
-                        entries.append((META_NAME, FILE_MODE))
             if (self.transcripts and key is not None and state == "session"
                     and self.transcript.has_transcript(key)):
                 entries.append((TRANSCRIPT_NAME, TRANSCRIPT_MODE))
-            with self.state.lock:
+            with self.mount_state.lock:
                 entries.extend((name, file.mode)
-                               for name, file in self.state.scratch.items(where.top)
+                               for name, file in self.mount_state.scratch.items(where.top)
                                if not (self.transcripts and name == TRANSCRIPT_NAME
                                        and (TRANSCRIPT_NAME, TRANSCRIPT_MODE) in entries))
             return entries
@@ -488,9 +457,7 @@ class SessionView(DirectoryHandles):
         """One ``(name, DIR_MODE)`` per stored session."""
         sessions, fresh = self.index.session_entries()
         if fresh:
-            with self.state.lock:
-                keep_keys = self.state.kept_keys()
-                self.index.prune({name for name, _ in sessions}, keep_keys, set(self.state.pending))
+            self.mount_state.prune_index({name for name, _ in sessions})
         return sessions
 
     # -- control files ---------------------------------------------------------------------------
@@ -509,7 +476,7 @@ class SessionView(DirectoryHandles):
         stray: object = legacy_beside_token(self._location)
         if stray is not None:
             stray = (stray, int(time.monotonic() // self.STRAY_RECHECK_SECONDS))
-        budget = self.state.scratch.budget
+        budget = self.mount_state.scratch.budget
         token = (self.store.fingerprint(), stray, budget.files, budget.bytes,
                  self.read_only_reason, self._gateway_now())
         return self._control.get(name, token, self._render_status)
@@ -523,7 +490,7 @@ class SessionView(DirectoryHandles):
             return self._sqlite_status(count)
         assert self._location is not None
         stray = reappeared_legacy(self._location)  # a legacy gateway still writing
-        budget = self.state.scratch.budget
+        budget = self.mount_state.scratch.budget
         return render_status(store_path=self.store.path, layout=self.store.layout,
                              sessions=count, read_only_reason=self.read_only_reason,
                              timeout=self.timeout, max_entry_size=self.max_entry_size,
@@ -533,9 +500,10 @@ class SessionView(DirectoryHandles):
 
     def _gateway_now(self) -> object:
         """Gateway stores: the live Gateway (pid, start time, port) or why none; else None."""
-        if not self.state.through_gateway:
+        store = self.mount_state.gateway_store
+        if store is None:
             return None
-        found = self.store.gateway.owner()  # type: ignore[attr-defined]
+        found = store.gateway.owner()
         return found if isinstance(found, str) else (found.pid, found.start_time, found.port)
 
     def _sqlite_status(self, count: int | str) -> bytes:
@@ -574,17 +542,17 @@ class SessionView(DirectoryHandles):
                 self.transcript.refuse_transcript_change(path)
             return self.handles.add(self.transcript.open_transcript(where, flags))
         if writing:
-            self.state.require_writable()
+            self.mount_state.require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=False)
         if where.kind in (INNER, TOP):
             if where.kind == INNER:
-                self.state.require_dir(where.top)
-            with self.state.lock:
-                file = self.state.scratch.get(where.directory, where.leaf)
+                self.mount_state.require_dir(where.top)
+            with self.mount_state.lock:
+                file = self.mount_state.scratch.get(where.directory, where.leaf)
                 if file is None:
                     key = self.index.key_of(where.top)
-                    if where.kind == TOP and self.state.dir_exists(where.top, key):
+                    if where.kind == TOP and self.mount_state.dir_exists(where.top, key):
                         fail(errno.EISDIR)
                     fail(errno.ENOENT)
                 return self._open_scratch(file, flags, path)
@@ -597,7 +565,7 @@ class SessionView(DirectoryHandles):
         nothing of it kept. ``sink`` None: a control file itself, opened for writing."""
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writable or flags & os.O_TRUNC:
-            self.state.require_writable()
+            self.mount_state.require_writable()
             log.info("discarding what is written to /%s/%s (the control files show this "
                      "mount's state)", CONTROL_DIR, name)
         if sink is None:
@@ -611,7 +579,7 @@ class SessionView(DirectoryHandles):
     def control_unlink(self, name: str) -> None:
         """``unlink`` in ``/.sessionfs``: a sink goes; a control file is hidden until a restore
         creates it again (``tar -x``), then shows its own content again."""
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if self._sinks.get(name) is not None and self._sinks.unlink(name):
             return
         if name not in CONTROL_FILES or self._sinks.hidden(name):
@@ -621,7 +589,7 @@ class SessionView(DirectoryHandles):
     def control_rename(self, old: str, new: str, flags: int) -> None:
         """``rename`` within ``/.sessionfs``: only a sink moves (``rsync``'s temp file onto
         ``status``); the control files themselves stay where they are."""
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if self._sinks.get(old) is None:
             if old in CONTROL_FILES:
                 fail(errno.EACCES, "the control files cannot be moved")
@@ -636,7 +604,7 @@ class SessionView(DirectoryHandles):
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         handle = ScratchHandle(file, writable=writable, append=bool(flags & os.O_APPEND),
                                limit=2 * self.max_entry_size + (1 << 20),
-                               budget=self.state.scratch.budget, path=path)
+                               budget=self.mount_state.scratch.budget, path=path)
         if flags & os.O_TRUNC:
             handle.truncate(0)
         return self.handles.add(handle)
@@ -646,26 +614,26 @@ class SessionView(DirectoryHandles):
         if key is None:
             fail(errno.ENOENT)
         if create or (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
-            self.state.require_dir(top)  # a plain read finds out below, from the store
+            self.mount_state.require_dir(top)  # a plain read finds out below, from the store
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         truncate = bool(flags & os.O_TRUNC)
-        hidden = self.state.hidden_now(key)
+        hidden = self.mount_state.hidden_now(key)
         plain_read = not (create or writable or truncate)
         # A plain read needs the bytes only: one read of the entry's file, parsed only the
         # first time it is seen (state.snapshot); everything else goes through the store.
-        quick = self.state.snapshot(key, top) if plain_read and not hidden else None
+        quick = self.mount_state.snapshot(key, top) if plain_read and not hidden else None
         if quick is not None:
             data, mtime_ns = quick
             found = True
         else:
             try:
-                data, record = self.state.served(key)
+                data, record = self.mount_state.served(key)
                 mtime_ns = self.index.entry_mtime(record)
                 found = True
             except SessionNotFound:
                 data, mtime_ns, found = b"", time.time_ns(), False
-        with self.state.lock:
-            opened = self.state.open_meta.get(key, [])
+        with self.mount_state.lock:
+            opened = self.mount_state.open_meta.get(key, [])
             being_created = any(h.creating for h in opened)
             exists = found and not hidden
             writing = writable or truncate
@@ -678,26 +646,29 @@ class SessionView(DirectoryHandles):
                 fail(errno.EEXIST)
             new_file = (create or writing) and not exists
             if new_file:
-                self.state.hidden.pop(key, None)
-                self.state.cancel_doom(key)  # unlink + create (install, tar -x): a save, see Doom
+                self.mount_state.hidden.pop(key, None)
+                # unlink + create (install, tar -x): a save, see Doom
+                self.mount_state.cancel_doom(key)
                 data = b""
             if writing:
-                handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=True,
+                handle = MetaHandle(self.mount_state, key, top, data, mtime_ns=mtime_ns,
+                                    writable=True,
                                     append=bool(flags & os.O_APPEND), dirty=new_file)
                 if truncate:
                     handle.truncate_on_open()
             else:
-                handle = MetaHandle(self.state, key, top, data, mtime_ns=mtime_ns, writable=False)
-                handle.direct_io = not self.state.page_cache_safe(handle)
-                self.state.remember_shown(key, data)  # the base of this reader's save
-            self.state.opened(handle)
+                handle = MetaHandle(self.mount_state, key, top, data, mtime_ns=mtime_ns,
+                                    writable=False)
+                handle.direct_io = not self.mount_state.page_cache_safe(handle)
+                self.mount_state.remember_shown(key, data)  # the base of this reader's save
+            self.mount_state.opened(handle)
             return self.handles.add(handle)
 
     def create(self, path: str, flags: int) -> int:
         """``open(O_CREAT)`` of a name the kernel did not find."""
         where = parse_path(path)
         if where.kind == CONTROL_FILE:
-            self.state.require_writable()
+            self.mount_state.require_writable()
             if where.name in CONTROL_FILES and self._sinks.get(where.name) is None \
                     and not self._sinks.hidden(where.name):
                 if flags & os.O_EXCL:
@@ -710,13 +681,13 @@ class SessionView(DirectoryHandles):
             if flags & os.O_EXCL:
                 fail(errno.EEXIST)
             self.transcript.refuse_transcript_change(path)
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if where.kind == META:
             return self._open_meta_file(where.top, flags, create=True)
         if where.kind == INNER:
-            self.state.require_dir(where.top)
+            self.mount_state.require_dir(where.top)
         elif where.kind == TOP:
-            if self.state.dir_exists(where.top, self.index.key_of(where.top)):
+            if self.mount_state.dir_exists(where.top, self.index.key_of(where.top)):
                 fail(errno.EISDIR)
             if not is_root_scratch_name(where.top):
                 fail(errno.EPERM, "only session folders (and editor scratch files) live here")
@@ -724,13 +695,13 @@ class SessionView(DirectoryHandles):
             fail(errno.EEXIST)
         else:
             fail(errno.ENOENT)
-        with self.state.lock:
-            file = self.state.scratch.get(where.directory, where.leaf)
+        with self.mount_state.lock:
+            file = self.mount_state.scratch.get(where.directory, where.leaf)
             if file is not None and flags & os.O_EXCL:
                 fail(errno.EEXIST)
             if file is None:
                 file = ScratchFile()
-                self.state.scratch.put(where.directory, where.leaf, file)
+                self.mount_state.scratch.put(where.directory, where.leaf, file)
             return self._open_scratch(file, flags, path)
 
     # -- handle operations -----------------------------------------------------------------------
@@ -738,13 +709,11 @@ class SessionView(DirectoryHandles):
         handle = self.handles.get(fh)
         if isinstance(handle, TranscriptHandle):  # store I/O: never under the view's lock
             return handle.read(size, offset)
-        with self.state.lock:
-            return handle.read(size, offset)
+        return self.mount_state.read_open_file(handle, size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self.handles.get(fh)
-        with self.state.lock:
-            return handle.write(data, offset)
+        return self.mount_state.write_open_file(handle, data, offset)
 
     def flush(self, fh: int) -> None:
         self.handles.get(fh).flush()
@@ -759,7 +728,7 @@ class SessionView(DirectoryHandles):
         finally:
             self.handles.pop(fh)
             if isinstance(handle, MetaHandle):
-                self.state.closed(handle)
+                self.mount_state.closed(handle)
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
         """``truncate``/``ftruncate``: an open handle's buffer when there is one."""
@@ -774,8 +743,7 @@ class SessionView(DirectoryHandles):
         if handle is not None:
             if isinstance(handle, ConstHandle):
                 fail(errno.EACCES)
-            with self.state.lock:
-                handle.truncate(length)
+            self.mount_state.truncate_open_file(handle, length)
             return
         if path is None:
             fail(errno.EBADF)
@@ -789,21 +757,20 @@ class SessionView(DirectoryHandles):
             return
         if where.kind in (CONTROL, CONTROL_FILE):
             fail(errno.EACCES, "the control folder is read-only")
-        self.state.require_writable()
+        self.mount_state.require_writable()
         if where.kind == META:  # no open file: the truncated entry is committed right away
-            key, _ = self.state.require_dir(where.top)
-            if key is None or self.state.hidden_now(key):
+            key, _ = self.mount_state.require_dir(where.top)
+            if key is None or self.mount_state.hidden_now(key):
                 fail(errno.ENOENT)
-            data, _record = self.state.served(key)
+            data, _record = self.mount_state.served(key)
             data = data[:length] + bytes(max(0, length - len(data)))
-            self.state.commit(key, where.top, data)
+            self.mount_state.commit(key, where.top, data)
             return
         if where.kind in (INNER, TOP):
             fh = self.open(path, os.O_WRONLY)
             try:
                 handle = self.handles.get(fh)
-                with self.state.lock:  # scratch files are shared by every open handle
-                    handle.truncate(length)
+                self.mount_state.truncate_open_file(handle, length)
             finally:
                 self.release(fh)
             return
@@ -813,40 +780,40 @@ class SessionView(DirectoryHandles):
         where = parse_path(path)
         if where.kind != META:
             return None
-        writers = self.state.writers(self.index.key_of(where.top) or "")
+        writers = self.mount_state.writers(self.index.key_of(where.top) or "")
         return writers[-1] if writers else None
 
     # -- committing ------------------------------------------------------------------------------
     def commit(self, key: str, top: str, raw: bytes) -> bool:
         """Validate and store ``raw`` as ``key``'s entry (:meth:`MountState.commit`)."""
-        return self.state.commit(key, top, raw)
+        return self.mount_state.commit(key, top, raw)
 
     def reject(self, path: str, exc: SessionfsError | OSError) -> None:
         """A write was refused: record it for ``/.sessionfs/errors`` and the log."""
-        self.state.reject(path, exc)
+        self.mount_state.reject(path, exc)
 
     # -- namespace operations (sessionfs.fs.namespace), after the transcript and control rules --
     @property
     def has_dooms(self) -> bool:
-        return self.state.has_dooms
+        return self.mount_state.has_dooms
 
     def settle(self, *, exempt: str | None = None, everything: bool = False) -> None:
         """Carry out the deletes whose grace is over (:meth:`MountState.settle`)."""
-        self.state.settle(exempt=exempt, everything=everything)
+        self.mount_state.settle(exempt=exempt, everything=everything)
 
     def _gateway_gate(self) -> None:
         """A Gateway store: every namespace change needs a live Gateway first (EROFS with the
         reason, as a read-only mount would answer), before any other rule speaks."""
-        if self.state.through_gateway:
-            self.state.require_writable()
+        if self.mount_state.through_gateway:
+            self.mount_state.require_writable()
 
     def unlink(self, path: str) -> None:
         self._gateway_gate()
         where = parse_path(path)
-        if self.state.through_gateway and self.transcript.transcript_path(path) is not None:
+        if self.mount_state.through_gateway and self.transcript.transcript_path(path) is not None:
             key = self.index.key_of(where.top)
-            if key is not None and key in self.state.doomed:  # rm -r: goes with its session
-                self.state.require_writable()
+            if key is not None and key in self.mount_state.doomed:  # rm -r: goes with its session
+                self.mount_state.require_writable()
                 return
         self.transcript.guard_transcript_name(path)
         if where.kind == CONTROL_FILE:  # a restore replacing a control file (tar -x)

@@ -224,9 +224,13 @@ class DirectoryStore(Store):
 
     def entry_token(self, name: str) -> object:
         """``(inode, mtime, size)`` of ``<name>/meta.json`` from one ``lstat`` (every write is
-        a rename onto that name, so the inode changes); MISSING when it is not there."""
+        a rename onto that name, so the inode changes); MISSING when it is not there, or when
+        the session folder is a symbolic link (never a session: it could lead anywhere)."""
+        folder = f"{self._root}/{name}"
         try:
-            st = os.stat(f"{self._root}/{name}/{META_FILE}", follow_symlinks=False)
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                return MISSING
+            st = os.stat(f"{folder}/{META_FILE}", follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return MISSING
         except OSError:

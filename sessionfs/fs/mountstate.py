@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from sessionfs import jsonfmt
 from sessionfs.entry import parse_entry, serialize_entry
@@ -50,11 +51,14 @@ from sessionfs.errors import (
     SessionNotFound,
 )
 from sessionfs.fs.control import ErrorLog
-from sessionfs.fs.handles import MetaHandle
+from sessionfs.fs.handles import Handle, MetaHandle
 from sessionfs.fs.index import SessionIndex
 from sessionfs.fs.paths import META_NAME, fail
-from sessionfs.fs.scratch import ScratchBudget, ScratchTree
+from sessionfs.fs.scratch import ScratchBudget, ScratchFile, ScratchTree
 from sessionfs.store.base import EntryRecord, Store
+
+if TYPE_CHECKING:
+    from sessionfs.store.sqlite import SqliteStore
 
 __all__ = ["DOOM_GRACE", "UNLINK_GRACE", "Doom", "MountState"]
 
@@ -175,7 +179,12 @@ class MountState:
         self.invalidate: Callable[[str], None] | None = None
         #: A store written through the openclaw Gateway (SQLite era): writable while a Gateway
         #: is live, decided per write; a save is diffed against what the writer was shown.
-        self.through_gateway = bool(getattr(store, "writes_through_gateway", False))
+        #: The same store typed as the one kind that says so (SqliteStore), for the writes
+        #: only such a store has.
+        self.gateway_store: SqliteStore | None = (
+            cast("SqliteStore", store) if getattr(store, "writes_through_gateway", False)
+            else None)
+        self.through_gateway = self.gateway_store is not None
         #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved
         #: here), the base a save is diffed against (see :meth:`commit`); and the same per
         #: (key, pid): an editor's save is diffed against what THAT process read, even when
@@ -335,7 +344,7 @@ class MountState:
 
     def dir_exists(self, top: str, key: str | None) -> str | None:
         """``"session"``, ``"pending"`` (a directory that is not a session yet) or None."""
-        if key is not None and self.index.meta_of(key) is not None:
+        if key is not None and self.index.exists(key):
             return "session"
         with self.lock:
             if top in self.pending or self.scratch.has_any(top):
@@ -505,10 +514,9 @@ class MountState:
                     cancelled = self.cancel_doom(key)
             try:
                 entry = parse_entry(raw, key=key, max_size=self.max_entry_size)
-                if self.through_gateway and moving_from is None:
+                if self.gateway_store is not None and moving_from is None:
                     # one guarded sessions.patch of what changed since the writer's read
-                    changed = self.store.put_edited(  # type: ignore[attr-defined]
-                        key, entry, self._base_of(key))
+                    changed = self.gateway_store.put_edited(key, entry, self._base_of(key))
                 else:
                     # a new key may not take another session's sessionId, except the one it
                     # moves away from (EEXIST from the store, recorded below like any refusal)
@@ -553,6 +561,132 @@ class MountState:
         self.snapshots.pop(key)
         self.peeked.pop(key)
         self.index.forget(key)
+
+    # -- open files' buffers (a scratch file's is shared by every handle open on it) -------------
+    def read_open_file(self, handle: Handle, size: int, offset: int) -> bytes:
+        with self.lock:
+            return handle.read(size, offset)
+
+    def write_open_file(self, handle: Handle, data: bytes, offset: int) -> int:
+        with self.lock:
+            return handle.write(data, offset)
+
+    def truncate_open_file(self, handle: Handle, length: int) -> None:
+        with self.lock:
+            handle.truncate(length)
+
+    def being_created(self, key: str) -> bool:
+        """Whether a ``meta.json`` of ``key`` is open for creation (listed while it is)."""
+        with self.lock:
+            return any(h.creating for h in self.open_meta.get(key, ()))
+
+    def prune_index(self, listed: set[str]) -> None:
+        """Forget what the index knows of sessions no longer listed, except those this mount
+        still shows (open, hidden, overlaid) and folders not yet sessions."""
+        with self.lock:
+            self.index.prune(listed, self.kept_keys(), set(self.pending))
+
+    # -- names: the namespace's transitions, each under the lock it needs -----------------------
+    def scratch_file(self, directory: str, name: str) -> ScratchFile | None:
+        """The editor file (or lock link) kept in memory at ``directory/name``, if any."""
+        with self.lock:
+            return self.scratch.get(directory, name)
+
+    def new_dir(self, top: str) -> None:
+        """``mkdir`` of a folder that is not a session yet (EEXIST over a scratch file)."""
+        with self.lock:
+            if self.scratch.get("", top) is not None:
+                fail(errno.EEXIST)
+            self.pending[top] = time.time_ns()
+
+    def created_through_gateway(self, key: str) -> None:
+        """The Gateway created ``key`` (``sessions.create``): listed from the store now."""
+        with self.lock:
+            self.index.changed(key)
+
+    def remove_dir(self, top: str) -> None:
+        """``rmdir`` of a folder that holds no session: ENOTEMPTY while files are in it;
+        files open in it keep their bytes."""
+        with self.lock:
+            if self.scratch.has_any(top):
+                fail(errno.ENOTEMPTY)
+            self.pending.pop(top, None)
+            self.scratch.drop_dir(top)
+
+    def put_scratch(self, directory: str, name: str, file: ScratchFile, *,
+                    exclusive: bool = False) -> None:
+        """Keep ``file`` at ``directory/name`` (``exclusive``: EEXIST when one is there)."""
+        with self.lock:
+            if exclusive and self.scratch.get(directory, name) is not None:
+                fail(errno.EEXIST)
+            self.scratch.put(directory, name, file)
+
+    def remove_scratch(self, directory: str, name: str) -> None:
+        """``unlink`` of an editor file (ENOENT when there is none)."""
+        with self.lock:
+            if self.scratch.pop(directory, name) is None:
+                fail(errno.ENOENT)
+
+    def move_scratch(self, src: tuple[str, str], dst: tuple[str, str] | None) -> None:
+        """An editor file moves to ``dst`` (None: it became a ``meta.json`` and is gone)."""
+        with self.lock:
+            file = self.scratch.pop(*src)
+            if file is not None and dst is not None:
+                self.scratch.put(*dst, file)
+
+    def hide_renamed_away(self, key: str, directory: str, name: str, file: ScratchFile) -> None:
+        """``meta.json`` renamed to an editor's backup name (``meta.json~``): the bytes live on
+        at the new name, the session stays and its meta.json is hidden for the grace."""
+        with self.lock:
+            self.scratch.put(directory, name, file)
+            self.hidden[key] = self.clock() + self.hide_grace
+            self.index.changed(key)
+
+    def require_dir_target(self, top: str, state: str | None) -> None:
+        """A folder may be renamed onto ``top`` (in ``state``) only if it is no session, no
+        file and empty."""
+        with self.lock:
+            if self.scratch.get("", top) is not None:
+                fail(errno.ENOTDIR)
+            if state == "session":
+                fail(errno.ENOTEMPTY, f"{top} is a session")
+            if state == "pending" and self.scratch.has_any(top):
+                fail(errno.ENOTEMPTY)
+
+    def dir_renamed(self, src: tuple[str | None, str], dst: tuple[str, str],
+                    session: bool) -> None:
+        """Folder ``src`` (key, top) is now ``dst`` (a session moved by the store when
+        ``session``): what the mount remembers and the files open in it follow."""
+        (src_key, src_top), (dst_key, dst_top) = src, dst
+        with self.lock:
+            if session:
+                assert src_key is not None
+                self.forget_session(src_key)
+                self.forget_session(dst_key)
+                self.retarget_open_files(src_key, moved_to=(dst_key, dst_top))
+            self.pending.pop(dst_top, None)
+            pending = self.pending.pop(src_top, None)
+            if not session and pending is not None:
+                self.pending[dst_top] = pending
+            self.scratch.drop_dir(dst_top)
+            self.scratch.move_dir(src_top, dst_top)
+        self.notify(src_top, dst_top)
+
+    def move_session(self, src: tuple[str, str], dst: tuple[str, str], data: bytes) -> None:
+        """``meta.json`` renamed onto another session's: copy, then delete (the entry is never
+        in neither place). The source folder stays until rmdir; files open on the source
+        follow it to the target, never do they bring the source back."""
+        (src_key, src_top), (dst_key, dst_top) = src, dst
+        self.commit(dst_key, dst_top, data, moving_from=src_key, replaces_file=True)
+        with self.lock:
+            self.pending[src_top] = time.time_ns()
+        try:
+            self.store.delete(src_key)
+        finally:
+            with self.lock:
+                self.forget_session(src_key)
+                self.retarget_open_files(src_key, moved_to=(dst_key, dst_top))
+        self.notify(src_top)
 
     # -- deferred deletes ------------------------------------------------------------------------
     @property
