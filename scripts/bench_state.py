@@ -175,6 +175,11 @@ def rss_through_a_mount(state: Path, mp: Path, results: dict[str, float | int | 
         time.sleep(1.1)  # past the mount's recheck interval (--timeout)
         assert target.read_bytes() != b""
         results["render_mount_rss_after_change_mb"] = _rss_mb(proc.pid)
+        # a walk that stats every transcript (du): what the daemon keeps per transcript is bounded
+        started = time.perf_counter()
+        subprocess.run(["du", "-s", str(mp / "agents" / "r")], check=True, capture_output=True)
+        results["render_mount_du_s"] = round(time.perf_counter() - started, 2)
+        results["render_mount_rss_after_du_mb"] = _rss_mb(proc.pid)
         results["render_mount_rss_bound_mb"] = 2 * size / 2**20 + 100
     finally:
         unmount(mp)

@@ -48,14 +48,13 @@ def _opened(tmp_path: Path, schema: int) -> Iterator[SqliteStore]:
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The keys whose row the store parsed, in order."""
     seen: list[str] = []
-    original = SqliteStore._entry
+    original = SqliteStore._entry_json  # every row's entry_json is parsed here
 
-    def counting(self: SqliteStore, conn: sqlite3.Connection, key: str,
-                 entry_json: bytes | str) -> dict[str, Any]:
+    def counting(self: SqliteStore, key: str, entry_json: bytes | str) -> dict[str, Any]:
         seen.append(key)
-        return original(self, conn, key, entry_json)
+        return original(self, key, entry_json)
 
-    monkeypatch.setattr(SqliteStore, "_entry", counting)
+    monkeypatch.setattr(SqliteStore, "_entry_json", counting)
     return seen
 
 

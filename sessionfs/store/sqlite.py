@@ -45,6 +45,7 @@ closes every inherited connection and opens its own (:meth:`SqliteStore._after_f
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import sqlite3
@@ -336,6 +337,16 @@ class SqliteStore(Store):
         """The entry of one row. ``entry_json`` comes as the stored bytes (``CAST(entry_json
         AS BLOB)``): a row that is not UTF-8 is then this row's error, not the whole query's.
         :raises StoreCorrupt: not JSON, not an object, not UTF-8, nested too deep."""
+        entry = self._entry_json(key, entry_json)
+        if self.schema.has_snapshots:
+            found = dict(conn.execute(
+                "SELECT field, CAST(value_json AS BLOB) FROM session_entry_snapshots "
+                "WHERE session_key = ?", (key,)).fetchall())
+            self._attach_snapshots(key, entry, found)
+        return entry
+
+    def _entry_json(self, key: str, entry_json: bytes | str) -> Entry:
+        """``entry_json`` parsed, without its snapshots. :raises StoreCorrupt:"""
         try:
             entry = jsonfmt.loads(entry_json)
         except InvalidJSON as exc:
@@ -346,10 +357,12 @@ class SqliteStore(Store):
         if not isinstance(entry, dict):
             raise StoreCorrupt(self.path, f"session {key!r}: entry_json is not a JSON object "
                                f"but {json_kind(entry)}")
-        if self.schema.has_snapshots:
-            found = dict(conn.execute(
-                "SELECT field, CAST(value_json AS BLOB) FROM session_entry_snapshots "
-                "WHERE session_key = ?", (key,)).fetchall())
+        return entry
+
+    def _attach_snapshots(self, key: str, entry: Entry, found: dict[str, bytes]) -> None:
+        """Schema 24's ``session_entry_snapshots`` values into ``entry``, in openclaw's order.
+        :raises StoreCorrupt: a snapshot value that is not JSON."""
+        if found:
             for field in SNAPSHOT_FIELDS:  # openclaw's attachSessionEntrySnapshots order
                 value_json = found.get(field)
                 if value_json is None:
@@ -359,7 +372,6 @@ class SqliteStore(Store):
                 except (InvalidJSON, RecursionError) as exc:
                     raise StoreCorrupt(self.path, f"session {key!r}: snapshot {field}: "
                                        f"{exc or 'nesting too deep to parse'}") from exc
-        return entry
 
     def read(self, key: str) -> EntryRecord:
         """One session. :raises StoreCorrupt: this row is damaged (see :meth:`damaged_rows`);
@@ -376,14 +388,21 @@ class SqliteStore(Store):
 
         return self._run(work)
 
-    def _parse_row(self, conn: sqlite3.Connection, key: str, entry_json: bytes,
-                   updated_at: object) -> EntryRecord | RefusedRow:
-        """One row read: its record, or why it is damaged (it costs only itself)."""
+    def _parse_row(self, conn: sqlite3.Connection | None, key: str, entry_json: bytes,
+                   updated_at: object, found: dict[str, bytes] | None = None
+                   ) -> EntryRecord | RefusedRow:
+        """One row read: its record, or why it is damaged (it costs only itself). ``found``:
+        its snapshot values, already read (then ``conn`` is not used)."""
         if not is_utf8(key):
             return damaged_row(shown(key), "session_key is not valid UTF-8: no path or command "
                             "can name this session")
         try:
-            entry = self._entry(conn, key, entry_json)
+            if found is None:
+                assert conn is not None, "a row without its snapshots needs the connection"
+                entry = self._entry(conn, key, entry_json)
+            else:
+                entry = self._entry_json(key, entry_json)
+                self._attach_snapshots(key, entry, found)
             data = serialize_entry(entry)
         except StoreCorrupt as exc:
             return damaged_row(key, exc.reason)
@@ -412,53 +431,64 @@ class SqliteStore(Store):
 
         return self._run(work)
 
-    def _snapshot_digests(self, conn: sqlite3.Connection) -> dict[str, bytes]:
-        """Per key, the stored snapshot rows' bytes (what :meth:`_entry` adds to the entry),
+    def _snapshot_rows(self, conn: sqlite3.Connection) -> dict[str, dict[str, bytes]]:
+        """Per key, the stored snapshot values (what :meth:`_entry` adds to the entry),
         unparsed, in one query."""
         if not self.schema.has_snapshots:
             return {}
-        joined: dict[str, list[bytes]] = {}
+        found: dict[str, dict[str, bytes]] = {}
         for key, field, value_json in conn.execute(
                 "SELECT session_key, field, CAST(value_json AS BLOB) "
                 "FROM session_entry_snapshots ORDER BY session_key, field"):
             if field in SNAPSHOT_FIELDS and value_json is not None:
-                joined.setdefault(key, []).append(field.encode() + b"\0" + value_json)
-        return {key: b"\0".join(parts) for key, parts in joined.items()}
+                found.setdefault(key, {})[field] = value_json
+        return found
 
     def stamped_records(self, unchanged: Callable[[str, bytes], bool]
                         ) -> Iterator[tuple[str, bytes, EntryRecord | None]]:
         """One read transaction; a row's stamp digests its stored ``entry_json`` and snapshot
         bytes as they are, so an unchanged row costs a digest, not a parse: re-rendering
-        100k sessions after one changed parses one. Damaged rows are left out (as by
-        :meth:`records`) and remembered for :meth:`damaged_rows`."""
+        100k sessions after one changed parses one. The rows that need it are parsed one at a
+        time as the caller takes them (after the transaction, from the bytes it read), so the
+        parsed entries of 100k sessions never live at once: their dicts, freed between the
+        caller's long-lived member bytes, would fragment the heap beyond what ``malloc_trim``
+        returns (RSS after a first render at 100k: 425 MB that way, 2xx MB this way). Damaged
+        rows are left out (as by :meth:`records`) and remembered for :meth:`damaged_rows`."""
         fingerprint = self.fingerprint()  # taken first: a commit during the scan moves it
 
-        def work(conn: sqlite3.Connection) -> tuple[list[tuple[str, bytes, EntryRecord | None]],
-                                                    list[RefusedRow]]:
-            snapshots = self._snapshot_digests(conn)
-            out: list[tuple[str, bytes, EntryRecord | None]] = []
-            damaged: list[RefusedRow] = []
+        def work(conn: sqlite3.Connection) -> list[tuple[str, bytes, bytes | None, object,
+                                                          dict[str, bytes]]]:
+            snapshots = self._snapshot_rows(conn)
+            rows: list[tuple[str, bytes, bytes | None, object, dict[str, bytes]]] = []
             for key, entry_json, updated_at in self._rows(conn):
+                found = snapshots.get(key, {})
                 if is_utf8(key):
                     digest = hashlib.blake2b(entry_json, digest_size=16)
-                    digest.update(b"\0" + snapshots.get(key, b""))
+                    for field in sorted(found):
+                        digest.update(b"\0" + field.encode() + b"\0" + found[field])
                     stamp = digest.digest()
                     if unchanged(key, stamp):
-                        out.append((key, stamp, None))
+                        rows.append((key, stamp, None, None, found))
                         continue
                 else:
                     stamp = b""
-                read = self._parse_row(conn, key, entry_json, updated_at)
-                if isinstance(read, RefusedRow):
-                    damaged.append(read)
-                else:
-                    out.append((read.key, stamp, read))
-            return out, damaged
+                rows.append((key, stamp, entry_json, updated_at, found))
+            return rows
 
-        rows, damaged = self._run(work)
+        rows = collections.deque(self._run(work))
+        damaged: list[RefusedRow] = []
+        while rows:  # each row's bytes go as it is parsed
+            key, stamp, entry_json, updated_at, found = rows.popleft()
+            if entry_json is None:
+                yield key, stamp, None
+                continue
+            read = self._parse_row(None, key, entry_json, updated_at, found)
+            if isinstance(read, RefusedRow):
+                damaged.append(read)
+            else:
+                yield read.key, stamp, read
         with self._damaged_lock:
             self._damaged = (fingerprint, damaged)
-        yield from rows
 
     def sessions_with_events(self) -> set[str] | None:
         if "transcript_events" not in self.schema.tables:
