@@ -77,7 +77,9 @@ def run_demo(folder: Path, *, legacy: bool = False, named: bool = False) -> int:
     else:
         again = "sessionfs demo --legacy" + (f" {shlex.quote(str(folder))}" if named else "")
         print(f"\nThe demo store (SQLite era, as openclaw >= 2026.8.1 keeps sessions) is "
-              f"mounted at {mountpoint}, read-only: the openclaw gateway owns that database."
-              f"\nTo edit sessions through the mount, try the file-era demo: {again}"
+              f"mounted at {mountpoint}, read-only: the openclaw Gateway owns that database "
+              f"and none runs for it (on your own install, with its Gateway running, the same "
+              f"mount edits sessions through it; see the README)."
+              f"\nTo edit sessions through the mount here, try the file-era demo: {again}"
               f"\nUnmount with: sessionfs umount {quoted}")
     return 0
