@@ -91,11 +91,7 @@ def main(argv: list[str]) -> int:
         state = args.state
         if state is None:
             gateway = Gateway(workdir)
-            started = time.monotonic()
-            gateway.build()
-            gateway.start()
-            print(f"gateway: state built and ready in {time.monotonic() - started:.1f}s "
-                  f"(Gateway start {gateway.startup_s}s)")
+            print(gateway.build_and_start())
             state = gateway.state
         results = measure(state, workdir, args.n)
     finally:

@@ -53,6 +53,14 @@ class Gateway:
                               capture_output=True, text=True, env=self.env, timeout=300)
         assert done.returncode == 0, f"make_sqlite_store.sh failed:\n{done.stdout}\n{done.stderr}"
 
+    def build_and_start(self) -> str:
+        """A fresh state by openclaw's import and its Gateway running; how long that took."""
+        started = time.monotonic()
+        self.build()
+        self.start()
+        return (f"gateway: state built and Gateway ready in {time.monotonic() - started:.1f}s "
+                f"(start {self.startup_s}s)")
+
     def start(self) -> None:
         pid_file = Path(f"{self.state}.gateway") / "pid"
         if self.pid and _is_zombie(self.pid):  # killed (not reaped: the script's kill -0 sees it)
@@ -129,11 +137,7 @@ def gateway_fixture() -> Iterator[Gateway]:
     """A real Gateway on a fresh imported state, for one test module; stopped at the end."""
     base = scratch_root()
     gw = Gateway(base)
-    started = time.monotonic()
-    gw.build()
-    gw.start()
-    print(f"\ngateway: state built and Gateway ready in {time.monotonic() - started:.1f}s "
-          f"(start {gw.startup_s}s)")
+    print(f"\n{gw.build_and_start()}")
     try:
         yield gw
     finally:

@@ -293,7 +293,7 @@ def _read_only_notice(store: Store, options: MountOptions) -> str | None:
     """One line for stderr when writes through the mount will not reach the store, or None."""
     if options.read_only:
         return f"note: serving {store.path} read-only (--read-only): writes fail with EROFS"
-    if getattr(store, "writes_through_gateway", False):
+    if store.writes_through_gateway:
         reason = store.read_only_reason
         return (f"note: {store.path} changes only through the openclaw Gateway; "
                 + ("one is live now: writes go through it" if reason is None else

@@ -182,7 +182,7 @@ class MountState:
         #: The same store typed as the one kind that says so (SqliteStore), for the writes
         #: only such a store has.
         self.gateway_store: SqliteStore | None = (
-            cast("SqliteStore", store) if getattr(store, "writes_through_gateway", False)
+            cast("SqliteStore", store) if store.writes_through_gateway
             else None)
         self.through_gateway = self.gateway_store is not None
         #: Gateway stores: key -> the meta.json bytes last shown to a reader (or last saved

@@ -127,7 +127,7 @@ class SessionView(DirectoryHandles):
         self.max_entry_size = max_entry_size
         read_only_reason: str | None = None
         #: SQLite era: writable while an openclaw Gateway is live, decided per write
-        through_gateway = bool(getattr(store, "writes_through_gateway", False))
+        through_gateway = store.writes_through_gateway
         if not through_gateway and store.read_only_reason is not None:
             read_only_reason = store.read_only_reason
         elif read_only:
